@@ -1,0 +1,38 @@
+//! Every error org_stats raises: one SQLSTATE, one message and one HINT per failure mode,
+//! so callers can match on the code and a human knows what to do next.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// Raises an ERROR; the current (sub)transaction aborts, so nothing the caller started is left
+/// half-done.
+pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
+    ErrorReport::new(code, message.into(), "org_stats")
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+pub fn not_tracked(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("table {table} is not tracked by org_stats"),
+        "Track it with org_stats.track(); org_stats.tracked_tables lists the tracked tables.",
+    )
+}
+
+pub fn cannot_read(table: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied for table {table}"),
+        "Counts of a table are visible to roles with SELECT on it; ask its owner to GRANT SELECT.",
+    )
+}
+
+pub fn not_owner(table: &str, action: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("must be owner of table {table} to {action} it"),
+        format!("Call org_stats.{action}() as the table's owner or a member of the owning role."),
+    )
+}

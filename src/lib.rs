@@ -1,0 +1,50 @@
+//! org_stats: exact per-organization, per-status row counts of application tables, kept by
+//! triggers inside PostgreSQL. This file only wires the modules together; each concern lives in
+//! one module:
+//! - `tracking`: track()/untrack(), the tracking DDL
+//! - `write_path` and `deltas`: the triggers and the per-statement delta map they fill
+//! - `reads`: count_by_status(), count(), counts()
+//! - `backfill`: counting rows that already exist
+//! - `registry`: the tracked-table registry and the argument types naming tables and columns
+//! - `text_form`: the text form under which values are counted
+//! - `security`: running the extension's SQL with its rights and a pinned search_path
+//! - `sql`: SPI with kept plans and the caller's snapshot
+//! - `errors`: every error, with its SQLSTATE and HINT
+
+use pgrx::prelude::*;
+
+mod backfill;
+mod deltas;
+mod errors;
+mod reads;
+mod registry;
+mod security;
+mod sql;
+mod text_form;
+mod tracking;
+mod write_path;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    write_path::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

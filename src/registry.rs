@@ -1,0 +1,153 @@
+//! The registry of tracked tables (`org_stats.tracked`): which table, which columns, under which
+//! stable `table_id`. Counters and triggers refer to the `table_id`, never to the table's OID,
+//! so they survive dump/restore and renames.
+
+use crate::errors;
+use crate::sql::{self, Access};
+use pgrx::callconv::{Arg, ArgAbi};
+use pgrx::pg_sys;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::prelude::*;
+
+/// A `regclass` argument: a table named by the caller, resolved (and checked to exist) by
+/// PostgreSQL's own input function before org_stats sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct RegClass(pub pg_sys::Oid);
+
+impl RegClass {
+    /// The table's name as `regclass` prints it (schema-qualified when not on the search path).
+    pub fn display(self) -> String {
+        // SAFETY: regclassout accepts any OID and returns a palloc'd C string.
+        unsafe {
+            let text = pg_sys::OidOutputFunctionCall(
+                pgrx::pg_sys::Oid::from(pg_sys::F_REGCLASSOUT),
+                pg_sys::Datum::from(self.0),
+            );
+            std::ffi::CStr::from_ptr(text)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    /// `"schema"."table"`, quoted for use in SQL text whatever the search_path.
+    pub fn qualified(self) -> String {
+        // SAFETY: lsyscache lookups of an existing relation.
+        unsafe {
+            let name = |p: *mut std::os::raw::c_char| {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            };
+            let schema = name(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(
+                self.0,
+            )));
+            let table = name(pg_sys::get_rel_name(self.0));
+            format!(
+                "{}.{}",
+                pgrx::spi::quote_identifier(schema),
+                pgrx::spi::quote_identifier(table)
+            )
+        }
+    }
+}
+
+impl FromDatum for RegClass {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
+        (!is_null).then(|| RegClass(pg_sys::Oid::from(datum.value() as u32)))
+    }
+}
+
+impl IntoDatum for RegClass {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self.0))
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::REGCLASSOID
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for RegClass {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        arg.unbox_arg_using_from_datum()
+            .expect("regclass argument is not NULL")
+    }
+}
+
+unsafe impl SqlTranslatable for RegClass {
+    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(RegClass);
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+        Ok(SqlMappingRef::literal("regclass"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("regclass")));
+}
+
+/// A `name` argument (a column name), as `pg_attribute.attname` stores it.
+pub struct Name(pub String);
+
+impl FromDatum for Name {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
+        (!is_null).then(|| {
+            let c = std::ffi::CStr::from_ptr(datum.cast_mut_ptr::<std::os::raw::c_char>());
+            Name(c.to_string_lossy().into_owned())
+        })
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for Name {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        arg.unbox_arg_using_from_datum()
+            .expect("name argument is not NULL")
+    }
+}
+
+unsafe impl SqlTranslatable for Name {
+    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(Name);
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("name"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("name")));
+}
+
+/// One registered table.
+pub struct Tracked {
+    pub table_id: i32,
+    pub org_column: String,
+    pub status_column: String,
+    pub backfilled: bool,
+}
+
+/// The registration of `table`, if it is tracked. Reads the caller's snapshot.
+pub fn find(table: RegClass) -> Option<Tracked> {
+    let mut found = None;
+    sql::kept(
+        "SELECT t.table_id, t.org_column::pg_catalog.text, t.status_column::pg_catalog.text, \
+                t.backfilled_at IS NOT NULL \
+           FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1",
+        &[table.into()],
+        Access::Read,
+        |row| {
+            found = Some(Tracked {
+                table_id: row.get(1).unwrap(),
+                org_column: row.get(2).unwrap(),
+                status_column: row.get(3).unwrap(),
+                backfilled: row.get(4).unwrap(),
+            })
+        },
+    );
+    found
+}
+
+/// The registration of `table`, or the not-tracked error naming it `name` (as the caller wrote it;
+/// under the extension's pinned search_path `display()` would qualify it).
+pub fn require_named(table: RegClass, name: &str) -> Tracked {
+    find(table).unwrap_or_else(|| errors::not_tracked(name))
+}

@@ -1,0 +1,95 @@
+//! Running org_stats' own SQL with the extension's rights: as the extension's owner, with
+//! `search_path` pinned to `pg_catalog, pg_temp`. This is what `SECURITY DEFINER SET search_path`
+//! does, done in Rust so the trigger write path pays for it once per flush, not once per row, and so
+//! the commit-time flush (which no SQL function wraps) gets the same protection.
+
+use crate::sql::{self, Access};
+use pgrx::pg_sys;
+use std::cell::Cell;
+use std::ffi::CString;
+
+thread_local! {
+    static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
+}
+
+/// The role that owns the extension and therefore its counter storage.
+fn extension_owner() -> pg_sys::Oid {
+    if let Some(owner) = OWNER.with(Cell::get) {
+        return owner;
+    }
+    let mut owner = None;
+    sql::kept(
+        "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'org_stats'",
+        &[],
+        Access::Read,
+        |row| owner = row.get::<pg_sys::Oid>(1),
+    );
+    let owner = owner.expect("org_stats is installed in this database");
+    OWNER.with(|o| o.set(Some(owner)));
+    owner
+}
+
+/// Restores the caller's identity and settings when the privileged section ends, including by
+/// unwinding (an ERROR); (sub)transaction abort would restore them too.
+struct Restore {
+    user: pg_sys::Oid,
+    context: i32,
+    guc_level: i32,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        // SAFETY: restores exactly what `as_extension_owner` saved, in reverse order.
+        unsafe {
+            pg_sys::AtEOXact_GUC(true, self.guc_level);
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+        }
+    }
+}
+
+/// Runs `f` as the extension owner with a pinned `search_path`.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
+    let owner = extension_owner();
+    let mut user = pg_sys::Oid::INVALID;
+    let mut context = 0;
+    let name = CString::new("search_path").unwrap();
+    let value = CString::new("pg_catalog, pg_temp").unwrap();
+    // SAFETY: plain calls into the backend's user-id and GUC machinery, undone by `Restore`.
+    let _restore = unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        let guc_level = pg_sys::NewGUCNestLevel();
+        let restore = Restore {
+            user,
+            context,
+            guc_level,
+        };
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        restore
+    };
+    f()
+}
+
+/// Whether the current user may SELECT from `relid` (what the count functions require).
+pub fn can_read(relid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup for an existing relation.
+    unsafe {
+        pg_sys::pg_class_aclcheck(
+            relid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_SELECT as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK
+    }
+}

@@ -1,0 +1,134 @@
+//! Running SQL through SPI with the semantics org_stats needs: statements on the hot paths are
+//! planned once per backend and kept, and reads run read-only on the caller's snapshot, exactly as
+//! a STABLE PL function would, so a count agrees with a GROUP BY in the same statement.
+
+use pgrx::datum::{DatumWithOid, FromDatum};
+use pgrx::pg_sys;
+use pgrx::spi::Spi;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+
+thread_local! {
+    /// Plans kept for the life of the backend, keyed by the address of their static SQL text.
+    static KEPT: RefCell<HashMap<usize, usize>> = RefCell::new(HashMap::new());
+}
+
+/// Whether a statement may see the caller's snapshot only (a read) or writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// One result row; valid only inside the callback it is passed to.
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    /// Column `n` (1-based), `None` for NULL.
+    pub fn get<T: FromDatum>(&self, n: i32) -> Option<T> {
+        let mut isnull = false;
+        // SAFETY: tuple and desc come from SPI_tuptable of the statement just executed.
+        unsafe {
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            T::from_datum(datum, isnull)
+        }
+    }
+}
+
+/// Runs a statement whose text is a `'static` string, planning it once per backend.
+pub fn kept(
+    sql: &'static str,
+    args: &[DatumWithOid],
+    access: Access,
+    each: impl FnMut(&Row),
+) -> u64 {
+    Spi::connect(|_| {
+        let key = sql.as_ptr() as usize;
+        let plan = KEPT
+            .with(|k| k.borrow().get(&key).copied())
+            .unwrap_or_else(|| {
+                let plan = prepare(sql, args);
+                // SAFETY: plan was just prepared in this SPI connection.
+                unsafe { pg_sys::SPI_keepplan(plan) };
+                KEPT.with(|k| k.borrow_mut().insert(key, plan as usize));
+                plan as usize
+            });
+        run(plan as pg_sys::SPIPlanPtr, args, access, each)
+    })
+}
+
+/// Runs a statement built at run time (identifiers quoted by the caller), planned for this call.
+pub fn once(sql: &str, args: &[DatumWithOid], access: Access, each: impl FnMut(&Row)) -> u64 {
+    Spi::connect(|_| {
+        let plan = prepare(sql, args);
+        let processed = run(plan, args, access, each);
+        // SAFETY: the plan belongs to this SPI connection and is not used again.
+        unsafe { pg_sys::SPI_freeplan(plan) };
+        processed
+    })
+}
+
+/// Runs a statement for its effect.
+pub fn exec(sql: &str, args: &[DatumWithOid]) -> u64 {
+    once(sql, args, Access::Write, |_| {})
+}
+
+fn prepare(sql: &str, args: &[DatumWithOid]) -> pg_sys::SPIPlanPtr {
+    let text = CString::new(sql).expect("SQL text contains no NUL byte");
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    // SAFETY: text and types outlive the call; SPI raises an ERROR itself on a bad statement.
+    let plan =
+        unsafe { pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+    assert!(!plan.is_null(), "SPI_prepare failed: {}", unsafe {
+        pg_sys::SPI_result
+    });
+    plan
+}
+
+fn run(
+    plan: pg_sys::SPIPlanPtr,
+    args: &[DatumWithOid],
+    access: Access,
+    mut each: impl FnMut(&Row),
+) -> u64 {
+    let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(args.len());
+    let mut nulls: Vec<std::os::raw::c_char> = Vec::with_capacity(args.len());
+    for arg in args {
+        match arg.datum() {
+            Some(d) => {
+                values.push(d.sans_lifetime());
+                nulls.push(b' ' as std::os::raw::c_char);
+            }
+            None => {
+                values.push(pg_sys::Datum::from(0usize));
+                nulls.push(b'n' as std::os::raw::c_char);
+            }
+        }
+    }
+    // SAFETY: values/nulls match the plan's argument count; results are read before SPI_finish.
+    unsafe {
+        let status = pg_sys::SPI_execute_plan(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+            access == Access::Read,
+            0,
+        );
+        assert!(status >= 0, "SPI_execute_plan failed with status {status}");
+        let processed = pg_sys::SPI_processed;
+        let table = pg_sys::SPI_tuptable;
+        if !table.is_null() {
+            for i in 0..(*table).numvals as usize {
+                each(&Row {
+                    tuple: *(*table).vals.add(i),
+                    desc: (*table).tupdesc,
+                });
+            }
+        }
+        processed
+    }
+}

@@ -1,0 +1,227 @@
+//! Tracking DDL: `track()` validates a table, registers it, installs its triggers and (unless told
+//! not to) counts its existing rows, all in the caller's transaction; `untrack()` undoes all of it.
+
+use crate::backfill;
+use crate::errors::{self, raise};
+use crate::registry::{self, Name, RegClass};
+use crate::security;
+use crate::sql::{self, Access};
+use crate::text_form;
+use pgrx::prelude::*;
+use pgrx::spi::quote_literal;
+use pgrx::{pg_sys, PgSqlErrorCode};
+
+/// The triggers of one tracked table; the table_id in their names lets a partition be tracked on
+/// its own as well as through its parent.
+fn trigger_names(table_id: i32) -> [String; 3] {
+    ["row", "flush", "truncate"].map(|kind| format!("org_stats_{kind}_{table_id}"))
+}
+
+/// Refuses what org_stats cannot count exactly, before anything is changed.
+fn validate(table: RegClass, org_column: &str, status_column: &str) {
+    let name = table.display();
+    let mut class = None;
+    sql::kept(
+        "SELECT c.relkind::pg_catalog.text, c.relpersistence::pg_catalog.text, \
+                pg_catalog.pg_has_role(c.relowner, 'USAGE') \
+           FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[table.into()],
+        Access::Read,
+        |row| {
+            class = Some((
+                row.get::<String>(1).unwrap(),
+                row.get::<String>(2).unwrap(),
+                row.get::<bool>(3).unwrap(),
+            ))
+        },
+    );
+    let (relkind, persistence, owner) = class.unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation {name} does not exist"),
+            "Check the table name.",
+        )
+    });
+    if relkind != "r" && relkind != "p" {
+        raise(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("{name} is not a table"),
+            "org_stats tracks plain and partitioned tables; track the table a view or materialized view reads from.",
+        );
+    }
+    if persistence != "p" {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{name} is a {} table", if persistence == "t" { "temporary" } else { "unlogged" }),
+            "org_stats tracks permanent tables only: temporary tables vanish with their session and unlogged ones \
+             are emptied by a crash, while the counters are shared and crash-safe.",
+        );
+    }
+    if !owner {
+        errors::not_owner(&name, "track");
+    }
+    if security::as_extension_owner(|| registry::find(table)).is_some() {
+        raise(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("table {name} is already tracked by org_stats"),
+            "To change its columns, call org_stats.untrack() first, then org_stats.track() again.",
+        );
+    }
+    for (role, column) in [("org_column", org_column), ("status_column", status_column)] {
+        let mut type_oid = None;
+        sql::kept(
+            "SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 \
+                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+            &[table.into(), column.into()],
+            Access::Read,
+            |row| type_oid = row.get::<pg_sys::Oid>(1),
+        );
+        let Some(type_oid) = type_oid else {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{column}\" of relation {name} does not exist"),
+                format!("Name the column with {role} => '...'; column names are case-sensitive."),
+            );
+        };
+        if text_form::for_type(type_oid).is_none() {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("column \"{column}\" of relation {name} has a type org_stats cannot count by"),
+                "Supported types: text, varchar, char(n), name, uuid, smallint, integer, bigint, enums, \
+                 and domains over them.",
+            );
+        }
+    }
+}
+
+fn create_triggers(table: RegClass, table_id: i32, org_column: &str, status_column: &str) {
+    let [row, flush, truncate] = trigger_names(table_id);
+    let args = format!(
+        "'{table_id}', {}, {}",
+        quote_literal(org_column),
+        quote_literal(status_column)
+    );
+    // Row triggers on a partitioned table are cloned onto every partition, now and later;
+    // statement triggers are not, so each partition gets its own for statements that name it.
+    sql::exec(
+        &format!(
+            "CREATE TRIGGER {row} AFTER INSERT OR UPDATE OR DELETE ON {} \
+             FOR EACH ROW EXECUTE FUNCTION org_stats.org_stats_row_trigger({args})",
+            table.qualified()
+        ),
+        &[],
+    );
+    let mut tree = Vec::new();
+    sql::kept(
+        "SELECT $1 UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t",
+        &[table.into()],
+        Access::Read,
+        |r| tree.push(RegClass(r.get::<pg_sys::Oid>(1).unwrap())),
+    );
+    for rel in tree {
+        let rel = rel.qualified();
+        sql::exec(
+            &format!(
+                "CREATE TRIGGER {flush} AFTER INSERT OR UPDATE OR DELETE ON {rel} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_flush_trigger({args})"
+            ),
+            &[],
+        );
+        sql::exec(
+            &format!(
+                "CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {rel} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_truncate_trigger({args})"
+            ),
+            &[],
+        );
+    }
+}
+
+/// Starts counting `tbl`. See the README for the semantics.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn track(
+    tbl: RegClass,
+    org_column: default!(Name, "'workos_org_id'"),
+    status_column: default!(Name, "'status'"),
+    backfill: default!(bool, true),
+) {
+    let (org_column, status_column) = (org_column.0, status_column.0);
+    validate(tbl, &org_column, &status_column);
+    // SAFETY: reads the transaction's isolation level.
+    if backfill && unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+            "org_stats.track() with backfill must run at READ COMMITTED",
+            "At REPEATABLE READ the snapshot predates the lock that stops writers, so rows committed in \
+             between would be missed. Run it at READ COMMITTED, or use backfill => false and CALL org_stats.backfill().",
+        );
+    }
+    security::as_extension_owner(|| {
+        // Writers wait from here until commit; the count below then sees every committed row.
+        sql::exec(
+            &format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", tbl.qualified()),
+            &[],
+        );
+        let mut table_id = 0;
+        sql::kept(
+            "INSERT INTO org_stats.tracked (relid, org_column, status_column) VALUES ($1, $2, $3) RETURNING table_id",
+            &[tbl.into(), org_column.as_str().into(), status_column.as_str().into()],
+            Access::Write,
+            |row| table_id = row.get(1).unwrap(),
+        );
+        create_triggers(tbl, table_id, &org_column, &status_column);
+        if backfill {
+            backfill::count_existing(tbl, table_id, &org_column, &status_column);
+            sql::kept(
+                "UPDATE org_stats.tracked t SET backfilled_at = pg_catalog.now() \
+                  WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+                &[table_id.into()],
+                Access::Write,
+                |_| {},
+            );
+        }
+    });
+}
+
+/// Stops counting `tbl`: drops its triggers, its counters and its registration.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn untrack(tbl: RegClass) {
+    let name = tbl.display();
+    let tracked = security::as_extension_owner(|| registry::find(tbl))
+        .unwrap_or_else(|| errors::not_tracked(&name));
+    let mut owner = false;
+    sql::kept(
+        "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[tbl.into()],
+        Access::Read,
+        |row| owner = row.get(1).unwrap(),
+    );
+    if !owner {
+        errors::not_owner(&name, "untrack");
+    }
+    let names: Vec<String> = trigger_names(tracked.table_id).into();
+    security::as_extension_owner(|| {
+        let mut drops = Vec::new();
+        sql::kept(
+            "SELECT pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass) \
+               FROM pg_catalog.pg_trigger t \
+              WHERE t.tgparentid OPERATOR(pg_catalog.=) 0 AND t.tgname OPERATOR(pg_catalog.=) ANY ($2) \
+                AND (t.tgrelid OPERATOR(pg_catalog.=) $1 \
+                     OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p))",
+            &[tbl.into(), names.into()],
+            Access::Read,
+            |row| drops.push(row.get::<String>(1).unwrap()),
+        );
+        for drop in drops {
+            sql::exec(&drop, &[]);
+        }
+        for delete in [
+            "DELETE FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
+            "DELETE FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) $1",
+            "DELETE FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+        ] {
+            sql::exec(delete, &[tracked.table_id.into()]);
+        }
+    });
+}
