@@ -52,7 +52,7 @@ fn validate(table: RegClass, org_column: &str, status_column: &str) {
     if persistence != "p" {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("{name} is a {} table", if persistence == "t" { "temporary" } else { "unlogged" }),
+            format!("{name} is {}", if persistence == "t" { "a temporary table" } else { "an unlogged table" }),
             "org_stats tracks permanent tables only: temporary tables vanish with their session and unlogged ones \
              are emptied by a crash, while the counters are shared and crash-safe.",
         );

@@ -1,0 +1,54 @@
+-- Installs org_stats and the oracle every other test compares against: a live GROUP BY on the
+-- base table, in the same statement (so the same snapshot) as the counts under test.
+CREATE EXTENSION org_stats;
+
+-- Every (org, status) where org_stats.count_by_status() disagrees with a live GROUP BY.
+-- The orgs checked are those with rows plus those org_stats still has counts for.
+CREATE FUNCTION mismatches(tbl regclass, org_col name DEFAULT 'workos_org_id', status_col name DEFAULT 'status')
+RETURNS TABLE (org_id text, status text, counted bigint, actual bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        WITH actual AS (
+            SELECT %1$I::text AS org_id, %2$I::text AS status, count(*) AS n
+              FROM %3$s WHERE %1$I IS NOT NULL GROUP BY 1, 2),
+        orgs AS (
+            SELECT a.org_id FROM actual a
+            UNION SELECT s.org_id FROM org_stats.organization_stats s WHERE s.table_name = %3$L::regclass),
+        counted AS (
+            SELECT o.org_id, c.status, c.count FROM orgs o, org_stats.count_by_status(%3$L, o.org_id) c)
+        SELECT coalesce(a.org_id, c.org_id), coalesce(a.status, c.status), c.count, a.n
+          FROM actual a FULL JOIN counted c
+            ON a.org_id = c.org_id AND a.status IS NOT DISTINCT FROM c.status
+         WHERE a.n IS DISTINCT FROM c.count
+         ORDER BY 1, 2 $q$, org_col, status_col, tbl);
+END
+$fn$;
+
+-- The freight app's tables.
+CREATE TYPE load_status AS ENUM ('Open', 'Dispatched', 'Delivered', 'Cancelled');
+CREATE TABLE loads (
+    id            bigserial PRIMARY KEY,
+    workos_org_id text,
+    status        load_status,
+    reference     text
+);
+CREATE TABLE invoices (
+    id            bigserial PRIMARY KEY,
+    workos_org_id text NOT NULL,
+    status        text NOT NULL DEFAULT 'DRAFT',
+    amount        numeric
+);
+SELECT extname, extversion FROM pg_extension WHERE extname = 'org_stats';
+
+-- Runs a statement expected to fail and shows its SQLSTATE, message and hint (the statement runs
+-- in a subtransaction, so whatever it did is rolled back with it).
+CREATE FUNCTION error_of(stmt text, OUT code text, OUT message text, OUT hint text)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE stmt;
+    message := 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+END
+$fn$;
