@@ -81,22 +81,26 @@ stop_cluster() {
     fi
 }
 
-# pg_regress and pg_isolation_regress write their results next to the tests; they run as postgres.
-regress() { # runner inputdir schedule-file
+PASSED=0
+# pg_regress / pg_isolation_regress over a schedule; results go to a scratch directory.
+regress() { # runner inputdir
     local runner=$1 dir=$2 out
     out=$(mktemp -d /tmp/org_stats_results.XXXXXX)
     chmod 777 "$out"
     if ! "$runner" --host="$PGHOST" --port="$PGPORT" --user=postgres --inputdir="$dir" --outputdir="$out" \
             --dbname=org_stats_test --schedule="$dir/schedule"; then
         cat "$out/regression.diffs" 2>/dev/null || true
+        echo "org_stats: $PASSED passed, 1 failed"
         return 1
     fi
+    PASSED=$((PASSED + $(grep -c '^test: ' "$dir/schedule")))
     rm -rf "$out"
 }
 
 run_tests() {
     log "pgrx unit tests"
-    cargo pgrx test pg$PG_MAJOR --runas postgres --pgdata "/tmp/org_stats_pgrx_data"
+    cargo pgrx test pg$PG_MAJOR --runas postgres --pgdata "/tmp/org_stats_pgrx_data" 2>&1 | tee /tmp/org_stats_pgrx_test.log
+    PASSED=$((PASSED + $(grep -o '[0-9]* passed' /tmp/org_stats_pgrx_test.log | tail -1 | cut -d' ' -f1)))
     install_extension debug
     start_cluster
     log "pg_regress: SQL surface"
@@ -105,7 +109,10 @@ run_tests() {
     regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation
     log "randomized model test"
     ORG_STATS_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
-        cargo test --release --manifest-path tests/model/Cargo.toml -- --nocapture
+        cargo test --release --manifest-path tests/model/Cargo.toml --test randomized_invariant -- --nocapture
+    PASSED=$((PASSED + 1))
+    log "all suites green"
+    echo "org_stats: $PASSED passed, 0 failed"
 }
 
 run_demo() {

@@ -7,7 +7,7 @@ INSERT INTO loads (workos_org_id, status) VALUES ('globex', 'Open'), (NULL, 'Ope
 SELECT org_stats.track('loads');
 SELECT table_name, org_column, status_column, tracked_at IS NOT NULL AS tracked, backfilled_at IS NOT NULL AS backfilled
   FROM org_stats.tracked_tables;
-SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'loads'::regclass ORDER BY tgname;
+SELECT regexp_replace(tgname, '[0-9]+$', '<table_id>') AS trigger, tgenabled FROM pg_trigger WHERE tgrelid = 'loads'::regclass ORDER BY 1;
 
 -- Existing rows were counted by the backfill; the NULL org belongs to nobody.
 SELECT * FROM org_stats.count_by_status('loads', 'acme');

@@ -1,0 +1,290 @@
+//! Randomized model-based test of the org_stats invariant: thousands of random writes through every
+//! write path (single and multi-row INSERT, INSERT ... SELECT, COPY, status and org UPDATEs, other
+//! UPDATEs, DELETE, ON CONFLICT, MERGE, writable CTEs, TRUNCATE, rows moving between partitions),
+//! mixed with transactions at every isolation level, savepoints rolled back or released, and
+//! rollbacks. After every step, and inside open transactions, every org's count_by_status() and
+//! count() must equal a live GROUP BY in the same statement.
+//!
+//! Needs ORG_STATS_DSN (pg_test.sh sets it). ORG_STATS_SEED replays a run; ORG_STATS_OPS sets
+//! the number of operations (default 5000).
+
+use postgres::{Client, NoTls};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::io::Write;
+
+/// One tracked table of the model: its name, columns, and how to make org and status values.
+struct Table {
+    name: &'static str,
+    org_column: &'static str,
+    orgs: Vec<String>,
+    statuses: Vec<&'static str>,
+}
+
+const STATUS_SENTINEL: &str = "\u{1}null";
+
+fn setup(client: &mut Client) -> Vec<Table> {
+    client
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS model CASCADE;
+             CREATE EXTENSION IF NOT EXISTS org_stats;
+             CREATE SCHEMA model;
+             CREATE TYPE model.load_status AS ENUM ('Open', 'Dispatched', 'Delivered', 'Cancelled');
+             CREATE TABLE model.loads (id bigserial PRIMARY KEY, workos_org_id uuid, status model.load_status, note text);
+             CREATE TABLE model.invoices (id bigserial PRIMARY KEY, workos_org_id text, status text, note text);
+             CREATE TABLE model.shipments (id bigint, org integer, status text, note text) PARTITION BY LIST (status);
+             CREATE TABLE model.shipments_active PARTITION OF model.shipments FOR VALUES IN ('Open', 'Dispatched');
+             CREATE TABLE model.shipments_done PARTITION OF model.shipments FOR VALUES IN ('Delivered', 'Cancelled');
+             CREATE TABLE model.shipments_rest PARTITION OF model.shipments DEFAULT;
+             SELECT org_stats.track('model.loads');
+             SELECT org_stats.track('model.invoices');
+             SELECT org_stats.track('model.shipments', org_column => 'org');",
+        )
+        .expect("set up the model schema");
+    let uuid = |i: u32| format!("00000000-0000-4000-8000-{i:012}");
+    vec![
+        Table {
+            name: "model.loads",
+            org_column: "workos_org_id",
+            orgs: (1..=6).map(uuid).collect(),
+            statuses: vec!["Open", "Dispatched", "Delivered", "Cancelled"],
+        },
+        Table {
+            name: "model.invoices",
+            org_column: "workos_org_id",
+            orgs: ["hot", "acme", "globex", "initech", "umbrella", "O'Brien & Co"].map(String::from).to_vec(),
+            statuses: vec!["DRAFT", "SENT", "PAID", "VOID"],
+        },
+        Table {
+            name: "model.shipments",
+            org_column: "org",
+            orgs: (1..=6).map(|i| (i * 7).to_string()).collect(),
+            statuses: vec!["Open", "Dispatched", "Delivered", "Cancelled", "Lost"],
+        },
+    ]
+}
+
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+impl Table {
+    fn cast(&self) -> &'static str {
+        match self.name {
+            "model.loads" => "::model.load_status",
+            _ => "",
+        }
+    }
+
+    /// A random org literal (hot org favoured, sometimes NULL) and status literal (sometimes NULL).
+    fn org(&self, rng: &mut StdRng) -> String {
+        match rng.gen_range(0..20) {
+            0 => "NULL".into(),
+            1..=8 => quote(&self.orgs[0]),
+            _ => quote(self.orgs.choose(rng).unwrap()),
+        }
+    }
+
+    fn status(&self, rng: &mut StdRng) -> String {
+        if rng.gen_range(0..15) == 0 {
+            "NULL".into()
+        } else {
+            format!("{}{}", quote(self.statuses.choose(rng).unwrap()), self.cast())
+        }
+    }
+
+    fn org_col(&self) -> &'static str {
+        self.org_column
+    }
+
+    /// A random write statement (or statements) through one of the write paths.
+    fn random_write(&self, rng: &mut StdRng, client: &mut Client) -> Result<String, postgres::Error> {
+        let (t, org_col) = (self.name, self.org_col());
+        let pick = format!("(SELECT ctid FROM {t} ORDER BY random() LIMIT {})", rng.gen_range(1..6));
+        let sql = match rng.gen_range(0..15) {
+            0 | 1 => format!(
+                "INSERT INTO {t} (id, {org_col}, status) VALUES ({}, {}, {})",
+                self.next_id(),
+                self.org(rng),
+                self.status(rng)
+            ),
+            2 => {
+                let rows: Vec<String> = (0..rng.gen_range(2..6))
+                    .map(|i| format!("({} + {i}, {}, {})", self.next_id(), self.org(rng), self.status(rng)))
+                    .collect();
+                format!("INSERT INTO {t} (id, {org_col}, status) VALUES {}", rows.join(", "))
+            }
+            3 => format!(
+                "INSERT INTO {t} (id, {org_col}, status) SELECT {} + i, {}, {} FROM generate_series(0, {}) i",
+                self.next_id(),
+                self.org(rng),
+                self.status(rng),
+                rng.gen_range(1..40)
+            ),
+            4 => return self.copy(rng, client),
+            5 | 6 => format!("UPDATE {t} SET status = {} WHERE ctid = ANY (ARRAY{pick})", self.status(rng)),
+            7 => format!("UPDATE {t} SET {org_col} = {} WHERE ctid = ANY (ARRAY{pick})", self.org(rng)),
+            8 => format!("UPDATE {t} SET note = md5(random()::text) WHERE ctid = ANY (ARRAY{pick})"),
+            9 => format!(
+                "UPDATE {t} SET status = {} WHERE {org_col} = {} AND status IS NOT DISTINCT FROM {}",
+                self.status(rng),
+                self.org(rng),
+                self.status(rng)
+            ),
+            10 => format!("DELETE FROM {t} WHERE ctid = ANY (ARRAY{pick})"),
+            11 if t != "model.shipments" => format!(
+                "INSERT INTO {t} (id, {org_col}, status) SELECT id + {}, {}, {} FROM {t} ORDER BY random() LIMIT 3 \
+                 ON CONFLICT (id) DO {}",
+                rng.gen_range(0..3),
+                self.org(rng),
+                self.status(rng),
+                if rng.gen_bool(0.5) { "NOTHING".to_string() } else { format!("UPDATE SET status = {}", self.status(rng)) }
+            ),
+            11 | 12 => format!(
+                "MERGE INTO {t} x USING ((SELECT id, random() < 0.3 AS drop_it FROM {t} ORDER BY random() LIMIT 4) \
+                                         UNION ALL (SELECT {} + 1000000, false)) s ON x.id = s.id \
+                 WHEN MATCHED AND s.drop_it THEN DELETE \
+                 WHEN MATCHED THEN UPDATE SET status = {}, {org_col} = {} \
+                 WHEN NOT MATCHED THEN INSERT (id, {org_col}, status) VALUES (s.id, {}, {})",
+                self.next_id(),
+                self.status(rng),
+                self.org(rng),
+                self.org(rng),
+                self.status(rng)
+            ),
+            13 => format!(
+                "WITH moved AS (UPDATE {t} SET status = {} WHERE ctid = ANY (ARRAY{pick}) RETURNING {org_col}), \
+                      gone AS (DELETE FROM {t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} ORDER BY random() LIMIT 2))) \
+                 INSERT INTO {t} (id, {org_col}, status) SELECT {} + row_number() OVER (), {org_col}, {} FROM moved",
+                self.status(rng),
+                self.next_id(),
+                self.status(rng)
+            ),
+            _ if rng.gen_range(0..8) == 0 => format!("TRUNCATE {t}"),
+            _ => format!("UPDATE {t} SET status = {} WHERE ctid = ANY (ARRAY{pick})", self.status(rng)),
+        };
+        client.batch_execute(&sql)?;
+        Ok(sql)
+    }
+
+    fn next_id(&self) -> String {
+        format!("(SELECT coalesce(max(id), 0) + 1 FROM {})", self.name)
+    }
+
+    fn copy(&self, rng: &mut StdRng, client: &mut Client) -> Result<String, postgres::Error> {
+        let max_id: i64 = client.query_one(&format!("SELECT coalesce(max(id), 0) FROM {}", self.name), &[])?.get(0);
+        let mut data = String::new();
+        for i in 1..=rng.gen_range(1..8) {
+            let org = if rng.gen_range(0..10) == 0 { "\\N".to_string() } else { self.orgs.choose(rng).unwrap().clone() };
+            let status = if rng.gen_range(0..10) == 0 { "\\N" } else { self.statuses.choose(rng).unwrap() };
+            data.push_str(&format!("{}\t{org}\t{status}\n", max_id + i));
+        }
+        let sql = format!("COPY {} (id, {}, status) FROM STDIN", self.name, self.org_col());
+        let mut writer = client.copy_in(&sql)?;
+        writer.write_all(data.as_bytes()).expect("COPY data is sent");
+        writer.finish()?;
+        Ok(format!("{sql}\n{data}"))
+    }
+
+    /// Rows where count_by_status() or count() disagrees with a live GROUP BY, in one statement.
+    fn mismatches(&self, client: &mut Client) -> Vec<String> {
+        let (t, org) = (self.name, self.org_col());
+        let sql = format!(
+            "WITH actual AS (
+                 SELECT {org}::text AS org_id, status::text AS status, count(*) AS n
+                   FROM {t} WHERE {org} IS NOT NULL GROUP BY 1, 2),
+             orgs AS (SELECT unnest($1::text[]) AS org_id UNION SELECT org_id FROM actual),
+             counted AS (
+                 SELECT o.org_id, c.status, c.count FROM orgs o, org_stats.count_by_status('{t}', o.org_id) c),
+             by_status AS (
+                 SELECT coalesce(a.org_id, c.org_id) AS org_id, coalesce(a.status, c.status) AS status,
+                        c.count AS counted, a.n AS actual
+                   FROM actual a FULL JOIN counted c
+                     ON a.org_id = c.org_id AND coalesce(a.status, $2) = coalesce(c.status, $2)
+                  WHERE a.n IS DISTINCT FROM c.count),
+             totals AS (
+                 SELECT o.org_id, 'TOTAL' AS status, org_stats.count('{t}', o.org_id) AS counted,
+                        (SELECT coalesce(sum(n), 0) FROM actual a WHERE a.org_id = o.org_id)::bigint AS actual
+                   FROM orgs o)
+             SELECT format('%s %s %s: counted %s, actual %s', '{t}', org_id, coalesce(status, 'NULL'), counted, actual)
+               FROM (SELECT * FROM by_status UNION ALL SELECT * FROM totals WHERE counted <> actual) m"
+        );
+        client
+            .query(&sql, &[&self.orgs, &STATUS_SENTINEL])
+            .expect("oracle query runs")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
+#[test]
+fn counts_match_group_by_after_every_random_operation() {
+    let dsn = std::env::var("ORG_STATS_DSN").expect("ORG_STATS_DSN must name the test cluster (./pg_test.sh sets it)");
+    let seed: u64 = std::env::var("ORG_STATS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let ops: usize = std::env::var("ORG_STATS_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    println!("randomized model test: seed {seed} (replay with ORG_STATS_SEED={seed}), {ops} operations");
+
+    let mut client = Client::connect(&dsn, NoTls).expect("connect to the test cluster");
+    let tables = setup(&mut client);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut history: Vec<String> = Vec::new();
+    let mut checks = 0;
+    let mut done = 0;
+
+    let check = |client: &mut Client, history: &[String], checks: &mut usize| {
+        for table in &tables {
+            let bad = table.mismatches(client);
+            *checks += 1;
+            assert!(
+                bad.is_empty(),
+                "seed {seed}: invariant broken after:\n{}\nmismatches:\n{}",
+                history[history.len().saturating_sub(12)..].join("\n"),
+                bad.join("\n")
+            );
+        }
+    };
+
+    while done < ops {
+        if rng.gen_bool(0.3) {
+            let level = ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"].choose(&mut rng).unwrap();
+            client.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}")).unwrap();
+            history.push(format!("BEGIN ISOLATION LEVEL {level}"));
+            let mut savepoint = false;
+            for _ in 0..rng.gen_range(1..6) {
+                if !savepoint && rng.gen_bool(0.3) {
+                    client.batch_execute("SAVEPOINT s").unwrap();
+                    history.push("SAVEPOINT s".into());
+                    savepoint = true;
+                }
+                let table = tables.choose(&mut rng).unwrap();
+                let sql = table.random_write(&mut rng, &mut client).expect("write succeeds");
+                history.push(sql);
+                done += 1;
+                if savepoint && rng.gen_bool(0.3) {
+                    let end = if rng.gen_bool(0.5) { "ROLLBACK TO SAVEPOINT s" } else { "RELEASE SAVEPOINT s" };
+                    client.batch_execute(end).unwrap();
+                    history.push(end.into());
+                    savepoint = false;
+                }
+                check(&mut client, &history, &mut checks);
+            }
+            let end = if rng.gen_bool(0.25) { "ROLLBACK" } else { "COMMIT" };
+            client.batch_execute(end).unwrap();
+            history.push(end.into());
+        } else {
+            let table = tables.choose(&mut rng).unwrap();
+            let sql = table.random_write(&mut rng, &mut client).expect("write succeeds");
+            history.push(sql);
+            done += 1;
+        }
+        check(&mut client, &history, &mut checks);
+    }
+    let rows: i64 = client
+        .query_one("SELECT (SELECT count(*) FROM model.loads) + (SELECT count(*) FROM model.invoices) + (SELECT count(*) FROM model.shipments)", &[])
+        .unwrap()
+        .get(0);
+    println!("{done} operations, {checks} invariant checks, 0 mismatches, {rows} rows at the end");
+    client.batch_execute("DROP SCHEMA model CASCADE").unwrap();
+}
