@@ -256,13 +256,13 @@ unsafe extern "C-unwind" fn on_xact(
     _arg: *mut std::os::raw::c_void,
 ) {
     match event {
-        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            if deltas::len() > 0 {
-                // No statement is running at commit, so the flush needs a snapshot of its own.
-                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-                write(deltas::take_all());
-                pg_sys::PopActiveSnapshot();
-            }
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE
+            if deltas::len() > 0 =>
+        {
+            // No statement is running at commit, so the flush needs a snapshot of its own.
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            write(deltas::take_all());
+            pg_sys::PopActiveSnapshot();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_COMMIT

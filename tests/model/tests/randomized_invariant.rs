@@ -53,7 +53,16 @@ fn setup(client: &mut Client) -> Vec<Table> {
         Table {
             name: "model.invoices",
             org_column: "workos_org_id",
-            orgs: ["hot", "acme", "globex", "initech", "umbrella", "O'Brien & Co"].map(String::from).to_vec(),
+            orgs: [
+                "hot",
+                "acme",
+                "globex",
+                "initech",
+                "umbrella",
+                "O'Brien & Co",
+            ]
+            .map(String::from)
+            .to_vec(),
             statuses: vec!["DRAFT", "SENT", "PAID", "VOID"],
         },
         Table {
@@ -90,7 +99,11 @@ impl Table {
         if rng.gen_range(0..15) == 0 {
             "NULL".into()
         } else {
-            format!("{}{}", quote(self.statuses.choose(rng).unwrap()), self.cast())
+            format!(
+                "{}{}",
+                quote(self.statuses.choose(rng).unwrap()),
+                self.cast()
+            )
         }
     }
 
@@ -99,9 +112,16 @@ impl Table {
     }
 
     /// A random write statement (or statements) through one of the write paths.
-    fn random_write(&self, rng: &mut StdRng, client: &mut Client) -> Result<String, postgres::Error> {
+    fn random_write(
+        &self,
+        rng: &mut StdRng,
+        client: &mut Client,
+    ) -> Result<String, postgres::Error> {
         let (t, org_col) = (self.name, self.org_col());
-        let pick = format!("(SELECT ctid FROM {t} ORDER BY random() LIMIT {})", rng.gen_range(1..6));
+        let pick = format!(
+            "(SELECT ctid FROM {t} ORDER BY random() LIMIT {})",
+            rng.gen_range(1..6)
+        );
         let sql = match rng.gen_range(0..15) {
             0 | 1 => format!(
                 "INSERT INTO {t} (id, {org_col}, status) VALUES ({}, {}, {})",
@@ -173,16 +193,35 @@ impl Table {
     }
 
     fn copy(&self, rng: &mut StdRng, client: &mut Client) -> Result<String, postgres::Error> {
-        let max_id: i64 = client.query_one(&format!("SELECT coalesce(max(id), 0) FROM {}", self.name), &[])?.get(0);
+        let max_id: i64 = client
+            .query_one(
+                &format!("SELECT coalesce(max(id), 0) FROM {}", self.name),
+                &[],
+            )?
+            .get(0);
         let mut data = String::new();
         for i in 1..=rng.gen_range(1..8) {
-            let org = if rng.gen_range(0..10) == 0 { "\\N".to_string() } else { self.orgs.choose(rng).unwrap().clone() };
-            let status = if rng.gen_range(0..10) == 0 { "\\N" } else { self.statuses.choose(rng).unwrap() };
+            let org = if rng.gen_range(0..10) == 0 {
+                "\\N".to_string()
+            } else {
+                self.orgs.choose(rng).unwrap().clone()
+            };
+            let status = if rng.gen_range(0..10) == 0 {
+                "\\N"
+            } else {
+                self.statuses.choose(rng).unwrap()
+            };
             data.push_str(&format!("{}\t{org}\t{status}\n", max_id + i));
         }
-        let sql = format!("COPY {} (id, {}, status) FROM STDIN", self.name, self.org_col());
+        let sql = format!(
+            "COPY {} (id, {}, status) FROM STDIN",
+            self.name,
+            self.org_col()
+        );
         let mut writer = client.copy_in(&sql)?;
-        writer.write_all(data.as_bytes()).expect("COPY data is sent");
+        writer
+            .write_all(data.as_bytes())
+            .expect("COPY data is sent");
         writer.finish()?;
         Ok(format!("{sql}\n{data}"))
     }
@@ -221,10 +260,19 @@ impl Table {
 
 #[test]
 fn counts_match_group_by_after_every_random_operation() {
-    let dsn = std::env::var("ORG_STATS_DSN").expect("ORG_STATS_DSN must name the test cluster (./pg_test.sh sets it)");
-    let seed: u64 = std::env::var("ORG_STATS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    let ops: usize = std::env::var("ORG_STATS_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
-    println!("randomized model test: seed {seed} (replay with ORG_STATS_SEED={seed}), {ops} operations");
+    let dsn = std::env::var("ORG_STATS_DSN")
+        .expect("ORG_STATS_DSN must name the test cluster (./pg_test.sh sets it)");
+    let seed: u64 = std::env::var("ORG_STATS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let ops: usize = std::env::var("ORG_STATS_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5000);
+    println!(
+        "randomized model test: seed {seed} (replay with ORG_STATS_SEED={seed}), {ops} operations"
+    );
 
     let mut client = Client::connect(&dsn, NoTls).expect("connect to the test cluster");
     let tables = setup(&mut client);
@@ -248,8 +296,12 @@ fn counts_match_group_by_after_every_random_operation() {
 
     while done < ops {
         if rng.gen_bool(0.3) {
-            let level = ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"].choose(&mut rng).unwrap();
-            client.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}")).unwrap();
+            let level = ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+                .choose(&mut rng)
+                .unwrap();
+            client
+                .batch_execute(&format!("BEGIN ISOLATION LEVEL {level}"))
+                .unwrap();
             history.push(format!("BEGIN ISOLATION LEVEL {level}"));
             let mut savepoint = false;
             for _ in 0..rng.gen_range(1..6) {
@@ -259,23 +311,35 @@ fn counts_match_group_by_after_every_random_operation() {
                     savepoint = true;
                 }
                 let table = tables.choose(&mut rng).unwrap();
-                let sql = table.random_write(&mut rng, &mut client).expect("write succeeds");
+                let sql = table
+                    .random_write(&mut rng, &mut client)
+                    .expect("write succeeds");
                 history.push(sql);
                 done += 1;
                 if savepoint && rng.gen_bool(0.3) {
-                    let end = if rng.gen_bool(0.5) { "ROLLBACK TO SAVEPOINT s" } else { "RELEASE SAVEPOINT s" };
+                    let end = if rng.gen_bool(0.5) {
+                        "ROLLBACK TO SAVEPOINT s"
+                    } else {
+                        "RELEASE SAVEPOINT s"
+                    };
                     client.batch_execute(end).unwrap();
                     history.push(end.into());
                     savepoint = false;
                 }
                 check(&mut client, &history, &mut checks);
             }
-            let end = if rng.gen_bool(0.25) { "ROLLBACK" } else { "COMMIT" };
+            let end = if rng.gen_bool(0.25) {
+                "ROLLBACK"
+            } else {
+                "COMMIT"
+            };
             client.batch_execute(end).unwrap();
             history.push(end.into());
         } else {
             let table = tables.choose(&mut rng).unwrap();
-            let sql = table.random_write(&mut rng, &mut client).expect("write succeeds");
+            let sql = table
+                .random_write(&mut rng, &mut client)
+                .expect("write succeeds");
             history.push(sql);
             done += 1;
         }
