@@ -294,36 +294,39 @@ fn counts_match_group_by_after_every_random_operation() {
         }
     };
 
+    // Runs a statement and records it for the failure report.
+    let run = |client: &mut Client, history: &mut Vec<String>, sql: &str| {
+        client.batch_execute(sql).unwrap();
+        history.push(sql.to_string());
+    };
+    let write = |client: &mut Client, history: &mut Vec<String>, rng: &mut StdRng| {
+        let table = tables.choose(rng).unwrap();
+        history.push(table.random_write(rng, client).expect("write succeeds"));
+    };
+
     while done < ops {
         if rng.gen_bool(0.3) {
             let level = ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
                 .choose(&mut rng)
                 .unwrap();
-            client
-                .batch_execute(&format!("BEGIN ISOLATION LEVEL {level}"))
-                .unwrap();
-            history.push(format!("BEGIN ISOLATION LEVEL {level}"));
+            run(
+                &mut client,
+                &mut history,
+                &format!("BEGIN ISOLATION LEVEL {level}"),
+            );
             let mut savepoint = false;
             for _ in 0..rng.gen_range(1..6) {
                 if !savepoint && rng.gen_bool(0.3) {
-                    client.batch_execute("SAVEPOINT s").unwrap();
-                    history.push("SAVEPOINT s".into());
+                    run(&mut client, &mut history, "SAVEPOINT s");
                     savepoint = true;
                 }
-                let table = tables.choose(&mut rng).unwrap();
-                let sql = table
-                    .random_write(&mut rng, &mut client)
-                    .expect("write succeeds");
-                history.push(sql);
+                write(&mut client, &mut history, &mut rng);
                 done += 1;
                 if savepoint && rng.gen_bool(0.3) {
-                    let end = if rng.gen_bool(0.5) {
-                        "ROLLBACK TO SAVEPOINT s"
-                    } else {
-                        "RELEASE SAVEPOINT s"
-                    };
-                    client.batch_execute(end).unwrap();
-                    history.push(end.into());
+                    let end = ["ROLLBACK TO SAVEPOINT s", "RELEASE SAVEPOINT s"]
+                        .choose(&mut rng)
+                        .unwrap();
+                    run(&mut client, &mut history, end);
                     savepoint = false;
                 }
                 check(&mut client, &history, &mut checks);
@@ -333,14 +336,9 @@ fn counts_match_group_by_after_every_random_operation() {
             } else {
                 "COMMIT"
             };
-            client.batch_execute(end).unwrap();
-            history.push(end.into());
+            run(&mut client, &mut history, end);
         } else {
-            let table = tables.choose(&mut rng).unwrap();
-            let sql = table
-                .random_write(&mut rng, &mut client)
-                .expect("write succeeds");
-            history.push(sql);
+            write(&mut client, &mut history, &mut rng);
             done += 1;
         }
         check(&mut client, &history, &mut checks);
