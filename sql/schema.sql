@@ -10,7 +10,11 @@ CREATE TABLE org_stats.tracked (
     org_column    name        NOT NULL,
     status_column name        NOT NULL,
     tracked_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    backfilled_at timestamptz
+    -- Set once every org's pre-existing rows are counted (track() with backfill, a finished
+    -- backfill() or a whole-table recalculate()); until then see org_state.backfilled_at.
+    backfilled_at timestamptz,
+    last_recalculated    timestamptz,
+    last_groups_repaired bigint
 );
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;
 
@@ -28,20 +32,47 @@ CREATE TABLE org_stats.counters (
     CONSTRAINT counters_key UNIQUE NULLS NOT DISTINCT (org_id, table_id, status, slot)
 ) WITH (fillfactor = 50);
 
--- Per (table, org) bookkeeping of maintenance runs.
+-- Per (table, org) bookkeeping of maintenance: when the org was last recalculated, and when its
+-- counters became authoritative (before that, reads of a table still being backfilled count live).
 CREATE TABLE org_stats.org_state (
     org_id            text        NOT NULL,
     table_id          integer     NOT NULL,
     last_recalculated timestamptz,
+    backfilled_at     timestamptz,
     PRIMARY KEY (org_id, table_id)
+);
+
+-- One row per recalculate() run.
+CREATE TABLE org_stats.recalculation_log (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at      timestamptz NOT NULL,
+    finished_at     timestamptz NOT NULL,
+    tables          integer     NOT NULL,
+    orgs_checked    bigint      NOT NULL,
+    groups_repaired bigint      NOT NULL,
+    triggered_by    text        NOT NULL
+);
+
+-- Progress of backfill() per table, committed with every batch so other sessions can watch it.
+CREATE TABLE org_stats.backfill_state (
+    table_id    integer PRIMARY KEY,
+    orgs_total  bigint      NOT NULL,
+    orgs_done   bigint      NOT NULL DEFAULT 0,
+    rows_done   bigint      NOT NULL DEFAULT 0,
+    started_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL,
+    finished_at timestamptz
 );
 
 SELECT pg_catalog.pg_extension_config_dump('org_stats.tracked', '');
 SELECT pg_catalog.pg_extension_config_dump('org_stats.tracked_table_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('org_stats.counters', '');
 SELECT pg_catalog.pg_extension_config_dump('org_stats.org_state', '');
+SELECT pg_catalog.pg_extension_config_dump('org_stats.recalculation_log', '');
+SELECT pg_catalog.pg_extension_config_dump('org_stats.backfill_state', '');
 
-REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_stats.tracked_table_id_seq FROM PUBLIC;
+REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_stats.tracked_table_id_seq,
+    org_stats.recalculation_log, org_stats.backfill_state FROM PUBLIC;
 
 CREATE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at
@@ -58,6 +89,29 @@ SELECT t.relid AS table_name, c.org_id, c.status,
  WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
  GROUP BY t.relid, c.org_id, c.status, s.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
+
+-- Backfill progress of each table that has had one.
+CREATE VIEW org_stats.backfill_progress AS
+SELECT t.relid AS table_name, b.orgs_done, b.orgs_total, b.rows_done,
+       pg_catalog.round(100.0 * b.orgs_done / GREATEST(b.orgs_total, 1), 1) AS percent,
+       b.started_at, b.updated_at, b.finished_at
+  FROM org_stats.backfill_state b JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) b.table_id;
+
+-- Per tracked table: what is counted, what still awaits backfill, how the last recalculation went.
+CREATE VIEW org_stats.health AS
+SELECT t.relid AS table_name,
+       (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM org_stats.counters c
+          WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id GROUP BY c.org_id
+         HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0) o) AS orgs_counted,
+       (SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint FROM org_stats.counters c
+         WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id) AS rows_counted,
+       CASE WHEN t.backfilled_at IS NOT NULL THEN 0
+            ELSE b.orgs_total OPERATOR(pg_catalog.-) b.orgs_done END AS orgs_not_backfilled,
+       t.backfilled_at,
+       t.last_recalculated,
+       t.last_groups_repaired
+  FROM org_stats.tracked t
+  LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id;
 
 GRANT USAGE ON SCHEMA org_stats TO PUBLIC;
 GRANT SELECT ON org_stats.tracked_tables, org_stats.organization_stats TO PUBLIC;

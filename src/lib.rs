@@ -4,7 +4,9 @@
 //! - `tracking`: track()/untrack(), the tracking DDL
 //! - `write_path` and `deltas`: the triggers and the per-statement delta map they fill
 //! - `reads`: count_by_status(), count(), counts()
-//! - `backfill`: counting rows that already exist
+//! - `backfill`: counting rows that already exist (at track() time, or online with backfill())
+//! - `drift`: check_drift()/recalculate(), and the exact diff they and backfill share
+//! - `scheduling`: schedule_recalculation() with pg_cron
 //! - `registry`: the tracked-table registry and the argument types naming tables and columns
 //! - `text_form`: the text form under which values are counted
 //! - `security`: running the extension's SQL with its rights and a pinned search_path
@@ -15,9 +17,11 @@ use pgrx::prelude::*;
 
 mod backfill;
 mod deltas;
+mod drift;
 mod errors;
 mod reads;
 mod registry;
+mod scheduling;
 mod security;
 mod sql;
 mod text_form;
@@ -27,6 +31,16 @@ mod write_path;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../sql/backfill.sql",
+    name = "backfill_procedure",
+    requires = [
+        backfill::backfill_targets,
+        backfill::backfill_start,
+        backfill::backfill_batch,
+        backfill::backfill_finish
+    ]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -17,9 +17,9 @@ fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
     }
     let name = table.display();
     security::as_extension_owner(|| {
-        let tracked = registry::require_named(table, &name);
+        let tracked = registry::require_named(table, &name, Some(org_id));
         let mut counts = Vec::new();
-        if !tracked.backfilled {
+        if !tracked.counted {
             let groups = backfill::group_counts(
                 table.0,
                 &tracked.org_column,

@@ -4,7 +4,7 @@
 
 use crate::errors;
 use crate::sql::{self, Access};
-use pgrx::callconv::{Arg, ArgAbi};
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::pg_sys;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
@@ -77,6 +77,12 @@ unsafe impl<'fcx> ArgAbi<'fcx> for RegClass {
     }
 }
 
+unsafe impl BoxRet for RegClass {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        fcinfo.return_raw_datum(pg_sys::Datum::from(self.0))
+    }
+}
+
 unsafe impl SqlTranslatable for RegClass {
     const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(RegClass);
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
@@ -119,35 +125,60 @@ unsafe impl SqlTranslatable for Name {
 
 /// One registered table.
 pub struct Tracked {
+    pub relid: RegClass,
     pub table_id: i32,
     pub org_column: String,
     pub status_column: String,
-    pub backfilled: bool,
+    /// Whether the counters are authoritative: the whole table was backfilled, or (when asked
+    /// about one org) that org was.
+    pub counted: bool,
 }
 
-/// The registration of `table`, if it is tracked. Reads the caller's snapshot.
-pub fn find(table: RegClass) -> Option<Tracked> {
+fn tracked_from(row: &sql::Row) -> Tracked {
+    Tracked {
+        relid: row.get(1).unwrap(),
+        table_id: row.get(2).unwrap(),
+        org_column: row.get(3).unwrap(),
+        status_column: row.get(4).unwrap(),
+        counted: row.get(5).unwrap(),
+    }
+}
+
+/// The registration of `table`, if it is tracked, with whether `org_id`'s counters are
+/// authoritative. Reads the caller's snapshot; run with the extension's rights.
+pub fn find(table: RegClass, org_id: Option<&str>) -> Option<Tracked> {
     let mut found = None;
     sql::kept(
-        "SELECT t.table_id, t.org_column::pg_catalog.text, t.status_column::pg_catalog.text, \
-                t.backfilled_at IS NOT NULL \
+        "SELECT t.relid, t.table_id, t.org_column::pg_catalog.text, t.status_column::pg_catalog.text, \
+                t.backfilled_at IS NOT NULL OR EXISTS ( \
+                    SELECT FROM org_stats.org_state s \
+                     WHERE s.table_id OPERATOR(pg_catalog.=) t.table_id \
+                       AND s.org_id OPERATOR(pg_catalog.=) $2 AND s.backfilled_at IS NOT NULL) \
            FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1",
-        &[table.into()],
+        &[table.into(), org_id.into()],
         Access::Read,
-        |row| {
-            found = Some(Tracked {
-                table_id: row.get(1).unwrap(),
-                org_column: row.get(2).unwrap(),
-                status_column: row.get(3).unwrap(),
-                backfilled: row.get(4).unwrap(),
-            })
-        },
+        |row| found = Some(tracked_from(row)),
     );
     found
 }
 
 /// The registration of `table`, or the not-tracked error naming it `name` (as the caller wrote it;
 /// under the extension's pinned search_path `display()` would qualify it).
-pub fn require_named(table: RegClass, name: &str) -> Tracked {
-    find(table).unwrap_or_else(|| errors::not_tracked(name))
+pub fn require_named(table: RegClass, name: &str, org_id: Option<&str>) -> Tracked {
+    find(table, org_id).unwrap_or_else(|| errors::not_tracked(name))
+}
+
+/// Every tracked table owned by `role` (or a role it is a member of), in table_id order.
+pub fn all_owned_by(role: pg_sys::Oid) -> Vec<Tracked> {
+    let mut tables = Vec::new();
+    sql::kept(
+        "SELECT t.relid, t.table_id, t.org_column::pg_catalog.text, t.status_column::pg_catalog.text, \
+                t.backfilled_at IS NOT NULL \
+           FROM org_stats.tracked t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid \
+          WHERE pg_catalog.pg_has_role($1, c.relowner, 'USAGE') ORDER BY t.table_id",
+        &[role.into()],
+        Access::Read,
+        |row| tables.push(tracked_from(row)),
+    );
+    tables
 }

@@ -3,6 +3,8 @@
 //! does, done in Rust so the trigger write path pays for it once per flush, not once per row, and so
 //! the commit-time flush (which no SQL function wraps) gets the same protection.
 
+use crate::errors;
+use crate::registry::RegClass;
 use crate::sql::{self, Access};
 use pgrx::pg_sys;
 use std::cell::Cell;
@@ -80,6 +82,28 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
         restore
     };
     f()
+}
+
+/// The role the caller is acting as (to be read before `as_extension_owner` switches it).
+pub fn current_role() -> pg_sys::Oid {
+    // SAFETY: always valid inside a transaction.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// Raises 42501 unless the current user owns `table` (directly or through a role), which is what
+/// tracking and maintenance of a table require.
+pub fn require_owner(table: RegClass, action: &str) {
+    let mut owner = false;
+    sql::kept(
+        "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c \
+          WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[table.into()],
+        Access::Read,
+        |row| owner = row.get(1).unwrap(),
+    );
+    if !owner {
+        errors::not_owner(&table.display(), action);
+    }
 }
 
 /// Whether the current user may SELECT from `relid` (what the count functions require).

@@ -2,7 +2,7 @@
 //! not to) counts its existing rows, all in the caller's transaction; `untrack()` undoes all of it.
 
 use crate::backfill;
-use crate::errors::{self, raise};
+use crate::errors::raise;
 use crate::registry::{self, Name, RegClass};
 use crate::security;
 use crate::sql::{self, Access};
@@ -22,20 +22,13 @@ fn validate(table: RegClass, org_column: &str, status_column: &str) {
     let name = table.display();
     let mut class = None;
     sql::kept(
-        "SELECT c.relkind::pg_catalog.text, c.relpersistence::pg_catalog.text, \
-                pg_catalog.pg_has_role(c.relowner, 'USAGE') \
+        "SELECT c.relkind::pg_catalog.text, c.relpersistence::pg_catalog.text \
            FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
         &[table.into()],
         Access::Read,
-        |row| {
-            class = Some((
-                row.get::<String>(1).unwrap(),
-                row.get::<String>(2).unwrap(),
-                row.get::<bool>(3).unwrap(),
-            ))
-        },
+        |row| class = Some((row.get::<String>(1).unwrap(), row.get::<String>(2).unwrap())),
     );
-    let (relkind, persistence, owner) = class.unwrap_or_else(|| {
+    let (relkind, persistence) = class.unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!("relation {name} does not exist"),
@@ -57,10 +50,8 @@ fn validate(table: RegClass, org_column: &str, status_column: &str) {
              are emptied by a crash, while the counters are shared and crash-safe.",
         );
     }
-    if !owner {
-        errors::not_owner(&name, "track");
-    }
-    if security::as_extension_owner(|| registry::find(table)).is_some() {
+    security::require_owner(table, "track");
+    if security::as_extension_owner(|| registry::find(table, None)).is_some() {
         raise(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             format!("table {name} is already tracked by org_stats"),
@@ -188,18 +179,8 @@ fn track(
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn untrack(tbl: RegClass) {
     let name = tbl.display();
-    let tracked = security::as_extension_owner(|| registry::find(tbl))
-        .unwrap_or_else(|| errors::not_tracked(&name));
-    let mut owner = false;
-    sql::kept(
-        "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[tbl.into()],
-        Access::Read,
-        |row| owner = row.get(1).unwrap(),
-    );
-    if !owner {
-        errors::not_owner(&name, "untrack");
-    }
+    let tracked = security::as_extension_owner(|| registry::require_named(tbl, &name, None));
+    security::require_owner(tbl, "untrack");
     let names: Vec<String> = trigger_names(tracked.table_id).into();
     security::as_extension_owner(|| {
         let mut drops = Vec::new();

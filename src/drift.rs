@@ -1,0 +1,259 @@
+//! Drift: counts that disagree with the table (after writes with triggers disabled, a restore of
+//! base data alone, a manual edit). `check_drift()` reports them; `recalculate()` repairs them.
+//!
+//! Both compare, in ONE statement and so on one snapshot, a GROUP BY of the table with the sum of
+//! the counters. A transaction's rows and its counter deltas commit together, so on any snapshot
+//! their difference is exactly the drift, whatever other transactions are doing. The repair adds
+//! that difference to slot 0 as an increment, never as an absolute value, so it commutes with the
+//! writers' own increments: writers are never locked out and never wait. Only maintenance runs of
+//! the same table (recalculate, backfill) wait for each other, on an advisory lock, so that two of
+//! them never add the same difference twice; each must then read a snapshot taken after that lock,
+//! which READ COMMITTED guarantees.
+
+use crate::errors::raise;
+use crate::registry::{self, RegClass, Tracked};
+use crate::security;
+use crate::sql::{self, Access};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::{pg_sys, PgSqlErrorCode};
+
+/// First key of org_stats' advisory locks (the second is the table_id): 'orgs' in ASCII.
+const LOCK_SPACE: i32 = 0x6f72_6773;
+
+/// Which orgs of a table a scan covers.
+pub enum Orgs<'a> {
+    All,
+    One(&'a str),
+    /// Org ids read from the table itself, so valid input for the org column's type.
+    Batch(&'a [String]),
+}
+
+pub struct Drift {
+    pub org_id: String,
+    pub status: Option<String>,
+    pub stored: i64,
+    pub actual: i64,
+}
+
+pub struct Scan {
+    pub drift: Vec<Drift>,
+    pub orgs_checked: i64,
+    pub rows: i64,
+}
+
+/// Refuses to run maintenance at REPEATABLE READ or SERIALIZABLE, where the snapshot may predate
+/// the maintenance lock and another run's repair would be applied twice.
+pub fn require_read_committed(what: &str) {
+    // SAFETY: reads the transaction's isolation level.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+            format!("{what} must run at READ COMMITTED"),
+            "Its count must come from a snapshot taken after it has locked out other maintenance of the \
+             table; run it in its own READ COMMITTED transaction.",
+        );
+    }
+}
+
+/// Waits for other maintenance of the table; held until the transaction ends. Writers never take it.
+pub fn lock_table(table_id: i32) {
+    sql::kept(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+        &[LOCK_SPACE.into(), table_id.into()],
+        Access::Write,
+        |_| {},
+    );
+}
+
+/// Compares (and with `repair`, fixes) the counts of `orgs` in `t`. Run with the extension's rights.
+pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
+    let org = quote_identifier(&t.org_column);
+    let status = quote_identifier(&t.status_column);
+    let (table_filter, counter_filter, arg): (String, &str, Option<pgrx::datum::DatumWithOid>) =
+        match orgs {
+            Orgs::All => (format!("{org} IS NOT NULL"), "true", None),
+            Orgs::One(id) => (
+                format!("{org}::pg_catalog.text OPERATOR(pg_catalog.=) $2"),
+                "c.org_id OPERATOR(pg_catalog.=) $2",
+                Some(id.into()),
+            ),
+            Orgs::Batch(ids) => (
+                // Typed, so an index on the org column serves it.
+                format!(
+                    "{org} OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]::{}[])",
+                    column_type(t)
+                ),
+                "c.org_id OPERATOR(pg_catalog.=) ANY ($2)",
+                Some(ids.to_vec().into()),
+            ),
+        };
+    let repairs = if repair {
+        "fixed AS (
+            INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n)
+            SELECT d.org_id, $1, d.status, 0, d.actual OPERATOR(pg_catalog.-) d.stored FROM drift d
+            ON CONFLICT (org_id, table_id, status, slot)
+            DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n),
+         checked AS (
+            INSERT INTO org_stats.org_state AS s (org_id, table_id, last_recalculated, backfilled_at)
+            SELECT DISTINCT g.org_id, $1, pg_catalog.now(), pg_catalog.now() FROM groups g
+            ON CONFLICT (org_id, table_id) DO UPDATE
+            SET last_recalculated = excluded.last_recalculated,
+                backfilled_at = COALESCE(s.backfilled_at, excluded.backfilled_at)),"
+    } else {
+        ""
+    };
+    let query = format!(
+        "WITH groups AS (
+            SELECT g.org_id, g.status, pg_catalog.sum(g.stored)::pg_catalog.int8 AS stored,
+                   pg_catalog.sum(g.actual)::pg_catalog.int8 AS actual
+              FROM (SELECT {org}::pg_catalog.text, {status}::pg_catalog.text, 0::pg_catalog.int8, pg_catalog.count(*)
+                      FROM {table} WHERE {table_filter} GROUP BY 1, 2
+                    UNION ALL
+                    SELECT c.org_id, c.status, c.n, 0 FROM org_stats.counters c
+                     WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND {counter_filter}
+                   ) AS g(org_id, status, stored, actual)
+             GROUP BY 1, 2),
+         drift AS (SELECT * FROM groups g WHERE g.stored OPERATOR(pg_catalog.<>) g.actual),
+         {repairs}
+         totals AS (SELECT pg_catalog.count(DISTINCT g.org_id) AS orgs,
+                           COALESCE(pg_catalog.sum(g.actual), 0)::pg_catalog.int8 AS rows FROM groups g)
+         SELECT d.org_id, d.status, d.stored, d.actual, s.orgs, s.rows
+           FROM totals s LEFT JOIN drift d ON true ORDER BY d.org_id, d.status",
+        table = t.relid.qualified(),
+    );
+    let mut args = vec![t.table_id.into()];
+    args.extend(arg);
+    let access = if repair { Access::Write } else { Access::Read };
+    let mut out = Scan {
+        drift: Vec::new(),
+        orgs_checked: 0,
+        rows: 0,
+    };
+    sql::once(&query, &args, access, |row| {
+        out.orgs_checked = row.get(5).unwrap();
+        out.rows = row.get(6).unwrap();
+        if let Some(org_id) = row.get(1) {
+            out.drift.push(Drift {
+                org_id,
+                status: row.get(2),
+                stored: row.get(3).unwrap(),
+                actual: row.get(4).unwrap(),
+            });
+        }
+    });
+    out
+}
+
+/// The org column's type, as SQL, for a typed comparison.
+fn column_type(t: &Tracked) -> String {
+    let mut found = None;
+    sql::kept(
+        "SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a \
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2",
+        &[t.relid.into(), t.org_column.as_str().into()],
+        Access::Read,
+        |row| found = row.get::<String>(1),
+    );
+    found.expect("the org column exists")
+}
+
+/// The tables a maintenance call covers: `tbl` (owned by the caller), or every tracked table the
+/// caller owns.
+pub fn targets(tbl: Option<RegClass>, action: &str) -> Vec<Tracked> {
+    match tbl {
+        Some(table) => {
+            let name = table.display();
+            security::require_owner(table, action);
+            vec![security::as_extension_owner(|| {
+                registry::require_named(table, &name, None)
+            })]
+        }
+        None => {
+            let caller = security::current_role();
+            security::as_extension_owner(|| registry::all_owned_by(caller))
+        }
+    }
+}
+
+/// (table_name, org_id, status, stored, actual), the rows check_drift and recalculate return.
+type DriftRow = (RegClass, String, Option<String>, i64, i64);
+
+fn rows_of(t: &Tracked, drift: Vec<Drift>) -> impl Iterator<Item = DriftRow> + '_ {
+    drift
+        .into_iter()
+        .map(move |d| (t.relid, d.org_id, d.status, d.stored, d.actual))
+}
+
+/// One row per (table, org, status) whose stored count differs from the table; changes nothing.
+#[pg_extern(stable, parallel_restricted)]
+fn check_drift(
+    tbl: default!(Option<RegClass>, "NULL"),
+    org_id: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(table_name, RegClass),
+        name!(org_id, String),
+        name!(status, Option<String>),
+        name!(stored, i64),
+        name!(actual, i64),
+    ),
+> {
+    let mut rows = Vec::new();
+    for t in targets(tbl, "check_drift") {
+        let orgs = org_id.map_or(Orgs::All, Orgs::One);
+        let found = security::as_extension_owner(|| scan(&t, orgs, false));
+        rows.extend(rows_of(&t, found.drift));
+    }
+    TableIterator::new(rows)
+}
+
+/// Repairs drift and returns what it repaired (stored = before, actual = after).
+#[pg_extern(volatile, parallel_unsafe)]
+fn recalculate(
+    tbl: default!(Option<RegClass>, "NULL"),
+    org_id: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(table_name, RegClass),
+        name!(org_id, String),
+        name!(status, Option<String>),
+        name!(stored, i64),
+        name!(actual, i64),
+    ),
+> {
+    require_read_committed("org_stats.recalculate()");
+    let tables = targets(tbl, "recalculate");
+    let mut rows = Vec::new();
+    let mut orgs_checked = 0;
+    security::as_extension_owner(|| {
+        for t in &tables {
+            lock_table(t.table_id);
+            let found = scan(t, org_id.map_or(Orgs::All, Orgs::One), true);
+            orgs_checked += found.orgs_checked;
+            sql::kept(
+                "UPDATE org_stats.tracked t SET last_recalculated = pg_catalog.now(), last_groups_repaired = $2, \
+                        backfilled_at = CASE WHEN $3 THEN COALESCE(t.backfilled_at, pg_catalog.now()) \
+                                             ELSE t.backfilled_at END \
+                  WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+                &[t.table_id.into(), (found.drift.len() as i64).into(), org_id.is_none().into()],
+                Access::Write,
+                |_| {},
+            );
+            rows.extend(rows_of(t, found.drift));
+        }
+        sql::kept(
+            "INSERT INTO org_stats.recalculation_log \
+                    (started_at, finished_at, tables, orgs_checked, groups_repaired, triggered_by) \
+             VALUES (pg_catalog.now(), pg_catalog.clock_timestamp(), $1, $2, $3, \
+                     CASE WHEN pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.=) 'pg_cron' \
+                          THEN 'cron' ELSE 'manual' END)",
+            &[(tables.len() as i32).into(), orgs_checked.into(), (rows.len() as i64).into()],
+            Access::Write,
+            |_| {},
+        );
+    });
+    TableIterator::new(rows)
+}
