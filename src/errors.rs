@@ -32,7 +32,7 @@ pub fn cannot_read(table: &str) -> ! {
 pub fn not_owner(table: &str, action: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        format!("must be owner of table {table} to {action} it"),
-        format!("Call org_stats.{action}() as the table's owner or a member of the owning role."),
+        format!("must be owner of table {table}"),
+        format!("org_stats.{action}() acts only on tables the caller owns, directly or through a role."),
     )
 }
