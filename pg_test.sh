@@ -66,6 +66,7 @@ fsync = ${ORG_STATS_FSYNC:-off}
 max_connections = 100
 shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
+cron.host = '$CLUSTER'
 deadlock_timeout = 100ms
 CONF
     # Without RUST_BACKTRACE, error reports carry no backtrace and test output is deterministic.
@@ -107,10 +108,11 @@ run_tests() {
     regress "$PGXS_TEST/regress/pg_regress" tests
     log "pg_isolation_regress: concurrent sessions"
     regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation
-    log "randomized model test"
+    log "integration tests: randomized model, maintenance under write load, pg_cron"
     ORG_STATS_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
-        cargo test --release --manifest-path tests/model/Cargo.toml --test randomized_invariant -- --nocapture
-    PASSED=$((PASSED + 1))
+        cargo test --release --manifest-path tests/integration/Cargo.toml --tests -- --nocapture --test-threads=1 \
+        2>&1 | tee /tmp/org_stats_integration.log
+    PASSED=$((PASSED + $(grep -o '^test result: ok. [0-9]* passed' /tmp/org_stats_integration.log | awk '{s += $4} END {print s}')))
     log "all suites green"
     echo "org_stats: $PASSED passed, 0 failed"
 }

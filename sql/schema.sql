@@ -78,8 +78,11 @@ CREATE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at
   FROM org_stats.tracked t;
 
--- One row per non-zero (table, org, status), for the tables the querying role may SELECT from.
-CREATE VIEW org_stats.organization_stats AS
+-- One row per non-zero (table, org, status) whose counts are authoritative (backfilled), for the
+-- tables the querying role may SELECT from and (unless org_stats.count_under_rls is on) whose
+-- row-level security does not apply to it. A security barrier, so no function of the caller's
+-- sees rows of other tables before those checks.
+CREATE VIEW org_stats.organization_stats WITH (security_barrier) AS
 SELECT t.relid AS table_name, c.org_id, c.status,
        pg_catalog.sum(c.n)::bigint AS count, s.last_recalculated
   FROM org_stats.counters c
@@ -87,6 +90,9 @@ SELECT t.relid AS table_name, c.org_id, c.status,
   LEFT JOIN org_stats.org_state s
          ON s.org_id OPERATOR(pg_catalog.=) c.org_id AND s.table_id OPERATOR(pg_catalog.=) c.table_id
  WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(t.relid)
+        OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
+   AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
  GROUP BY t.relid, c.org_id, c.status, s.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
 

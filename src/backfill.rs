@@ -2,67 +2,39 @@
 //! orgs per transaction, for `track(..., backfill => false)` followed by `CALL org_stats.backfill()`.
 
 use crate::drift;
-use crate::registry::RegClass;
+use crate::registry::{RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-/// `SELECT org::text, status::text, count(*) ... GROUP BY 1, 2` over `table`, optionally for one
-/// org. The caller runs it with the extension's rights.
-fn group_by_sql(table: RegClass, org_column: &str, status_column: &str, one_org: bool) -> String {
-    let org = quote_identifier(org_column);
-    let status = quote_identifier(status_column);
-    // One org is read by the count functions, which answer in status order.
-    let (filter, order) = if one_org {
-        (
-            format!("{org}::pg_catalog.text OPERATOR(pg_catalog.=) $1"),
-            " ORDER BY 2",
-        )
-    } else {
-        (format!("{org} IS NOT NULL"), "")
-    };
-    format!(
-        "SELECT {org}::pg_catalog.text, {status}::pg_catalog.text, pg_catalog.count(*) \
-           FROM {} WHERE {filter} GROUP BY 1, 2{order}",
-        table.qualified()
-    )
-}
-
-/// The live (org, status, count) groups of `relid`, read on the caller's snapshot.
+/// The live (org, status, count) groups of `relation` (the tracked table or one of its
+/// partitions), for one org in status order or for all orgs, read on the active snapshot. The
+/// caller runs it with the extension's rights.
 pub fn group_counts(
-    relid: pg_sys::Oid,
-    org_column: &str,
-    status_column: &str,
+    t: &Tracked,
+    relation: RegClass,
     org_id: Option<&str>,
 ) -> Vec<(String, Option<String>, i64)> {
-    let sql = group_by_sql(RegClass(relid), org_column, status_column, org_id.is_some());
+    let (org, status) = (t.org_sql(), t.status_sql());
+    let (filter, order) = match org_id {
+        Some(_) => (format!("{org} OPERATOR(pg_catalog.=) $1"), " ORDER BY 2"),
+        None => (
+            format!("{} IS NOT NULL", quote_identifier(&t.org_column)),
+            "",
+        ),
+    };
+    let query = format!(
+        "SELECT {org}, {status}, pg_catalog.count(*) FROM {} WHERE {filter} GROUP BY 1, 2{order}",
+        relation.qualified()
+    );
     let args: Vec<_> = org_id.into_iter().map(|o| o.into()).collect();
     let mut groups = Vec::new();
-    sql::once(&sql, &args, Access::Read, |row| {
+    sql::once(&query, &args, Access::Read, |row| {
         groups.push((row.get(1).unwrap(), row.get(2), row.get(3).unwrap()))
     });
     groups
-}
-
-/// Counts every existing row of `table` into slot 0 of its counters, in one pass.
-pub fn count_existing(
-    table: RegClass,
-    table_id: i32,
-    org_column: &str,
-    status_column: &str,
-) -> u64 {
-    let select = group_by_sql(table, org_column, status_column, false);
-    sql::exec(
-        &format!(
-            "INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n) \
-             SELECT g.org_id, $1, g.status, 0, g.n FROM ({select}) AS g(org_id, status, n) \
-             ON CONFLICT (org_id, table_id, status, slot) \
-             DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n"
-        ),
-        &[table_id.into()],
-    )
 }
 
 /// Starts (or resumes) the backfill of `tbl`: the orgs still to count, in order, and the progress
@@ -71,16 +43,17 @@ pub fn count_existing(
 #[pg_extern(volatile, parallel_unsafe)]
 fn backfill_start(tbl: RegClass) -> Vec<String> {
     let t = drift::targets(Some(tbl), "backfill").remove(0);
-    let org = quote_identifier(&t.org_column);
     security::as_extension_owner(|| {
         let mut orgs = Vec::new();
         sql::once(
             &format!(
-                "SELECT {org}::pg_catalog.text FROM {table} WHERE {org} IS NOT NULL \
+                "SELECT {org} FROM {table} WHERE {column} IS NOT NULL \
                  UNION SELECT c.org_id FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1 \
                  EXCEPT SELECT s.org_id FROM org_stats.org_state s \
                          WHERE s.table_id OPERATOR(pg_catalog.=) $1 AND s.backfilled_at IS NOT NULL \
                  ORDER BY 1",
+                org = t.org_sql(),
+                column = quote_identifier(&t.org_column),
                 table = t.relid.qualified()
             ),
             &[t.table_id.into()],

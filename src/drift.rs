@@ -68,22 +68,21 @@ pub fn lock_table(table_id: i32) {
 
 /// Compares (and with `repair`, fixes) the counts of `orgs` in `t`. Run with the extension's rights.
 pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
-    let org = quote_identifier(&t.org_column);
-    let status = quote_identifier(&t.status_column);
+    let (org, status) = (t.org_sql(), t.status_sql());
     let (table_filter, counter_filter, arg): (String, &str, Option<pgrx::datum::DatumWithOid>) =
         match orgs {
-            Orgs::All => (format!("{org} IS NOT NULL"), "true", None),
+            Orgs::All => (
+                format!("{} IS NOT NULL", quote_identifier(&t.org_column)),
+                "true",
+                None,
+            ),
             Orgs::One(id) => (
-                format!("{org}::pg_catalog.text OPERATOR(pg_catalog.=) $2"),
+                format!("{org} OPERATOR(pg_catalog.=) $2"),
                 "c.org_id OPERATOR(pg_catalog.=) $2",
                 Some(id.into()),
             ),
             Orgs::Batch(ids) => (
-                // Typed, so an index on the org column serves it.
-                format!(
-                    "{org} OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]::{}[])",
-                    column_type(t)
-                ),
+                t.org_in_sql(2),
                 "c.org_id OPERATOR(pg_catalog.=) ANY ($2)",
                 Some(ids.to_vec().into()),
             ),
@@ -107,7 +106,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         "WITH groups AS (
             SELECT g.org_id, g.status, pg_catalog.sum(g.stored)::pg_catalog.int8 AS stored,
                    pg_catalog.sum(g.actual)::pg_catalog.int8 AS actual
-              FROM (SELECT {org}::pg_catalog.text, {status}::pg_catalog.text, 0::pg_catalog.int8, pg_catalog.count(*)
+              FROM (SELECT {org}, {status}, 0::pg_catalog.int8, pg_catalog.count(*)
                       FROM {table} WHERE {table_filter} GROUP BY 1, 2
                     UNION ALL
                     SELECT c.org_id, c.status, c.n, 0 FROM org_stats.counters c
@@ -145,17 +144,27 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
     out
 }
 
-/// The org column's type, as SQL, for a typed comparison.
-fn column_type(t: &Tracked) -> String {
-    let mut found = None;
-    sql::kept(
-        "SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a \
-          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2",
-        &[t.relid.into(), t.org_column.as_str().into()],
-        Access::Read,
-        |row| found = row.get::<String>(1),
-    );
-    found.expect("the org column exists")
+/// Folds the writers' slots of `t` into slot 0, so reads sum a handful of rows again and groups
+/// whose count went back to zero leave no rows behind. Sums never change: each moved amount is
+/// added to slot 0 in the same statement. Slots a writer holds locked right now are skipped
+/// (never waited for); a writer that meets a slot being folded waits only until this commits.
+/// Run with the extension's rights, last in the transaction, after `lock_table`.
+pub fn fold(t: &Tracked) {
+    for statement in [
+        "WITH moved AS (
+            DELETE FROM org_stats.counters c
+             WHERE c.ctid = ANY (ARRAY(SELECT l.ctid FROM org_stats.counters l
+                                        WHERE l.table_id OPERATOR(pg_catalog.=) $1 AND l.slot OPERATOR(pg_catalog.<>) 0
+                                          FOR UPDATE SKIP LOCKED))
+             RETURNING c.org_id, c.status, c.n)
+         INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n)
+         SELECT m.org_id, $1, m.status, 0, pg_catalog.sum(m.n) FROM moved m GROUP BY 1, 3
+         ON CONFLICT (org_id, table_id, status, slot) DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n",
+        "DELETE FROM org_stats.counters c
+          WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND c.slot OPERATOR(pg_catalog.=) 0 AND c.n OPERATOR(pg_catalog.=) 0",
+    ] {
+        sql::exec(statement, &[t.table_id.into()]);
+    }
 }
 
 /// The tables a maintenance call covers: `tbl` (owned by the caller), or every tracked table the
@@ -243,6 +252,10 @@ fn recalculate(
                 |_| {},
             );
             rows.extend(rows_of(t, found.drift));
+        }
+        // Last, so the slot rows it takes stay locked for as short a time as possible.
+        for t in &tables {
+            fold(t);
         }
         sql::kept(
             "INSERT INTO org_stats.recalculation_log \

@@ -33,6 +33,16 @@ pub fn not_owner(table: &str, action: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!("must be owner of table {table}"),
-        format!("org_stats.{action}() acts only on tables the caller owns, directly or through a role."),
+        format!(
+            "org_stats.{action}() acts only on tables the caller owns, directly or through a role."
+        ),
+    )
+}
+
+pub fn column_gone(table: &str, column: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+        format!("tracked column \"{column}\" of table {table} no longer exists or changed to an unsupported type"),
+        "Untrack the table and track it again with its current column names.",
     )
 }

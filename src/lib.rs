@@ -46,6 +46,8 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     write_path::init();
+    text_form::init();
+    security::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

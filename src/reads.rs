@@ -12,20 +12,16 @@ use pgrx::prelude::*;
 
 /// The non-zero (status, count) pairs of `org_id` in `table`, ordered by status, NULL last.
 fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
-    if !security::can_read(table.0) {
-        errors::cannot_read(&table.display());
-    }
     let name = table.display();
+    if !security::can_read(table.0) {
+        errors::cannot_read(&name);
+    }
+    security::require_rls_allows_counts(table.0, &name);
     security::as_extension_owner(|| {
         let tracked = registry::require_named(table, &name, Some(org_id));
         let mut counts = Vec::new();
         if !tracked.counted {
-            let groups = backfill::group_counts(
-                table.0,
-                &tracked.org_column,
-                &tracked.status_column,
-                Some(org_id),
-            );
+            let groups = backfill::group_counts(&tracked, table, Some(org_id));
             return groups
                 .into_iter()
                 .map(|(_, status, n)| (status, n))

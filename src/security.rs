@@ -7,8 +7,40 @@ use crate::errors;
 use crate::registry::RegClass;
 use crate::sql::{self, Access};
 use pgrx::pg_sys;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::cell::Cell;
 use std::ffi::CString;
+
+/// `org_stats.count_under_rls`: whether roles subject to a table's row-level security may read
+/// its counts, which include rows the policies hide from them. Off by default; superuser only.
+static COUNT_UNDER_RLS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// Defines the settings; called once per backend from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"org_stats.count_under_rls",
+        c"Lets roles subject to a table's row-level security read its org_stats counts.",
+        c"The counts include rows the policies hide from such roles. Off by default.",
+        &COUNT_UNDER_RLS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// Raises 42501 when row-level security applies to the caller on `relid` and counts have not
+/// been allowed to such roles.
+pub fn require_rls_allows_counts(relid: pg_sys::Oid, table: &str) {
+    // SAFETY: a catalog check for an existing relation, as the current user.
+    let rls = unsafe { pg_sys::check_enable_rls(relid, pg_sys::Oid::INVALID, false) };
+    if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 && !COUNT_UNDER_RLS.get() {
+        errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("row-level security on table {table} applies to this role"),
+            "The counts include rows its policies may hide from this role. A superuser can allow them with \
+             ALTER ROLE ... SET org_stats.count_under_rls = on (see the README's section on row-level security).",
+        );
+    }
+}
 
 thread_local! {
     static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };

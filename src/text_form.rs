@@ -15,12 +15,44 @@ pub enum TextForm {
     Text,
     /// character(n): `::text` strips the padding blanks.
     Blank,
-    /// uuid, integers, name, enums: the type's output function.
+    /// uuid, integers, name: the type's output function.
     Output(pg_sys::Oid),
+    /// Enums: their output function too; kept apart because SQL must not cast them (below).
+    Enum(pg_sys::Oid),
+}
+
+impl TextForm {
+    /// SQL for the text form of `column` (a quoted identifier). A `::text` cast of a built-in type
+    /// can only run built-in code, but the owner of an enum may define its own cast to text, and
+    /// org_stats reads tables with the extension owner's rights; so enums go through `enum_out`.
+    pub fn sql(self, column: &str) -> String {
+        match self {
+            TextForm::Enum(_) => format!("pg_catalog.textin(pg_catalog.enum_out({column}))"),
+            _ => format!("{column}::pg_catalog.text"),
+        }
+    }
 }
 
 thread_local! {
+    /// Per-backend cache; emptied whenever any type changes (a dropped type's OID may be reused).
     static FORMS: RefCell<HashMap<pg_sys::Oid, Option<TextForm>>> = RefCell::new(HashMap::new());
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn forget_types(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    FORMS.with(|f| f.borrow_mut().clear());
+}
+
+/// Registers the cache invalidation; called once per backend from `_PG_init`.
+pub fn init() {
+    // SAFETY: registers a plain function with no argument.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::TYPEOID as i32,
+            Some(forget_types),
+            pg_sys::Datum::from(0usize),
+        )
+    };
 }
 
 /// How values of `type_oid` (a domain counts as its base type) become text, or `None` if the
@@ -40,7 +72,7 @@ pub fn for_type(type_oid: pg_sys::Oid) -> Option<TextForm> {
             | pg_sys::INT4OID
             | pg_sys::INT8OID
             | pg_sys::NAMEOID => Some(TextForm::Output(output_function(base))),
-            _ if pg_sys::type_is_enum(base) => Some(TextForm::Output(output_function(base))),
+            _ if pg_sys::type_is_enum(base) => Some(TextForm::Enum(output_function(base))),
             _ => None,
         }
     };
@@ -67,7 +99,7 @@ pub unsafe fn to_text(form: TextForm, datum: pg_sys::Datum) -> String {
             s.truncate(s.trim_end_matches(' ').len());
             s
         }
-        TextForm::Output(func) => {
+        TextForm::Output(func) | TextForm::Enum(func) => {
             let c = pg_sys::OidOutputFunctionCall(func, datum);
             let s = CStr::from_ptr(c).to_string_lossy().into_owned();
             pg_sys::pfree(c.cast());

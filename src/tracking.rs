@@ -1,7 +1,7 @@
 //! Tracking DDL: `track()` validates a table, registers it, installs its triggers and (unless told
 //! not to) counts its existing rows, all in the caller's transaction; `untrack()` undoes all of it.
 
-use crate::backfill;
+use crate::drift;
 use crate::errors::raise;
 use crate::registry::{self, Name, RegClass};
 use crate::security;
@@ -51,24 +51,36 @@ fn validate(table: RegClass, org_column: &str, status_column: &str) {
         );
     }
     security::require_owner(table, "track");
-    if security::as_extension_owner(|| registry::find(table, None)).is_some() {
+    refuse_if_tracked(table, &name);
+    let mut inherited = false;
+    sql::kept(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits i \
+                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid \
+                         WHERE i.inhparent OPERATOR(pg_catalog.=) $1 AND NOT c.relispartition)",
+        &[table.into()],
+        Access::Read,
+        |row| inherited = row.get(1).unwrap(),
+    );
+    if inherited {
         raise(
-            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-            format!("table {name} is already tracked by org_stats"),
-            "To change its columns, call org_stats.untrack() first, then org_stats.track() again.",
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{name} has inheritance children"),
+            "Rows of a child table are read through its parent but fire only the child's triggers; org_stats tracks plain tables and declarative partitioning.",
         );
     }
     for (role, column) in [("org_column", org_column), ("status_column", status_column)] {
-        let mut type_oid = None;
+        let mut found = None;
         sql::kept(
-            "SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+            "SELECT a.atttypid, COALESCE((SELECT l.collisdeterministic FROM pg_catalog.pg_collation l \
+                                           WHERE l.oid OPERATOR(pg_catalog.=) a.attcollation), true) \
+               FROM pg_catalog.pg_attribute a \
               WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 \
                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
             &[table.into(), column.into()],
             Access::Read,
-            |row| type_oid = row.get::<pg_sys::Oid>(1),
+            |row| found = Some((row.get::<pg_sys::Oid>(1).unwrap(), row.get::<bool>(2).unwrap())),
         );
-        let Some(type_oid) = type_oid else {
+        let Some((type_oid, deterministic)) = found else {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
                 format!("column \"{column}\" of relation {name} does not exist"),
@@ -83,6 +95,35 @@ fn validate(table: RegClass, org_column: &str, status_column: &str) {
                  and domains over them.",
             );
         }
+        if !deterministic {
+            raise(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("column \"{column}\" of relation {name} has a nondeterministic collation"),
+                "Such a collation makes different strings equal, so a GROUP BY would merge values the triggers \
+                 count apart; use a deterministic collation for the column.",
+            );
+        }
+    }
+}
+
+/// Raises 42710 if `table` is tracked, as seen by a fresh snapshot (so after track()'s lock it also
+/// sees a concurrent track() that committed while this one waited).
+fn refuse_if_tracked(table: RegClass, name: &str) {
+    let mut tracked = false;
+    security::as_extension_owner(|| {
+        sql::kept(
+            "SELECT EXISTS (SELECT FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1)",
+            &[table.into()],
+            Access::Write,
+            |row| tracked = row.get(1).unwrap(),
+        )
+    });
+    if tracked {
+        raise(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("table {name} is already tracked by org_stats"),
+            "To change its columns, call org_stats.untrack() first, then org_stats.track() again.",
+        );
     }
 }
 
@@ -138,6 +179,7 @@ fn track(
     backfill: default!(bool, true),
 ) {
     let (org_column, status_column) = (org_column.0, status_column.0);
+    let name = tbl.display();
     validate(tbl, &org_column, &status_column);
     // SAFETY: reads the transaction's isolation level.
     if backfill && unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
@@ -154,6 +196,8 @@ fn track(
             &format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", tbl.qualified()),
             &[],
         );
+        // A concurrent track() of the same table may have committed while this one waited.
+        refuse_if_tracked(tbl, &name);
         let mut table_id = 0;
         sql::kept(
             "INSERT INTO org_stats.tracked (relid, org_column, status_column) VALUES ($1, $2, $3) RETURNING table_id",
@@ -163,7 +207,9 @@ fn track(
         );
         create_triggers(tbl, table_id, &org_column, &status_column);
         if backfill {
-            backfill::count_existing(tbl, table_id, &org_column, &status_column);
+            // Counting the existing rows is repairing the drift of a table with no counts yet.
+            let tracked = registry::find_by_id(table_id).expect("registered just above");
+            drift::scan(&tracked, drift::Orgs::All, true);
             sql::kept(
                 "UPDATE org_stats.tracked t SET backfilled_at = pg_catalog.now() \
                   WHERE t.table_id OPERATOR(pg_catalog.=) $1",
@@ -183,6 +229,11 @@ fn untrack(tbl: RegClass) {
     security::require_owner(tbl, "untrack");
     let names: Vec<String> = trigger_names(tracked.table_id).into();
     security::as_extension_owner(|| {
+        // The parent first, as writers lock it: dropping a partition's trigger first could deadlock.
+        sql::exec(
+            &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tbl.qualified()),
+            &[],
+        );
         let mut drops = Vec::new();
         sql::kept(
             "SELECT pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass) \

@@ -13,18 +13,26 @@
 //! never wait on, or deadlock over, a counter row, and a writer at REPEATABLE READ never meets a
 //! counter version it cannot see. Reads sum the slots.
 
+use crate::backfill;
 use crate::deltas::{self, Group};
 use crate::errors;
+use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
 use crate::text_form;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode};
 use std::convert::Infallible;
 use std::ffi::CStr;
 
 /// A statement touching more distinct groups than this flushes early, bounding backend memory.
 const FLUSH_THRESHOLD: usize = 50_000;
+
+thread_local! {
+    /// Pending entries at which the row trigger flushes next. Entries of outer subtransactions
+    /// cannot be flushed from an inner one, so after an early flush the bar moves past them.
+    static FLUSH_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(FLUSH_THRESHOLD) };
+}
 
 /// Adds `deltas` to this backend's slot of each group, in key order.
 pub fn write(deltas: Vec<(Group, i64)>) {
@@ -107,28 +115,16 @@ fn columns(rel: pg_sys::Relation, args: &TriggerArgs) -> Columns {
         let desc = (*rel).rd_att;
         let find = |name: &CStr| {
             let attnum = pg_sys::SPI_fnumber(desc, name.as_ptr());
-            if attnum <= 0 {
-                let table =
-                    CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
-                errors::raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    format!(
-                        "tracked column \"{}\" no longer exists in table \"{table}\"",
-                        name.to_string_lossy()
-                    ),
-                    "Untrack the table and track it again with its current column names.",
-                );
-            }
-            let type_oid =
-                (*desc).attrs.as_slice((*desc).natts as usize)[(attnum - 1) as usize].atttypid;
-            let form = text_form::for_type(type_oid).unwrap_or_else(|| {
-                errors::raise(
-                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                    format!("tracked column \"{}\" changed to an unsupported type", name.to_string_lossy()),
-                    "Untrack the table, or change the column back to text, varchar, char, uuid, an integer or an enum.",
-                )
+            let type_oid = (attnum > 0).then(|| {
+                (*desc).attrs.as_slice((*desc).natts as usize)[(attnum - 1) as usize].atttypid
             });
-            (attnum, form)
+            match type_oid.and_then(text_form::for_type) {
+                Some(form) => (attnum, form),
+                None => errors::column_gone(
+                    &CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy(),
+                    &name.to_string_lossy(),
+                ),
+            }
         };
         Columns {
             org: find(args.org_column),
@@ -192,8 +188,9 @@ fn org_stats_row_trigger<'a>(
         }
         _ => panic!("org_stats_row_trigger fired for an unexpected event {event}"),
     }
-    if deltas::len() >= FLUSH_THRESHOLD {
+    if deltas::len() >= FLUSH_AT.with(|f| f.get()) {
         write(deltas::take_current());
+        FLUSH_AT.with(|f| f.set(deltas::len() + FLUSH_THRESHOLD));
     }
     Ok(None)
 }
@@ -206,6 +203,10 @@ fn org_stats_flush_trigger<'a>(
     Ok(None)
 }
 
+/// TRUNCATE removes its relation's share of the counts, as a decrement into this backend's own
+/// slot like any other write. It holds ACCESS EXCLUSIVE on the relation, so it reads the latest
+/// snapshot: every committed row, which no one can change any more (the statement's own snapshot
+/// predates the wait for that lock, and at REPEATABLE READ the transaction's even more so).
 #[pg_trigger]
 fn org_stats_truncate_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -213,41 +214,67 @@ fn org_stats_truncate_trigger<'a>(
     let args = trigger_args(trigger);
     let rel = trigger.trigger_data().tg_relation;
     // SAFETY: rel is the open relation the trigger fired on.
-    let (relid, relkind, is_partition) = unsafe {
+    let (relid, partitioned) = unsafe {
         (
             (*rel).rd_id,
-            (*(*rel).rd_rel).relkind as u8,
-            (*(*rel).rd_rel).relispartition,
+            (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE,
         )
     };
     write(deltas::take_current());
-    if relkind == pg_sys::RELKIND_PARTITIONED_TABLE {
-        // Its leaf partitions fire their own truncate triggers and remove their share.
-        return Ok(None);
-    }
     security::as_extension_owner(|| {
-        if is_partition {
-            let org = args.org_column.to_str().unwrap();
-            let status = args.status_column.to_str().unwrap();
-            for (org_id, status, n) in crate::backfill::group_counts(relid, org, status, None) {
-                deltas::add(
-                    Group {
-                        table_id: args.table_id,
-                        org_id,
-                        status,
-                    },
-                    -n,
+        let Some(t) = registry::find_by_id(args.table_id) else {
+            return;
+        };
+        // SAFETY: pushed and popped around read-only queries.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+        let share: Vec<(String, Option<String>, i64)> = if relid == t.relid.0 {
+            if partitioned {
+                // Its leaf partitions fire their own truncate triggers.
+                Vec::new()
+            } else {
+                // The stored counts: this also clears any drift, as the table is now empty.
+                let mut stored = Vec::new();
+                sql::kept(
+                    "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM org_stats.counters c \
+                      WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2",
+                    &[t.table_id.into()],
+                    Access::Read,
+                    |row| stored.push((row.get(1).unwrap(), row.get(2), row.get(3).unwrap())),
                 );
+                stored
             }
-            write(deltas::take_current());
+        } else if !partitioned && is_partition_of(relid, &t) {
+            backfill::group_counts(&t, RegClass(relid), None)
         } else {
-            sql::exec(
-                "DELETE FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
-                &[args.table_id.into()],
+            // A table detached from the tracked one keeps this trigger but no longer counts.
+            Vec::new()
+        };
+        // SAFETY: pops the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+        for (org_id, status, n) in share {
+            deltas::add(
+                Group {
+                    table_id: t.table_id,
+                    org_id,
+                    status,
+                },
+                -n,
             );
         }
     });
+    write(deltas::take_current());
     Ok(None)
+}
+
+fn is_partition_of(relid: pg_sys::Oid, t: &Tracked) -> bool {
+    let mut inside = false;
+    sql::kept(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_partition_tree($1) p WHERE p.relid OPERATOR(pg_catalog.=) $2)",
+        &[t.relid.into(), RegClass(relid).into()],
+        Access::Read,
+        |row| inside = row.get(1).unwrap(),
+    );
+    inside
 }
 
 #[pg_guard]
@@ -266,7 +293,10 @@ unsafe extern "C-unwind" fn on_xact(
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_COMMIT
-        | pg_sys::XactEvent::XACT_EVENT_PREPARE => deltas::clear(),
+        | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            deltas::clear();
+            FLUSH_AT.with(|f| f.set(FLUSH_THRESHOLD));
+        }
         _ => {}
     }
 }

@@ -35,6 +35,49 @@ SELECT * FROM error_of($$SELECT org_stats.counts('loads', 'tenant-a')$$);
 SELECT count(*) AS visible_rows FROM org_stats.organization_stats;
 RESET ROLE;
 
+-- The owner of an enum may define its own cast to text; org_stats, which reads tables with the
+-- extension owner's rights, never calls it (it counts enums by their output function).
+CREATE SCHEMA outsider_schema AUTHORIZATION outsider;
+SET ROLE outsider;
+CREATE TYPE outsider_schema.mood AS ENUM ('calm', 'busy');
+CREATE FUNCTION outsider_schema.loud(outsider_schema.mood) RETURNS text LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'user cast ran as %', current_user; END$$;
+CREATE CAST (outsider_schema.mood AS text) WITH FUNCTION outsider_schema.loud(outsider_schema.mood);
+CREATE TABLE outsider_schema.moods (workos_org_id text, status outsider_schema.mood);
+INSERT INTO outsider_schema.moods VALUES ('acme', 'calm'), ('acme', 'busy'), ('acme', 'busy');
+SELECT org_stats.track('outsider_schema.moods');
+INSERT INTO outsider_schema.moods VALUES ('acme', 'calm');
+SELECT * FROM org_stats.count_by_status('outsider_schema.moods', 'acme');
+SELECT * FROM org_stats.check_drift('outsider_schema.moods');
+TRUNCATE outsider_schema.moods;
+SELECT org_stats.count('outsider_schema.moods', 'acme');
+SELECT org_stats.untrack('outsider_schema.moods');
+RESET ROLE;
+DROP SCHEMA outsider_schema CASCADE;
+
+-- Row-level security: a role the policies apply to gets no counts (they would include rows the
+-- policies hide from it), unless a superuser allows it with org_stats.count_under_rls.
+CREATE TABLE tenant_loads (workos_org_id text, status text);
+INSERT INTO tenant_loads VALUES ('tenant-a', 'Open'), ('tenant-b', 'Open');
+SELECT org_stats.track('tenant_loads');
+ALTER TABLE tenant_loads ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_a ON tenant_loads USING (workos_org_id = 'tenant-a');
+GRANT SELECT ON tenant_loads TO app_writer;
+SET ROLE app_writer;
+SELECT * FROM error_of($$SELECT org_stats.count('tenant_loads', 'tenant-b')$$);
+SELECT count(*) AS visible_rows FROM org_stats.organization_stats WHERE table_name = 'tenant_loads'::regclass;
+SELECT * FROM error_of($$SET org_stats.count_under_rls = on$$);
+RESET ROLE;
+SET org_stats.count_under_rls = on;
+SET ROLE app_writer;
+SELECT org_stats.count('tenant_loads', 'tenant-b') AS allowed_count;
+RESET ROLE;
+RESET org_stats.count_under_rls;
+SELECT org_stats.count('tenant_loads', 'tenant-b') AS owner_count;
+SELECT org_stats.untrack('tenant_loads');
+REVOKE ALL ON tenant_loads FROM app_writer;
+DROP TABLE tenant_loads;
+
 -- Objects planted on the search_path do not change what the triggers and reads do.
 CREATE SCHEMA planted;
 CREATE TABLE planted.counters (org_id text, table_id integer, status text, slot integer, n bigint);

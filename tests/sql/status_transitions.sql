@@ -41,5 +41,5 @@ SELECT count(*) AS rows_for_null_org FROM org_stats.count_by_status('loads', NUL
 DELETE FROM loads WHERE workos_org_id = 'acme' AND status IS NULL;
 DELETE FROM loads WHERE workos_org_id = 'acme' AND status = 'Dispatched';
 SELECT * FROM org_stats.count_by_status('loads', 'acme');
-SELECT * FROM org_stats.organization_stats ORDER BY org_id, status;
+SELECT table_name, org_id, status, count FROM org_stats.organization_stats ORDER BY org_id, status;
 SELECT * FROM mismatches('loads');

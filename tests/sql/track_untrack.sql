@@ -11,7 +11,7 @@ SELECT regexp_replace(tgname, '[0-9]+$', '<table_id>') AS trigger, tgenabled FRO
 
 -- Existing rows were counted by the backfill; the NULL org belongs to nobody.
 SELECT * FROM org_stats.count_by_status('loads', 'acme');
-SELECT * FROM org_stats.organization_stats ORDER BY org_id, status;
+SELECT table_name, org_id, status, count FROM org_stats.organization_stats ORDER BY org_id, status;
 SELECT * FROM mismatches('loads');
 
 -- untrack() drops the triggers and the counts; writes go on uncounted.

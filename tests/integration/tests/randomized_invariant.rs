@@ -8,7 +8,8 @@
 //! Needs ORG_STATS_DSN (pg_test.sh sets it). ORG_STATS_SEED replays a run; ORG_STATS_OPS sets
 //! the number of operations (default 5000).
 
-use postgres::{Client, NoTls};
+use org_stats_integration_tests::{connect, mismatches};
+use postgres::Client;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -21,8 +22,6 @@ struct Table {
     orgs: Vec<String>,
     statuses: Vec<&'static str>,
 }
-
-const STATUS_SENTINEL: &str = "\u{1}null";
 
 fn setup(client: &mut Client) -> Vec<Table> {
     client
@@ -225,43 +224,10 @@ impl Table {
         writer.finish()?;
         Ok(format!("{sql}\n{data}"))
     }
-
-    /// Rows where count_by_status() or count() disagrees with a live GROUP BY, in one statement.
-    fn mismatches(&self, client: &mut Client) -> Vec<String> {
-        let (t, org) = (self.name, self.org_col());
-        let sql = format!(
-            "WITH actual AS (
-                 SELECT {org}::text AS org_id, status::text AS status, count(*) AS n
-                   FROM {t} WHERE {org} IS NOT NULL GROUP BY 1, 2),
-             orgs AS (SELECT unnest($1::text[]) AS org_id UNION SELECT org_id FROM actual),
-             counted AS (
-                 SELECT o.org_id, c.status, c.count FROM orgs o, org_stats.count_by_status('{t}', o.org_id) c),
-             by_status AS (
-                 SELECT coalesce(a.org_id, c.org_id) AS org_id, coalesce(a.status, c.status) AS status,
-                        c.count AS counted, a.n AS actual
-                   FROM actual a FULL JOIN counted c
-                     ON a.org_id = c.org_id AND coalesce(a.status, $2) = coalesce(c.status, $2)
-                  WHERE a.n IS DISTINCT FROM c.count),
-             totals AS (
-                 SELECT o.org_id, 'TOTAL' AS status, org_stats.count('{t}', o.org_id) AS counted,
-                        (SELECT coalesce(sum(n), 0) FROM actual a WHERE a.org_id = o.org_id)::bigint AS actual
-                   FROM orgs o)
-             SELECT format('%s %s %s: counted %s, actual %s', '{t}', org_id, coalesce(status, 'NULL'), counted, actual)
-               FROM (SELECT * FROM by_status UNION ALL SELECT * FROM totals WHERE counted <> actual) m"
-        );
-        client
-            .query(&sql, &[&self.orgs, &STATUS_SENTINEL])
-            .expect("oracle query runs")
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    }
 }
 
 #[test]
 fn counts_match_group_by_after_every_random_operation() {
-    let dsn = std::env::var("ORG_STATS_DSN")
-        .expect("ORG_STATS_DSN must name the test cluster (./pg_test.sh sets it)");
     let seed: u64 = std::env::var("ORG_STATS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -274,7 +240,7 @@ fn counts_match_group_by_after_every_random_operation() {
         "randomized model test: seed {seed} (replay with ORG_STATS_SEED={seed}), {ops} operations"
     );
 
-    let mut client = Client::connect(&dsn, NoTls).expect("connect to the test cluster");
+    let mut client = connect();
     let tables = setup(&mut client);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut history: Vec<String> = Vec::new();
@@ -283,7 +249,7 @@ fn counts_match_group_by_after_every_random_operation() {
 
     let check = |client: &mut Client, history: &[String], checks: &mut usize| {
         for table in &tables {
-            let bad = table.mismatches(client);
+            let bad = mismatches(client, table.name, table.org_col(), &table.orgs);
             *checks += 1;
             assert!(
                 bad.is_empty(),

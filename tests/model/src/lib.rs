@@ -1,1 +1,0 @@
-//! Helpers for the randomized model test live in its test file; this crate has no library code.
