@@ -60,3 +60,27 @@ $$;
 \echo '== and they agree'
 SELECT (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n FROM loads WHERE workos_org_id = 'org_acme' GROUP BY 1) g)
        = org_stats.counts('loads', 'org_acme') AS counts_equal_group_by;
+
+\echo '== drift: writes that bypassed the triggers, found and repaired'
+SET session_replication_role = replica;
+INSERT INTO loads (workos_org_id, status) VALUES ('org_acme', 'Open'), ('org_1', 'Cancelled');
+DELETE FROM invoices WHERE id IN (2, 4, 6);
+RESET session_replication_role;
+SELECT * FROM org_stats.check_drift();
+SELECT * FROM org_stats.recalculate();
+SELECT count(*) AS drift_left FROM org_stats.check_drift();
+SELECT tables, orgs_checked, groups_repaired, triggered_by FROM org_stats.recalculation_log;
+
+\echo '== migrating a table online: track without backfill, CALL backfill, schedule recalculation'
+CREATE TABLE shipments (id bigserial PRIMARY KEY, workos_org_id text NOT NULL, status text NOT NULL);
+CREATE INDEX ON shipments (workos_org_id);
+INSERT INTO shipments (workos_org_id, status)
+SELECT 'org_' || (i % 6), (ARRAY['Booked', 'InTransit', 'Arrived'])[1 + i % 3] FROM generate_series(1, 60000) i;
+SELECT org_stats.track('shipments', backfill => false);
+CALL org_stats.backfill('shipments', batch_size => 2);
+SELECT table_name, orgs_done, orgs_total, rows_done, percent FROM org_stats.backfill_progress;
+CREATE EXTENSION IF NOT EXISTS pg_cron;
+SELECT org_stats.schedule_recalculation() > 0 AS scheduled;
+SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'org_stats_recalculate';
+SELECT org_stats.unschedule_recalculation() AS unscheduled;
+SELECT table_name, orgs_counted, rows_counted, orgs_not_backfilled, last_groups_repaired FROM org_stats.health;
