@@ -2,6 +2,7 @@
 # org_stats test, demo and benchmark driver. On a fresh Debian 12 machine (root or a sudo user):
 #   ./pg_test.sh          every test: pgrx unit tests, pg_regress, isolation specs, randomized model test
 #   ./pg_test.sh demo     builds, starts a throwaway cluster, loads sample data, prints counts and timings
+#   ./pg_test.sh bench    release build, cluster with fsync on, the benchmark; writes bench/RESULTS.md
 # It installs what is missing (Debian packages, cargo-pgrx 0.18.0), builds and installs the extension,
 # and starts and stops its own PostgreSQL 15 cluster under /tmp.
 set -euo pipefail
@@ -12,6 +13,7 @@ PG_MAJOR=15
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PGXS_TEST=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test
+export PATH="$PGBIN:$PATH"
 PGRX_VERSION=0.18.0
 PORT=${ORG_STATS_TEST_PORT:-54329}
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -21,7 +23,7 @@ log() { printf '\n== %s\n' "$*"; }
 install_prerequisites() {
     local packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
                     sudo build-essential libclang-dev clang pkg-config libssl-dev libreadline-dev zlib1g-dev
-                    bison flex ca-certificates)
+                    bison flex ca-certificates python3)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -63,6 +65,7 @@ port = $PORT
 listen_addresses = ''
 unix_socket_directories = '$CLUSTER'
 fsync = ${ORG_STATS_FSYNC:-off}
+shared_buffers = ${ORG_STATS_SHARED_BUFFERS:-128MB}
 max_connections = 100
 shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
@@ -113,8 +116,17 @@ run_tests() {
         cargo test --release --manifest-path tests/integration/Cargo.toml --tests -- --nocapture --test-threads=1 \
         2>&1 | tee /tmp/org_stats_integration.log
     PASSED=$((PASSED + $(grep -o '^test result: ok. [0-9]* passed' /tmp/org_stats_integration.log | awk '{s += $4} END {print s}')))
+    log "benchmark smoke run (tiny sizes; checks it runs and org_stats stays exact)"
+    bench/run.sh --smoke /tmp/org_stats_bench_smoke.md
+    PASSED=$((PASSED + 1))
     log "all suites green"
     echo "org_stats: $PASSED passed, 0 failed"
+}
+
+run_bench() {
+    install_extension release
+    ORG_STATS_FSYNC=on ORG_STATS_SHARED_BUFFERS=1GB start_cluster
+    bench/run.sh "$ROOT/bench/RESULTS.md"
 }
 
 run_demo() {
@@ -127,5 +139,6 @@ install_prerequisites
 case "${1:-test}" in
     test) run_tests ;;
     demo) run_demo ;;
-    *) echo "usage: $0 [test|demo]" >&2; exit 2 ;;
+    bench) run_bench ;;
+    *) echo "usage: $0 [test|demo|bench]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,1 @@
+INSERT INTO loads (workos_org_id, status) VALUES ('org_7', 'Open');

@@ -1,0 +1,112 @@
+"""Turns the samples bench/run.sh recorded into bench/RESULTS.md: medians, ratios to no counting,
+and the targets of the benchmark issue. Usage: report.py SAMPLES ROUNDS SECONDS SMOKE BIG MILLION"""
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+samples_path, rounds, seconds = sys.argv[1], sys.argv[2], sys.argv[3]
+smoke, big, million = sys.argv[4] == "1", int(sys.argv[5]), int(sys.argv[6])
+samples = defaultdict(list)
+with open(samples_path) as f:
+    for line in f:
+        workload, variant, value = line.split()
+        samples[(workload, variant)].append(float(value))
+
+
+def median(workload, variant):
+    values = samples.get((workload, variant))
+    return statistics.median(values) if values else None
+
+
+# (workload, unit, higher is better, target description, target check on org_stats / none)
+ROWS = [
+    ("bulk_update_100k", "ms", False, "<= 1.5x time", lambda r: r <= 1.5),
+    ("bulk_update_20k", "ms", False, "", None),
+    ("bulk_insert_20k", "ms", False, "<= 1.3x time", lambda r: r <= 1.3),
+    ("insert_1_client", "TPS", True, ">= 0.90x TPS", lambda r: r >= 0.90),
+    ("insert_8_clients_100_orgs", "TPS", True, ">= 0.90x TPS", lambda r: r >= 0.90),
+    ("status_update_8_clients_one_org", "TPS", True, ">= 0.80x TPS, 0 failures", lambda r: r >= 0.80),
+    ("insert_8_clients_one_org", "TPS", True, ">= 0.80x TPS", lambda r: r >= 0.80),
+    ("mixed_oltp_8_clients_10_orgs", "TPS", True, "", None),
+    ("read_counts_big_org", "TPS", True, ">= 1000x GROUP BY, >= hand-written", lambda r: r >= 1000),
+]
+
+
+def fmt(value, unit):
+    if value is None:
+        return "not run"
+    return f"{value:,.0f}" if unit == "TPS" or value >= 100 else f"{value:,.1f}"
+
+
+def failures(workload, variant):
+    value = median(workload + ".failed", variant)
+    return "" if value is None else f" ({value:.0f} failed)" if value else ""
+
+
+def sh(command):
+    try:
+        return subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        return "?"
+
+
+cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+memory = sh("free -g | awk '/^Mem:/ {print $2}'")
+postgres = sh("psql -X -At -c 'SHOW server_version'")
+settings = sh("psql -X -At -c \"SELECT string_agg(name || ' = ' || setting, ', ' ORDER BY name) FROM pg_settings "
+              "WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections')\"")
+
+out = []
+out.append("# org_stats benchmark results" + (" (smoke run, tiny sizes: not a measurement)" if smoke else ""))
+out.append("")
+out.append(f"Run by `./pg_test.sh bench` on {datetime.date.today().isoformat()}: {os.cpu_count()} cores ({cpu}), "
+           f"{memory} GiB, {platform.system()} {platform.release()}, PostgreSQL {postgres}, {settings} "
+           f"(shared_buffers in 8 kB pages). Release build of org_stats. Medians of {rounds} rounds, "
+           f"variants alternated none, handwritten, org_stats within each round, every measurement on a "
+           f"freshly loaded copy of the same data (org_big: {big:,} loads; org_0 .. org_99: 1,000 loads each); "
+           f"pgbench runs of {seconds} s with prepared statements.")
+out.append("")
+out.append("| workload | unit | none | hand-written trigger | org_stats | org_stats / none | target | met |")
+out.append("|---|---|---:|---:|---:|---:|---|---|")
+verdicts = []
+for workload, unit, higher, target, check in ROWS:
+    none, hand, ours = (median(workload, v) for v in ("none", "handwritten", "org_stats"))
+    ratio = ours / none if ours is not None and none else None
+    met = ""
+    if check and ratio is not None:
+        ok = check(ratio)
+        if workload == "read_counts_big_org" and hand:
+            ok = ok and ours >= hand
+        if workload.startswith("status_update"):
+            ok = ok and not median(workload + ".failed", "org_stats")
+        met = "yes" if ok else "**no**"
+        verdicts.append((workload, ok))
+    out.append(f"| {workload} | {unit} | {fmt(none, unit)}{failures(workload, 'none')} | "
+               f"{fmt(hand, unit)}{failures(workload, 'handwritten')} | {fmt(ours, unit)}{failures(workload, 'org_stats')} | "
+               f"{'' if ratio is None else f'{ratio:.2f}x'} | {target} | {met} |")
+
+group_by, backfill, recalc = (median(w, "org_stats") for w in ("group_by_1m_rows", "backfill_1m_rows", "recalculate_1m_rows"))
+out.append("")
+out.append(f"Maintenance of a {million:,}-row table, against one `SELECT org, status, count(*) ... GROUP BY` over it:")
+out.append("")
+out.append("| operation | ms | / GROUP BY | target | met |")
+out.append("|---|---:|---:|---|---|")
+if group_by:
+    out.append(f"| GROUP BY over the table | {fmt(group_by, 'ms')} | 1.00x | | |")
+    out.append(f"| CALL org_stats.backfill() (500 orgs per transaction) | {fmt(backfill, 'ms')} | {backfill / group_by:.2f}x | | |")
+    ok = recalc <= 2 * group_by
+    verdicts.append(("recalculate_1m_rows", ok))
+    out.append(f"| org_stats.recalculate() (after the backfill: no drift) | {fmt(recalc, 'ms')} | {recalc / group_by:.2f}x | <= 2x | {'yes' if ok else '**no**'} |")
+out.append("")
+missed = [w for w, ok in verdicts if not ok]
+out.append("Targets met: " + (f"{len(verdicts) - len(missed)} of {len(verdicts)}" + (f"; missed: {', '.join(missed)}." if missed else ".")))
+analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+if not smoke and os.path.exists(analysis):
+    out.append("")
+    out.append(open(analysis).read().rstrip())
+print("\n".join(out))

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The org_stats benchmark, run by `./pg_test.sh bench` (and, tiny, by `./pg_test.sh` as a smoke
+# test) against the cluster pg_test.sh started (PGHOST, PGPORT, PGUSER set).
+#
+# Three variants on the same data, alternated (a b c a b c ...) and repeated, medians reported:
+#   none:        no counting at all
+#   handwritten: the PL/pgSQL counter trigger users write today (bench/handwritten_trigger.sql)
+#   org_stats:   this extension
+# After every org_stats measurement the counts are checked against the table (0 drift), and a
+# failed org_stats transaction (deadlock, error) fails the run.
+#
+#   bench/run.sh [--smoke] [RESULTS_FILE]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SMOKE=0
+if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
+RESULTS=${1:-RESULTS.md}
+if [ $SMOKE = 1 ]; then
+    ROUNDS=1 DURATION=1 BIG=3000 BULK_BIG=2000 BULK_SMALL=1000 MILLION=20000 MILLION_ORGS=50
+else
+    ROUNDS=${ORG_STATS_BENCH_ROUNDS:-3} DURATION=${ORG_STATS_BENCH_SECONDS:-6}
+    BIG=300000 BULK_BIG=100000 BULK_SMALL=20000 MILLION=1000000 MILLION_ORGS=1000
+fi
+VARIANTS=(none handwritten org_stats)
+DB=org_stats_bench
+ORG0_FIRST=$((BIG + 1))   # org_0's 1,000 loads follow org_big's; org_k's follow at +1000 * k
+WORK=$(mktemp -d /tmp/org_stats_bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+sql() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+now() { date +%s.%N; }
+elapsed_ms() { echo "$1 $(now)" | awk '{printf "%.1f", ($2 - $1) * 1000}'; }
+record() { echo "$1 $2 $3" >>"$WORK/samples"; }   # workload variant value
+
+setup_database() {
+    dropdb --if-exists "$DB" >/dev/null
+    createdb "$DB"
+    sql -c "CREATE EXTENSION org_stats" -f handwritten_trigger.sql
+    # org_big: BIG loads (read and bulk workloads); org_0 .. org_99: 1,000 loads each.
+    sql -c "CREATE TABLE seed AS
+            SELECT i AS id, CASE WHEN i <= $BIG THEN 'org_big' ELSE 'org_' || ((i - $BIG - 1) / 1000) END AS workos_org_id,
+                   (ARRAY['Open', 'Dispatched', 'Delivered', 'Cancelled', 'Invoiced'])[1 + i % 5] AS status
+              FROM generate_series(1, $BIG + 100000) i"
+}
+
+# Fresh `loads` with the seed data, then the variant's counting (not timed).
+reset() {
+    sql -c "SELECT org_stats.untrack(table_name) FROM org_stats.tracked_tables WHERE table_name::text = 'loads'" >/dev/null
+    sql -c "DROP TABLE IF EXISTS loads; TRUNCATE hand_counts;
+            CREATE TABLE loads (id bigserial PRIMARY KEY, workos_org_id text NOT NULL, status text NOT NULL, note text);
+            INSERT INTO loads (id, workos_org_id, status) SELECT * FROM seed;
+            SELECT setval('loads_id_seq', $BIG + 100000);
+            CREATE INDEX ON loads (workos_org_id);" >/dev/null
+    sql -c "VACUUM ANALYZE loads"
+    case $1 in
+        handwritten) sql -c "SELECT hand_track('loads')" >/dev/null ;;
+        org_stats) sql -c "SELECT org_stats.track('loads')" >/dev/null ;;
+    esac
+    sql -c "CHECKPOINT"
+}
+
+# org_stats must be exact after every workload.
+check_exact() {
+    local drift
+    drift=$(sql -At -c "SELECT count(*) FROM org_stats.check_drift('loads')")
+    if [ "$drift" != 0 ]; then
+        echo "org_stats drifted: $drift groups after $1" >&2
+        sql -c "SELECT * FROM org_stats.check_drift('loads') LIMIT 20" >&2
+        exit 1
+    fi
+}
+
+timed() { # workload variant sql
+    local t0
+    t0=$(now)
+    sql -c "$3" >/dev/null
+    record "$1" "$2" "$(elapsed_ms "$t0")"
+}
+
+pgbench_tps() { # workload variant clients script
+    local out failed
+    out=$(pgbench -n -M prepared -c "$3" -j "$(( $3 < 2 ? 1 : 2 ))" -T "$DURATION" -D org0_first=$ORG0_FIRST \
+              -f "pgbench/$4" "$DB" 2>&1) || { echo "$out" >&2; [ "$2" != org_stats ] || exit 1; }
+    failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
+    failed=${failed:-0}
+    record "$1" "$2" "$(echo "$out" | awk '/^tps = / {print $3; exit}')"
+    record "$1.failed" "$2" "$failed"
+    if [ "$2" = org_stats ] && { [ "$failed" != 0 ] || echo "$out" | grep -q aborted; }; then
+        echo "org_stats transactions failed in $1:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+}
+
+run_workload() { # workload variant
+    local w=$1 v=$2
+    reset "$v"
+    case $w in
+        bulk_update_100k)
+            [ "$v" = handwritten ] && return   # quadratic: ~220 s, measured once in the issue
+            timed "$w" "$v" "UPDATE loads SET status = 'VOID' WHERE id <= $BULK_BIG" ;;
+        bulk_update_20k) timed "$w" "$v" "UPDATE loads SET status = 'VOID' WHERE id <= $BULK_SMALL" ;;
+        bulk_insert_20k)
+            timed "$w" "$v" "INSERT INTO loads (workos_org_id, status) SELECT 'org_new', 'Open' FROM generate_series(1, $BULK_SMALL)" ;;
+        insert_1_client) pgbench_tps "$w" "$v" 1 insert_100_orgs.sql ;;
+        insert_8_clients_100_orgs) pgbench_tps "$w" "$v" 8 insert_100_orgs.sql ;;
+        status_update_8_clients_one_org) pgbench_tps "$w" "$v" 8 status_update_one_org.sql ;;
+        insert_8_clients_one_org) pgbench_tps "$w" "$v" 8 insert_one_org.sql ;;
+        mixed_oltp_8_clients_10_orgs) pgbench_tps "$w" "$v" 8 mixed_oltp.sql ;;
+        read_counts_big_org)
+            case $v in
+                none) pgbench_tps "$w" "$v" 8 read_group_by.sql ;;
+                handwritten) pgbench_tps "$w" "$v" 8 read_handwritten.sql ;;
+                org_stats) pgbench_tps "$w" "$v" 8 read_org_stats.sql ;;
+            esac ;;
+    esac
+    if [ "$v" = org_stats ]; then check_exact "$w"; fi
+}
+
+# backfill() and recalculate() of a 1M-row table against one GROUP BY pass over it.
+run_maintenance() {
+    sql -c "SELECT org_stats.untrack(table_name) FROM org_stats.tracked_tables WHERE table_name::text = 'million'" >/dev/null
+    sql -c "DROP TABLE IF EXISTS million;
+            CREATE TABLE million AS SELECT i AS id, 'org_' || (i % $MILLION_ORGS) AS workos_org_id,
+                   (ARRAY['Open', 'Dispatched', 'Delivered', 'Cancelled', 'Invoiced'])[1 + i % 5] AS status
+              FROM generate_series(1, $MILLION) i;
+            CREATE INDEX ON million (workos_org_id);" >/dev/null
+    sql -c "VACUUM ANALYZE million"
+    sql -c "SELECT org_stats.track('million', backfill => false)" >/dev/null
+    sql -c "CHECKPOINT"
+    timed group_by_1m_rows org_stats "SELECT workos_org_id, status, count(*) FROM million GROUP BY 1, 2"
+    timed backfill_1m_rows org_stats "CALL org_stats.backfill('million')"
+    timed recalculate_1m_rows org_stats "SELECT count(*) FROM org_stats.recalculate('million')"
+    local drift
+    drift=$(sql -At -c "SELECT count(*) FROM org_stats.check_drift('million')")
+    [ "$drift" = 0 ] || { echo "org_stats drifted after backfill/recalculate: $drift" >&2; exit 1; }
+}
+
+WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_8_clients_100_orgs
+           status_update_8_clients_one_org insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org)
+
+setup_database
+: >"$WORK/samples"
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round of $ROUNDS"
+    for w in "${WORKLOADS[@]}"; do
+        for v in "${VARIANTS[@]}"; do
+            run_workload "$w" "$v"
+        done
+    done
+    run_maintenance
+done
+
+python3 report.py "$WORK/samples" "$ROUNDS" "$DURATION" "$SMOKE" "$BIG" "$MILLION" >"$RESULTS"
+cat "$RESULTS"
