@@ -66,15 +66,18 @@ pub fn take_all() -> Vec<(Group, i64)> {
     take(|_| true)
 }
 
-/// Unflushed deltas of one (table, org), so reads inside a statement are exact too.
-pub fn pending_for(table_id: i32, org_id: &str) -> (Vec<Option<String>>, Vec<i64>) {
+/// Unflushed deltas of one org, as (table_ids, statuses, deltas), so reads inside a statement
+/// are exact too.
+pub fn pending_for_org(org_id: &str) -> (Vec<i32>, Vec<Option<String>>, Vec<i64>) {
+    let (mut tables, mut statuses, mut counts) = (Vec::new(), Vec::new(), Vec::new());
     PENDING.with(|p| {
-        p.borrow()
-            .iter()
-            .filter(|((_, g), _)| g.table_id == table_id && g.org_id == org_id)
-            .map(|((_, g), d)| (g.status.clone(), *d))
-            .unzip()
-    })
+        for ((_, g), d) in p.borrow().iter().filter(|((_, g), _)| g.org_id == org_id) {
+            tables.push(g.table_id);
+            statuses.push(g.status.clone());
+            counts.push(*d);
+        }
+    });
+    (tables, statuses, counts)
 }
 
 /// A subtransaction rolled back: its deltas never happened.

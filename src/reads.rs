@@ -12,34 +12,61 @@ use pgrx::prelude::*;
 
 /// The non-zero (status, count) pairs of `org_id` in `table`, ordered by status, NULL last.
 fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
-    let name = table.display();
     if !security::can_read(table.0) {
-        errors::cannot_read(&name);
+        errors::cannot_read(&table.display());
     }
-    security::require_rls_allows_counts(table.0, &name);
+    security::require_rls_allows_counts(table);
+    let (tables, statuses, pending) = deltas::pending_for_org(org_id);
     security::as_extension_owner(|| {
-        let tracked = registry::require_named(table, &name, Some(org_id));
-        let mut counts = Vec::new();
-        if !tracked.counted {
-            let groups = backfill::group_counts(&tracked, table, Some(org_id));
-            return groups
+        let mut registration = None;
+        sql::kept(
+            "SELECT t.table_id, t.backfilled_at IS NOT NULL OR EXISTS ( \
+                        SELECT FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) t.table_id \
+                           AND s.org_id OPERATOR(pg_catalog.=) $2 AND s.backfilled_at IS NOT NULL) \
+               FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1",
+            &[table.into(), org_id.into()],
+            Access::Read,
+            |row| registration = Some((row.get::<i32>(1).unwrap(), row.get::<bool>(2).unwrap())),
+        );
+        let Some((table_id, counted)) = registration else {
+            errors::not_tracked(&table.display())
+        };
+        if !counted {
+            // Not backfilled yet: a live count, exact and slower.
+            let tracked = registry::find(table, None).expect("registered, as read just above");
+            return backfill::group_counts(&tracked, table, Some(org_id))
                 .into_iter()
                 .map(|(_, status, n)| (status, n))
                 .collect();
         }
-        let (statuses, pending) = deltas::pending_for(tracked.table_id, org_id);
-        sql::kept(
-            "SELECT g.status, pg_catalog.sum(g.n)::pg_catalog.int8 FROM ( \
-                 SELECT c.status, c.n FROM org_stats.counters c \
+        let mut counts = Vec::new();
+        let mut collect = |row: &sql::Row| counts.push((row.get(1), row.get(2).unwrap()));
+        if tables.is_empty() {
+            // The usual case: nothing of this org is pending in this backend.
+            sql::kept(
+                "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM org_stats.counters c \
                   WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
-                 UNION ALL \
-                 SELECT * FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.int8[])) \
-             ) AS g(status, n) \
-             GROUP BY g.status HAVING pg_catalog.sum(g.n) OPERATOR(pg_catalog.<>) 0 ORDER BY g.status",
-            &[org_id.into(), tracked.table_id.into(), statuses.into(), pending.into()],
-            Access::Read,
-            |row| counts.push((row.get(1), row.get(2).unwrap())),
-        );
+                  GROUP BY c.status HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0 ORDER BY c.status",
+                &[org_id.into(), table_id.into()],
+                Access::Read,
+                &mut collect,
+            );
+        } else {
+            sql::kept(
+                "SELECT x.status, pg_catalog.sum(x.n)::pg_catalog.int8 FROM ( \
+                     SELECT c.status, c.n FROM org_stats.counters c \
+                      WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
+                     UNION ALL \
+                     SELECT p.status, p.n \
+                       FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int4[]), pg_catalog.unnest($4::pg_catalog.text[]), \
+                                       pg_catalog.unnest($5::pg_catalog.int8[])) AS p(table_id, status, n) \
+                      WHERE p.table_id OPERATOR(pg_catalog.=) $2) AS x \
+                  GROUP BY x.status HAVING pg_catalog.sum(x.n) OPERATOR(pg_catalog.<>) 0 ORDER BY x.status",
+                &[org_id.into(), table_id.into(), tables.into(), statuses.into(), pending.into()],
+                Access::Read,
+                &mut collect,
+            );
+        }
         counts
     })
 }

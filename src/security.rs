@@ -9,7 +9,6 @@ use crate::sql::{self, Access};
 use pgrx::pg_sys;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::cell::Cell;
-use std::ffi::CString;
 
 /// `org_stats.count_under_rls`: whether roles subject to a table's row-level security may read
 /// its counts, which include rows the policies hide from them. Off by default; superuser only.
@@ -29,13 +28,13 @@ pub fn init() {
 
 /// Raises 42501 when row-level security applies to the caller on `relid` and counts have not
 /// been allowed to such roles.
-pub fn require_rls_allows_counts(relid: pg_sys::Oid, table: &str) {
+pub fn require_rls_allows_counts(table: RegClass) {
     // SAFETY: a catalog check for an existing relation, as the current user.
-    let rls = unsafe { pg_sys::check_enable_rls(relid, pg_sys::Oid::INVALID, false) };
+    let rls = unsafe { pg_sys::check_enable_rls(table.0, pg_sys::Oid::INVALID, false) };
     if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 && !COUNT_UNDER_RLS.get() {
         errors::raise(
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("row-level security on table {table} applies to this role"),
+            format!("row-level security on table {} applies to this role", table.display()),
             "The counts include rows its policies may hide from this role. A superuser can allow them with \
              ALTER ROLE ... SET org_stats.count_under_rls = on (see the README's section on row-level security).",
         );
@@ -63,56 +62,95 @@ fn extension_owner() -> pg_sys::Oid {
     owner
 }
 
-/// Restores the caller's identity and settings when the privileged section ends, including by
-/// unwinding (an ERROR); (sub)transaction abort would restore them too.
-struct Restore {
-    user: pg_sys::Oid,
-    context: i32,
+/// Pins the search path to `pg_catalog` alone for as long as it lives. Up to PostgreSQL 16 an
+/// override search path does it in a few instructions; later versions removed that API, so there
+/// it sets the `search_path` GUC at a new nesting level. Either way the kept plans always see the
+/// same path, which also spares them a replan on every call.
+struct PinnedSearchPath {
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
     guc_level: i32,
 }
 
-impl Drop for Restore {
-    fn drop(&mut self) {
-        // SAFETY: restores exactly what `as_extension_owner` saved, in reverse order.
+impl PinnedSearchPath {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    fn pin() -> Self {
+        // SAFETY: the override is copied by PushOverrideSearchPath; an aborting (sub)transaction
+        // pops it by itself.
         unsafe {
-            pg_sys::AtEOXact_GUC(true, self.guc_level);
-            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+            let mut path = pg_sys::OverrideSearchPath {
+                schemas: std::ptr::null_mut(),
+                addCatalog: true,
+                addTemp: false,
+                ..Default::default()
+            };
+            pg_sys::PushOverrideSearchPath(&mut path);
+        }
+        PinnedSearchPath {}
+    }
+
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    fn pin() -> Self {
+        let name = std::ffi::CString::new("search_path").unwrap();
+        let value = std::ffi::CString::new("pg_catalog, pg_temp").unwrap();
+        // SAFETY: a SAVE-level GUC change undone by AtEOXact_GUC in Drop (or by abort).
+        unsafe {
+            let guc_level = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            PinnedSearchPath { guc_level }
         }
     }
 }
 
-/// Runs `f` as the extension owner with a pinned `search_path`.
+impl Drop for PinnedSearchPath {
+    fn drop(&mut self) {
+        // SAFETY: undoes exactly what pin() did.
+        unsafe {
+            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+            pg_sys::PopOverrideSearchPath();
+            #[cfg(any(feature = "pg17", feature = "pg18"))]
+            pg_sys::AtEOXact_GUC(true, self.guc_level);
+        }
+    }
+}
+
+/// Restores the caller's identity when the privileged section ends, including by unwinding (an
+/// ERROR); a (sub)transaction abort would restore it too.
+struct RestoreUser {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl Drop for RestoreUser {
+    fn drop(&mut self) {
+        // SAFETY: restores what `as_extension_owner` saved.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+    }
+}
+
+/// Runs `f` as the extension owner with a pinned search path.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
     let mut user = pg_sys::Oid::INVALID;
     let mut context = 0;
-    let name = CString::new("search_path").unwrap();
-    let value = CString::new("pg_catalog, pg_temp").unwrap();
-    // SAFETY: plain calls into the backend's user-id and GUC machinery, undone by `Restore`.
-    let _restore = unsafe {
+    // SAFETY: plain calls into the backend's user-id machinery, undone by `RestoreUser`.
+    let _user = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        let guc_level = pg_sys::NewGUCNestLevel();
-        let restore = Restore {
-            user,
-            context,
-            guc_level,
-        };
         pg_sys::SetUserIdAndSecContext(
             owner,
             context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        restore
+        RestoreUser { user, context }
     };
+    let _path = PinnedSearchPath::pin();
     f()
 }
 

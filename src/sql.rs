@@ -77,12 +77,22 @@ pub fn exec(sql: &str, args: &[DatumWithOid]) -> u64 {
     once(sql, args, Access::Write, |_| {})
 }
 
+/// Plans `sql` once for every parameter value (a generic plan): org_stats' statements are key
+/// lookups whose best plan does not depend on the values, and re-planning each call (what the
+/// plan cache does for the first executions, or for good when arrays make estimates differ)
+/// would cost more than running them.
 fn prepare(sql: &str, args: &[DatumWithOid]) -> pg_sys::SPIPlanPtr {
     let text = CString::new(sql).expect("SQL text contains no NUL byte");
     let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
     // SAFETY: text and types outlive the call; SPI raises an ERROR itself on a bad statement.
-    let plan =
-        unsafe { pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+    let plan = unsafe {
+        pg_sys::SPI_prepare_cursor(
+            text.as_ptr(),
+            types.len() as i32,
+            types.as_mut_ptr(),
+            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+        )
+    };
     assert!(!plan.is_null(), "SPI_prepare failed: {}", unsafe {
         pg_sys::SPI_result
     });

@@ -73,7 +73,7 @@ mod tests {
     }
 
     fn pending(org: &str) -> i64 {
-        deltas::pending_for(1, org).1.iter().sum()
+        deltas::pending_for_org(org).2.iter().sum()
     }
 
     #[pg_test]

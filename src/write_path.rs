@@ -20,6 +20,7 @@ use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
 use crate::text_form;
+use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::convert::Infallible;
@@ -34,35 +35,75 @@ thread_local! {
     static FLUSH_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(FLUSH_THRESHOLD) };
 }
 
-/// Adds `deltas` to this backend's slot of each group, in key order.
+/// The UPDATE adding `$4` to slot `$3` of one group, but for its status condition.
+macro_rules! add_to_slot {
+    () => {
+        "UPDATE org_stats.counters c SET n = c.n OPERATOR(pg_catalog.+) $4 \
+          WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
+            AND c.slot OPERATOR(pg_catalog.=) $3"
+    };
+}
+
+/// Adds `deltas` to this backend's slot of each group, in key order. Most groups already have
+/// a row in this slot: a plain UPDATE by key (one index probe, a HOT update) adds to it. The few
+/// new ones go in together with one INSERT ... ON CONFLICT.
 pub fn write(deltas: Vec<(Group, i64)>) {
     if deltas.is_empty() {
         return;
     }
-    let mut orgs = Vec::with_capacity(deltas.len());
-    let mut tables = Vec::with_capacity(deltas.len());
-    let mut statuses = Vec::with_capacity(deltas.len());
-    let mut counts = Vec::with_capacity(deltas.len());
-    for (group, delta) in deltas {
+    let slot = backend_slot();
+    security::as_extension_owner(|| {
+        let mut new = Vec::new();
+        for (group, delta) in deltas {
+            let mut args: Vec<DatumWithOid> = vec![
+                group.org_id.as_str().into(),
+                group.table_id.into(),
+                slot.into(),
+                delta.into(),
+            ];
+            let query = match &group.status {
+                Some(status) => {
+                    args.push(status.as_str().into());
+                    concat!(add_to_slot!(), " AND c.status OPERATOR(pg_catalog.=) $5")
+                }
+                None => concat!(add_to_slot!(), " AND c.status IS NULL"),
+            };
+            let updated = sql::kept(query, &args, Access::Write, |_| {});
+            if updated == 0 {
+                new.push((group, delta));
+            }
+        }
+        if !new.is_empty() {
+            insert(new, slot);
+        }
+    });
+}
+
+/// Creates (or, if a concurrent fold just removed and another statement re-added it, adds to)
+/// this slot's rows of `groups`.
+fn insert(groups: Vec<(Group, i64)>, slot: i32) {
+    let mut orgs = Vec::with_capacity(groups.len());
+    let mut tables = Vec::with_capacity(groups.len());
+    let mut statuses = Vec::with_capacity(groups.len());
+    let mut counts = Vec::with_capacity(groups.len());
+    for (group, delta) in groups {
         orgs.push(group.org_id);
         tables.push(group.table_id);
         statuses.push(group.status);
         counts.push(delta);
     }
-    security::as_extension_owner(|| {
-        sql::kept(
-            "INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n) \
-             SELECT u.org_id, u.table_id, u.status, $5, u.n \
-               FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int4[]), \
-                               pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.int8[])) \
-                    AS u(org_id, table_id, status, n) \
-             ON CONFLICT (org_id, table_id, status, slot) \
-             DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n",
-            &[orgs.into(), tables.into(), statuses.into(), counts.into(), backend_slot().into()],
-            Access::Write,
-            |_| {},
-        )
-    });
+    sql::kept(
+        "INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n) \
+         SELECT u.org_id, u.table_id, u.status, $5, u.n \
+           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int4[]), \
+                           pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.int8[])) \
+                AS u(org_id, table_id, status, n) \
+         ON CONFLICT (org_id, table_id, status, slot) \
+         DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n",
+        &[orgs.into(), tables.into(), statuses.into(), counts.into(), slot.into()],
+        Access::Write,
+        |_| {},
+    );
 }
 
 /// This backend's counter slot: its backend id, unique among live backends. Slot 0 belongs to
