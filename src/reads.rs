@@ -17,7 +17,7 @@ fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
     }
     security::require_rls_allows_counts(table);
     let (tables, statuses, pending) = deltas::pending_for_org(org_id);
-    security::as_extension_owner(|| {
+    let counts = security::as_extension_owner(|| {
         let mut registration = None;
         sql::kept(
             "SELECT t.table_id, t.backfilled_at IS NOT NULL OR EXISTS ( \
@@ -28,16 +28,16 @@ fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
             Access::Read,
             |row| registration = Some((row.get::<i32>(1).unwrap(), row.get::<bool>(2).unwrap())),
         );
-        let Some((table_id, counted)) = registration else {
-            errors::not_tracked(&table.display())
-        };
+        let (table_id, counted) = registration?;
         if !counted {
             // Not backfilled yet: a live count, exact and slower.
             let tracked = registry::find(table, None).expect("registered, as read just above");
-            return backfill::group_counts(&tracked, table, Some(org_id))
-                .into_iter()
-                .map(|(_, status, n)| (status, n))
-                .collect();
+            return Some(
+                backfill::group_counts(&tracked, table, Some(org_id))
+                    .into_iter()
+                    .map(|(_, status, n)| (status, n))
+                    .collect(),
+            );
         }
         let mut counts = Vec::new();
         let mut collect = |row: &sql::Row| counts.push((row.get(1), row.get(2).unwrap()));
@@ -67,8 +67,10 @@ fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
                 &mut collect,
             );
         }
-        counts
-    })
+        Some(counts)
+    });
+    // Named outside the privileged section, where the caller's search_path spells it as they do.
+    counts.unwrap_or_else(|| errors::not_tracked(&table.display()))
 }
 
 /// Rows of `org_id` in `tbl` per status (statuses with no rows are omitted).
