@@ -43,8 +43,9 @@ CREATE TABLE org_stats.org_state (
 );
 
 -- One row per recalculate() run.
+CREATE SEQUENCE org_stats.recalculation_log_id_seq;
 CREATE TABLE org_stats.recalculation_log (
-    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              bigint      NOT NULL DEFAULT pg_catalog.nextval('org_stats.recalculation_log_id_seq') PRIMARY KEY,
     started_at      timestamptz NOT NULL,
     finished_at     timestamptz NOT NULL,
     tables          integer     NOT NULL,
@@ -68,11 +69,13 @@ SELECT pg_catalog.pg_extension_config_dump('org_stats.tracked', '');
 SELECT pg_catalog.pg_extension_config_dump('org_stats.tracked_table_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('org_stats.counters', '');
 SELECT pg_catalog.pg_extension_config_dump('org_stats.org_state', '');
+ALTER SEQUENCE org_stats.recalculation_log_id_seq OWNED BY org_stats.recalculation_log.id;
 SELECT pg_catalog.pg_extension_config_dump('org_stats.recalculation_log', '');
+SELECT pg_catalog.pg_extension_config_dump('org_stats.recalculation_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('org_stats.backfill_state', '');
 
 REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_stats.tracked_table_id_seq,
-    org_stats.recalculation_log, org_stats.backfill_state FROM PUBLIC;
+    org_stats.recalculation_log, org_stats.recalculation_log_id_seq, org_stats.backfill_state FROM PUBLIC;
 
 CREATE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at

@@ -2,6 +2,7 @@
 //! triggers inside PostgreSQL. This file only wires the modules together; each concern lives in
 //! one module:
 //! - `tracking`: track()/untrack(), the tracking DDL
+//! - `ddl`: following DDL on tracked tables (event triggers in sql/ddl.sql)
 //! - `write_path` and `deltas`: the triggers and the per-statement delta map they fill
 //! - `reads`: count_by_status(), count(), counts()
 //! - `backfill`: counting rows that already exist (at track() time, or online with backfill())
@@ -16,6 +17,7 @@
 use pgrx::prelude::*;
 
 mod backfill;
+mod ddl;
 mod deltas;
 mod drift;
 mod errors;
@@ -40,6 +42,11 @@ extension_sql_file!(
         backfill::backfill_batch,
         backfill::backfill_finish
     ]
+);
+extension_sql_file!(
+    "../sql/ddl.sql",
+    name = "ddl_event_triggers",
+    requires = [ddl::ddl_start, ddl::ddl_end, drift::recalculate]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

@@ -15,7 +15,7 @@ use pgrx::spi::quote_identifier;
 
 /// A `regclass` argument: a table named by the caller, resolved (and checked to exist) by
 /// PostgreSQL's own input function before org_stats sees it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegClass(pub pg_sys::Oid);
 
 impl RegClass {

@@ -12,9 +12,136 @@ use pgrx::spi::quote_literal;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
 /// The triggers of one tracked table; the table_id in their names lets a partition be tracked on
-/// its own as well as through its parent.
+/// its own as well as through its parent, and tells a dropped trigger's table (see `ddl`).
 fn trigger_names(table_id: i32) -> [String; 3] {
     ["row", "flush", "truncate"].map(|kind| format!("org_stats_{kind}_{table_id}"))
+}
+
+/// The arguments every org_stats trigger carries: which tracked table, by which columns.
+fn trigger_args(table_id: i32, org_column: &str, status_column: &str) -> String {
+    format!(
+        "'{table_id}', {}, {}",
+        quote_literal(org_column),
+        quote_literal(status_column)
+    )
+}
+
+/// Installs the triggers of a tracked table: the row trigger on `table` (PostgreSQL clones it
+/// onto every partition, now and later) and the statement triggers on `relations` (the table and
+/// its partitions; statement triggers are not cloned). On a logical-replication subscriber they
+/// fire ALWAYS, since the apply worker runs as a replica and would skip them.
+pub fn install_triggers(
+    table: Option<RegClass>,
+    relations: &[RegClass],
+    table_id: i32,
+    org_column: &str,
+    status_column: &str,
+) {
+    let [row, flush, truncate] = trigger_names(table_id);
+    let args = trigger_args(table_id, org_column, status_column);
+    let mut created = Vec::new();
+    if let Some(table) = table {
+        sql::exec(
+            &format!(
+                "CREATE TRIGGER {row} AFTER INSERT OR UPDATE OR DELETE ON {} \
+                 FOR EACH ROW EXECUTE FUNCTION org_stats.org_stats_row_trigger({args})",
+                table.qualified()
+            ),
+            &[],
+        );
+        created.push((table, row));
+    }
+    for rel in relations {
+        let name = rel.qualified();
+        sql::exec(
+            &format!(
+                "CREATE TRIGGER {flush} AFTER INSERT OR UPDATE OR DELETE ON {name} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_flush_trigger({args})"
+            ),
+            &[],
+        );
+        sql::exec(
+            &format!(
+                "CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {name} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_truncate_trigger({args})"
+            ),
+            &[],
+        );
+        created.push((*rel, flush.clone()));
+        created.push((*rel, truncate.clone()));
+    }
+    for (rel, trigger) in created {
+        if is_subscription_target(rel) {
+            sql::exec(
+                &format!(
+                    "ALTER TABLE {} ENABLE ALWAYS TRIGGER {trigger}",
+                    rel.qualified()
+                ),
+                &[],
+            );
+        }
+    }
+}
+
+fn is_subscription_target(rel: RegClass) -> bool {
+    let mut target = false;
+    sql::kept(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_subscription_rel s \
+                         WHERE s.srrelid OPERATOR(pg_catalog.=) $1 \
+                            OR s.srrelid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a))",
+        &[rel.into()],
+        Access::Read,
+        |row| target = row.get(1).unwrap(),
+    );
+    target
+}
+
+/// The table and every partition below it.
+pub fn partition_tree(table: RegClass) -> Vec<RegClass> {
+    let mut tree = Vec::new();
+    sql::kept(
+        "SELECT $1 UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t",
+        &[table.into()],
+        Access::Write,
+        |r| tree.push(r.get(1).unwrap()),
+    );
+    tree
+}
+
+/// The relations carrying this tracked table's statement triggers (its tree, as of the last
+/// DDL org_stats saw).
+pub fn relations_with_triggers(table_id: i32) -> Vec<RegClass> {
+    let [_, flush, _] = trigger_names(table_id);
+    let mut rels = Vec::new();
+    sql::kept(
+        "SELECT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t \
+          WHERE t.tgname OPERATOR(pg_catalog.=) $1 AND t.tgparentid OPERATOR(pg_catalog.=) 0",
+        &[flush.as_str().into()],
+        Access::Write,
+        |r| rels.push(r.get(1).unwrap()),
+    );
+    rels
+}
+
+/// Drops this tracked table's triggers from `relations` (the row trigger lives on the table itself
+/// and goes with it; its clones go with it too).
+pub fn remove_triggers(relations: &[RegClass], table_id: i32) {
+    let names: Vec<String> = trigger_names(table_id).into();
+    for rel in relations {
+        let mut drops = Vec::new();
+        sql::kept(
+            "SELECT pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass) \
+               FROM pg_catalog.pg_trigger t \
+              WHERE t.tgrelid OPERATOR(pg_catalog.=) $1 AND t.tgparentid OPERATOR(pg_catalog.=) 0 \
+                AND t.tgname OPERATOR(pg_catalog.=) ANY ($2)",
+            &[(*rel).into(), names.clone().into()],
+            Access::Write,
+            |row| drops.push(row.get::<String>(1).unwrap()),
+        );
+        for drop in drops {
+            sql::exec(&drop, &[]);
+        }
+    }
 }
 
 /// Refuses what org_stats cannot count exactly, before anything is changed.
@@ -127,49 +254,6 @@ fn refuse_if_tracked(table: RegClass, name: &str) {
     }
 }
 
-fn create_triggers(table: RegClass, table_id: i32, org_column: &str, status_column: &str) {
-    let [row, flush, truncate] = trigger_names(table_id);
-    let args = format!(
-        "'{table_id}', {}, {}",
-        quote_literal(org_column),
-        quote_literal(status_column)
-    );
-    // Row triggers on a partitioned table are cloned onto every partition, now and later;
-    // statement triggers are not, so each partition gets its own for statements that name it.
-    sql::exec(
-        &format!(
-            "CREATE TRIGGER {row} AFTER INSERT OR UPDATE OR DELETE ON {} \
-             FOR EACH ROW EXECUTE FUNCTION org_stats.org_stats_row_trigger({args})",
-            table.qualified()
-        ),
-        &[],
-    );
-    let mut tree = Vec::new();
-    sql::kept(
-        "SELECT $1 UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t",
-        &[table.into()],
-        Access::Read,
-        |r| tree.push(RegClass(r.get::<pg_sys::Oid>(1).unwrap())),
-    );
-    for rel in tree {
-        let rel = rel.qualified();
-        sql::exec(
-            &format!(
-                "CREATE TRIGGER {flush} AFTER INSERT OR UPDATE OR DELETE ON {rel} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_flush_trigger({args})"
-            ),
-            &[],
-        );
-        sql::exec(
-            &format!(
-                "CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {rel} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_truncate_trigger({args})"
-            ),
-            &[],
-        );
-    }
-}
-
 /// Starts counting `tbl`. See the README for the semantics.
 #[pg_extern(volatile, strict, parallel_unsafe)]
 fn track(
@@ -205,7 +289,13 @@ fn track(
             Access::Write,
             |row| table_id = row.get(1).unwrap(),
         );
-        create_triggers(tbl, table_id, &org_column, &status_column);
+        install_triggers(
+            Some(tbl),
+            &partition_tree(tbl),
+            table_id,
+            &org_column,
+            &status_column,
+        );
         if backfill {
             // Counting the existing rows is repairing the drift of a table with no counts yet.
             let tracked = registry::find_by_id(table_id).expect("registered just above");
@@ -227,30 +317,17 @@ fn untrack(tbl: RegClass) {
     let name = tbl.display();
     let tracked = security::as_extension_owner(|| registry::require_named(tbl, &name, None));
     security::require_owner(tbl, "untrack");
-    let names: Vec<String> = trigger_names(tracked.table_id).into();
     security::as_extension_owner(|| {
         // The parent first, as writers lock it: dropping a partition's trigger first could deadlock.
         sql::exec(
             &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tbl.qualified()),
             &[],
         );
-        let mut drops = Vec::new();
-        sql::kept(
-            "SELECT pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass) \
-               FROM pg_catalog.pg_trigger t \
-              WHERE t.tgparentid OPERATOR(pg_catalog.=) 0 AND t.tgname OPERATOR(pg_catalog.=) ANY ($2) \
-                AND (t.tgrelid OPERATOR(pg_catalog.=) $1 \
-                     OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p))",
-            &[tbl.into(), names.into()],
-            Access::Read,
-            |row| drops.push(row.get::<String>(1).unwrap()),
-        );
-        for drop in drops {
-            sql::exec(&drop, &[]);
-        }
+        remove_triggers(&relations_with_triggers(tracked.table_id), tracked.table_id);
         for delete in [
             "DELETE FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
             "DELETE FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) $1",
+            "DELETE FROM org_stats.backfill_state b WHERE b.table_id OPERATOR(pg_catalog.=) $1",
             "DELETE FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) $1",
         ] {
             sql::exec(delete, &[tracked.table_id.into()]);

@@ -45,7 +45,7 @@ SELECT count(*) AS mismatches FROM mismatches('shipments');
 
 SELECT org_stats.untrack('shipments_open');
 
--- DETACH moves rows out without deleting them: they stay counted until recalculate(), and
+-- DETACH moves rows out without deleting them: org_stats subtracts them (an event trigger), and
 -- truncating the detached table no longer touches the counts.
 ALTER TABLE shipments DETACH PARTITION shipments_other;
 SELECT * FROM org_stats.check_drift('shipments');

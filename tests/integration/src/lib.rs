@@ -56,3 +56,49 @@ pub fn mismatches(
         .map(|r| r.get(0))
         .collect()
 }
+
+/// A program of the PostgreSQL installation the tests run against (ORG_STATS_PGBIN).
+pub fn pg_program(name: &str) -> std::process::Command {
+    let bin = std::env::var("ORG_STATS_PGBIN").expect("ORG_STATS_PGBIN is set by pg_test.sh");
+    std::process::Command::new(format!("{bin}/{name}"))
+}
+
+/// Runs a PostgreSQL program against the test cluster and fails the test if it fails.
+pub fn run_pg(name: &str, args: &[&str]) -> String {
+    let output = pg_program(name)
+        .args(args)
+        .output()
+        .expect("run a PostgreSQL program");
+    assert!(
+        output.status.success(),
+        "{name} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Connects to database `dbname` of the test cluster.
+pub fn connect_to(dbname: &str) -> Client {
+    Client::connect(&dsn(Some(dbname)), NoTls).expect("connect to the test database")
+}
+
+/// (Re)creates an empty database with org_stats installed.
+pub fn fresh_database(name: &str) -> Client {
+    let mut admin = connect();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let mut db = connect_to(name);
+    db.batch_execute("CREATE EXTENSION org_stats").unwrap();
+    db
+}
+
+/// Groups whose stored count differs from the table, in every tracked table of `db`.
+pub fn drift(db: &mut impl GenericClient) -> i64 {
+    db.query_one("SELECT count(*) FROM org_stats.check_drift()", &[])
+        .unwrap()
+        .get(0)
+}

@@ -1,0 +1,72 @@
+-- Event triggers that keep org_stats in step with DDL on tracked tables (see src/ddl.rs).
+
+-- Around ALTER TABLE and CREATE TABLE: renames, type changes, partitions created, attached, detached.
+CREATE FUNCTION org_stats.on_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM org_stats.ddl_start();
+END
+$$;
+
+CREATE FUNCTION org_stats.on_ddl_end() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM org_stats.ddl_end();
+END
+$$;
+
+-- On DROP: a tracked column may not go; a dropped tracked table is forgotten; a dropped partition
+-- of a tracked table takes its rows along without deleting them, so the table is recounted.
+CREATE FUNCTION org_stats.on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dropped record;
+    tracked record;
+    recount integer[] := '{}';
+BEGIN
+    FOR dropped IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
+        IF dropped.object_type OPERATOR(pg_catalog.=) 'table column' THEN
+            IF EXISTS (SELECT FROM org_stats.tracked t
+                        WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid
+                          AND dropped.address_names[3] IN (t.org_column::text, t.status_column::text))
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                                WHERE d.objid OPERATOR(pg_catalog.=) dropped.objid
+                                  AND d.object_type OPERATOR(pg_catalog.=) 'table') THEN
+                RAISE EXCEPTION 'cannot drop column % of table %: org_stats counts by it',
+                    dropped.address_names[3], dropped.address_names[2]
+                    USING ERRCODE = 'dependent_objects_still_exist',
+                          HINT = format('Untrack the table first: SELECT org_stats.untrack(%L);',
+                                        dropped.address_names[1] || '.' || dropped.address_names[2]);
+            END IF;
+        ELSIF dropped.object_type OPERATOR(pg_catalog.=) 'table' THEN
+            DELETE FROM org_stats.counters c USING org_stats.tracked t
+             WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND c.table_id OPERATOR(pg_catalog.=) t.table_id;
+            DELETE FROM org_stats.org_state s USING org_stats.tracked t
+             WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND s.table_id OPERATOR(pg_catalog.=) t.table_id;
+            DELETE FROM org_stats.backfill_state b USING org_stats.tracked t
+             WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND b.table_id OPERATOR(pg_catalog.=) t.table_id;
+            DELETE FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid;
+        ELSIF dropped.object_type OPERATOR(pg_catalog.=) 'trigger'
+              AND dropped.address_names[3] LIKE 'org\_stats\_flush\_%'
+              AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                           WHERE d.object_type OPERATOR(pg_catalog.=) 'table'
+                             AND d.address_names[1:2] OPERATOR(pg_catalog.=) dropped.address_names[1:2]) THEN
+            -- A tracked table's statement trigger went with a table that is not the tracked
+            -- table itself (that one is forgotten above, and is not recounted below): a partition.
+            recount := recount || pg_catalog.substr(dropped.address_names[3], 17)::integer;
+        END IF;
+    END LOOP;
+    FOR tracked IN SELECT t.relid FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) ANY (recount) LOOP
+        RAISE NOTICE 'org_stats: recounting % after one of its partitions was dropped', tracked.relid;
+        PERFORM org_stats.recalculate(tracked.relid);
+    END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER org_stats_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION org_stats.on_ddl_start();
+CREATE EVENT TRIGGER org_stats_ddl_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION org_stats.on_ddl_end();
+CREATE EVENT TRIGGER org_stats_sql_drop ON sql_drop EXECUTE FUNCTION org_stats.on_sql_drop();
+
+REVOKE EXECUTE ON FUNCTION org_stats.ddl_start(), org_stats.ddl_end() FROM PUBLIC;
