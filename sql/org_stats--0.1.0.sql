@@ -469,7 +469,7 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:239
+-- src/write_path.rs:246
 -- org_stats::write_path::org_stats_flush_trigger
 CREATE FUNCTION "org_stats_flush_trigger"()
 	RETURNS TRIGGER
@@ -478,7 +478,7 @@ CREATE FUNCTION "org_stats_flush_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:209
+-- src/write_path.rs:216
 -- org_stats::write_path::org_stats_row_trigger
 CREATE FUNCTION "org_stats_row_trigger"()
 	RETURNS TRIGGER
@@ -487,7 +487,7 @@ CREATE FUNCTION "org_stats_row_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:251
+-- src/write_path.rs:258
 -- org_stats::write_path::org_stats_truncate_trigger
 CREATE FUNCTION "org_stats_truncate_trigger"()
 	RETURNS TRIGGER

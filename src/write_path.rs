@@ -44,15 +44,23 @@ macro_rules! add_to_slot {
     };
 }
 
-/// Adds `deltas` to this backend's slot of each group, in key order. Most groups already have
-/// a row in this slot: a plain UPDATE by key (one index probe, a HOT update) adds to it. The few
-/// new ones go in together with one INSERT ... ON CONFLICT.
+/// Up to this many groups, a flush updates group by group (see `write`).
+const FEW_GROUPS: usize = 8;
+
+/// Adds `deltas` to this backend's slot of each group, in key order. A statement of a few groups
+/// (the usual single-row write) mostly finds their rows in this slot already: a plain UPDATE by
+/// key (one index probe, a HOT update) each is the cheapest, and the new ones go in together with
+/// one INSERT ... ON CONFLICT. A bulk statement's groups all go through that one statement.
 pub fn write(deltas: Vec<(Group, i64)>) {
     if deltas.is_empty() {
         return;
     }
     let slot = backend_slot();
     security::as_extension_owner(|| {
+        if deltas.len() > FEW_GROUPS {
+            // A bulk statement: one statement for all its groups beats one per group.
+            return upsert(deltas, slot);
+        }
         let mut new = Vec::new();
         for (group, delta) in deltas {
             let mut args: Vec<DatumWithOid> = vec![
@@ -74,14 +82,13 @@ pub fn write(deltas: Vec<(Group, i64)>) {
             }
         }
         if !new.is_empty() {
-            insert(new, slot);
+            upsert(new, slot);
         }
     });
 }
 
-/// Creates (or, if a concurrent fold just removed and another statement re-added it, adds to)
-/// this slot's rows of `groups`.
-fn insert(groups: Vec<(Group, i64)>, slot: i32) {
+/// Adds to this slot's rows of `groups`, creating those that do not exist, in one statement.
+fn upsert(groups: Vec<(Group, i64)>, slot: i32) {
     let mut orgs = Vec::with_capacity(groups.len());
     let mut tables = Vec::with_capacity(groups.len());
     let mut statuses = Vec::with_capacity(groups.len());

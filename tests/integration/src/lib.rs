@@ -13,8 +13,17 @@ pub fn dsn(dbname: Option<&str>) -> String {
     }
 }
 
+/// Connects to the test cluster's `postgres` database, where org_stats is installed (once per
+/// test process) if it is not yet.
 pub fn connect() -> Client {
-    Client::connect(&dsn(None), NoTls).expect("connect to the test cluster")
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let mut client = Client::connect(&dsn(None), NoTls).expect("connect to the test cluster");
+    INSTALLED.call_once(|| {
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS org_stats")
+            .unwrap()
+    });
+    client
 }
 
 /// Marks a NULL status in the full join below; no real status in the tests is this.

@@ -4,6 +4,7 @@
 //! 2. CALL org_stats.backfill() counts a table tracked with backfill => false, while a reader
 //!    compares counts with a live GROUP BY in the same statement, at READ COMMITTED and
 //!    REPEATABLE READ.
+//!
 //! Afterwards: 0 drift, 0 deadlocks, 0 errors in any client, 0 mismatches seen by the reader.
 
 use org_stats_integration_tests::{connect, mismatches};

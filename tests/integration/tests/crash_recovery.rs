@@ -22,27 +22,37 @@ fn kill_postmaster() {
     assert!(status.success(), "kill -9 {pid}");
 }
 
+/// Starts PostgreSQL again (crash recovery). The dead postmaster's children exit when they notice
+/// it is gone; until they have, the new postmaster refuses to start, so it is retried.
 fn restart() {
-    // The dead postmaster's children notice and exit; then start afresh (crash recovery).
-    thread::sleep(Duration::from_secs(1));
     let log = std::env::var("ORG_STATS_PGLOG").expect("ORG_STATS_PGLOG is set by pg_test.sh");
-    let status = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(pg_program("pg_ctl").get_program())
-        .args([
-            "-D",
-            &data_directory(),
-            "-l",
-            &log,
-            "-w",
-            "-t",
-            "120",
-            "start",
-        ])
-        .env_remove("RUST_BACKTRACE")
-        .status()
-        .unwrap();
-    assert!(status.success(), "PostgreSQL restarts after the crash");
+    for _ in 0..60 {
+        thread::sleep(Duration::from_secs(1));
+        let status = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_program("pg_ctl").get_program())
+            .args([
+                "-D",
+                &data_directory(),
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ])
+            .env_remove("RUST_BACKTRACE")
+            .status()
+            .unwrap();
+        if status.success() {
+            return;
+        }
+    }
+    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+    panic!(
+        "PostgreSQL did not restart after the crash:\n{}",
+        &tail[tail.len().saturating_sub(3000)..]
+    );
 }
 
 #[test]

@@ -33,12 +33,13 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
          INSERT INTO loads (workos_org_id, status) SELECT 'org' || (i % 4), (ARRAY['Open', 'Closed']::state[])[1 + i % 2] FROM generate_series(1, 200) i;
          INSERT INTO invoices (workos_org_id, status) SELECT ('00000000-0000-0000-0000-00000000000' || (i % 3))::uuid, 'DRAFT' FROM generate_series(1, 90) i;
          SELECT org_stats.track('loads');
-         SELECT org_stats.track('invoices', backfill => false);
-         CALL org_stats.backfill();
-         SELECT count(*) FROM org_stats.recalculate();
-         UPDATE loads SET status = 'Closed' WHERE id < 20;",
+         SELECT org_stats.track('invoices', backfill => false);",
     )
     .unwrap();
+    // CALL commits, so it runs as a statement of its own, not in a multi-statement string.
+    src.batch_execute("CALL org_stats.backfill()").unwrap();
+    src.batch_execute("SELECT count(*) FROM org_stats.recalculate(); UPDATE loads SET status = 'Closed' WHERE id < 20;")
+        .unwrap();
     let before = snapshot(&mut src);
     assert!(before.len() > 5, "something to compare: {before:?}");
     let dsn_args = |db: &str| {
@@ -76,9 +77,10 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
     for (target, how) in [("dump_plain", "plain"), ("dump_custom", "custom")] {
         let mut admin = connect();
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {target} WITH (FORCE); CREATE DATABASE {target}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {target} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {target}"))
             .unwrap();
         let mut args = dsn_args(target);
         if how == "plain" {
@@ -158,7 +160,10 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
 
     std::fs::remove_dir_all(&dir).unwrap();
     drop((src, dst));
-    connect()
-        .batch_execute("DROP DATABASE dump_src WITH (FORCE); DROP DATABASE dump_plain WITH (FORCE); DROP DATABASE dump_custom WITH (FORCE);")
-        .unwrap();
+    let mut admin = connect();
+    for db in ["dump_src", "dump_plain", "dump_custom"] {
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .unwrap();
+    }
 }

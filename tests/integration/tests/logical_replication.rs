@@ -104,8 +104,10 @@ fn subscriber_counts_stay_exact_under_publisher_load() {
         "subscriber caught up after {:?}; counts exact",
         started.elapsed()
     );
+    // DROP SUBSCRIPTION may not run in the implicit transaction of a multi-statement string.
+    subscriber.batch_execute("DROP SUBSCRIPTION org_stats_sub").unwrap();
     subscriber
-        .batch_execute("DROP SUBSCRIPTION org_stats_sub; SELECT org_stats.untrack('rep_loads'); DROP TABLE rep_loads;")
+        .batch_execute("SELECT org_stats.untrack('rep_loads'); DROP TABLE rep_loads;")
         .unwrap();
     publisher
         .batch_execute("DROP PUBLICATION org_stats_pub; DROP TABLE rep_loads;")

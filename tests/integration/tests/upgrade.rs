@@ -33,10 +33,9 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
         .expect("sql/ holds the install script of every released version");
     let mut admin = connect();
     admin
-        .batch_execute(
-            "DROP DATABASE IF EXISTS upgrade_test WITH (FORCE); CREATE DATABASE upgrade_test",
-        )
+        .batch_execute("DROP DATABASE IF EXISTS upgrade_test WITH (FORCE)")
         .unwrap();
+    admin.batch_execute("CREATE DATABASE upgrade_test").unwrap();
     let mut db = connect_to("upgrade_test");
     db.batch_execute(&format!("CREATE EXTENSION org_stats VERSION '{oldest}'"))
         .unwrap();
