@@ -15,7 +15,7 @@
 //! org_stats' own tables are restored.
 
 use crate::backfill;
-use crate::deltas::{self, Group};
+use crate::deltas;
 use crate::drift;
 use crate::errors::raise;
 use crate::registry::{self, RegClass, Tracked};
@@ -170,14 +170,7 @@ fn follow_partitions(t: &Tracked, tree_before: &[RegClass]) {
     for (rels, sign) in [(&joined, 1), (&left, -1)] {
         for rel in rels {
             for (org_id, status, n) in backfill::group_counts(t, *rel, None) {
-                deltas::add(
-                    Group {
-                        table_id: t.table_id,
-                        org_id,
-                        status,
-                    },
-                    sign * n,
-                );
+                deltas::add(t.table_id, &org_id, status.as_deref(), sign * n);
             }
         }
     }

@@ -5,10 +5,13 @@
 //! Every delta is tagged with the subtransaction that made it, so a rolled-back savepoint drops
 //! exactly its own deltas, and a flush inside a nested statement never writes deltas of an outer
 //! one into a subtransaction that may still roll back.
+//!
+//! The map is keyed so that a row of a group already in it costs no allocation: (subtransaction,
+//! table) → org → a short list of (status, delta).
 
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Group {
@@ -18,9 +21,28 @@ pub struct Group {
 }
 
 type SubXact = pg_sys::SubTransactionId;
+type Statuses = Vec<(Option<String>, i64)>;
+
+#[derive(Default)]
+struct Pending {
+    map: FxHashMap<(SubXact, i32), FxHashMap<String, Statuses>>,
+    /// Distinct groups in `map` (what bounds its memory).
+    groups: usize,
+}
+
+impl Pending {
+    fn recount(&mut self) {
+        self.groups = self
+            .map
+            .values()
+            .flat_map(|orgs| orgs.values())
+            .map(Vec::len)
+            .sum();
+    }
+}
 
 thread_local! {
-    static PENDING: RefCell<HashMap<(SubXact, Group), i64>> = RefCell::new(HashMap::new());
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
 }
 
 fn current_subxact() -> SubXact {
@@ -28,31 +50,64 @@ fn current_subxact() -> SubXact {
     unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
-pub fn add(group: Group, delta: i64) {
-    let key = (current_subxact(), group);
-    PENDING.with(|p| *p.borrow_mut().entry(key).or_insert(0) += delta);
+pub fn add(table_id: i32, org_id: &str, status: Option<&str>, delta: i64) {
+    let subxact = current_subxact();
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let Pending { map, groups } = &mut *p;
+        let orgs = map.entry((subxact, table_id)).or_default();
+        let statuses = match orgs.get_mut(org_id) {
+            Some(statuses) => statuses,
+            None => orgs.entry(org_id.to_owned()).or_default(),
+        };
+        match statuses.iter_mut().find(|(s, _)| s.as_deref() == status) {
+            Some((_, d)) => *d += delta,
+            None => {
+                statuses.push((status.map(str::to_owned), delta));
+                *groups += 1;
+            }
+        }
+    });
 }
 
 pub fn len() -> usize {
-    PENDING.with(|p| p.borrow().len())
+    PENDING.with(|p| p.borrow().groups)
 }
 
 /// Removes and returns the non-zero deltas selected by `keep`, merged per group, in key order.
 fn take(keep: impl Fn(SubXact) -> bool) -> Vec<(Group, i64)> {
-    let mut merged: HashMap<Group, i64> = HashMap::new();
+    let mut out = Vec::new();
     PENDING.with(|p| {
-        p.borrow_mut().retain(|(subxact, group), delta| {
-            if keep(*subxact) {
-                *merged.entry(group.clone()).or_insert(0) += *delta;
-                false
-            } else {
-                true
+        let mut p = p.borrow_mut();
+        let taken: Vec<(SubXact, i32)> = p.map.keys().filter(|(s, _)| keep(*s)).copied().collect();
+        for key in taken {
+            let orgs = p.map.remove(&key).unwrap();
+            for (org_id, statuses) in orgs {
+                for (status, delta) in statuses {
+                    out.push((
+                        Group {
+                            table_id: key.1,
+                            org_id: org_id.clone(),
+                            status,
+                        },
+                        delta,
+                    ));
+                }
             }
-        })
+        }
+        p.recount();
     });
-    let mut out: Vec<(Group, i64)> = merged.into_iter().filter(|(_, d)| *d != 0).collect();
     out.sort_unstable();
-    out
+    // The same group may come from several subtransactions: merge, and drop what cancelled out.
+    let mut merged: Vec<(Group, i64)> = Vec::with_capacity(out.len());
+    for (group, delta) in out {
+        match merged.last_mut() {
+            Some((last, d)) if *last == group => *d += delta,
+            _ => merged.push((group, delta)),
+        }
+    }
+    merged.retain(|(_, d)| *d != 0);
+    merged
 }
 
 /// The deltas of the current subtransaction (what a statement flushes).
@@ -71,10 +126,12 @@ pub fn take_all() -> Vec<(Group, i64)> {
 pub fn pending_for_org(org_id: &str) -> (Vec<i32>, Vec<Option<String>>, Vec<i64>) {
     let (mut tables, mut statuses, mut counts) = (Vec::new(), Vec::new(), Vec::new());
     PENDING.with(|p| {
-        for ((_, g), d) in p.borrow().iter().filter(|((_, g), _)| g.org_id == org_id) {
-            tables.push(g.table_id);
-            statuses.push(g.status.clone());
-            counts.push(*d);
+        for ((_, table_id), orgs) in &p.borrow().map {
+            for (status, delta) in orgs.get(org_id).into_iter().flatten() {
+                tables.push(*table_id);
+                statuses.push(status.clone());
+                counts.push(*delta);
+            }
         }
     });
     (tables, statuses, counts)
@@ -82,22 +139,41 @@ pub fn pending_for_org(org_id: &str) -> (Vec<i32>, Vec<Option<String>>, Vec<i64>
 
 /// A subtransaction rolled back: its deltas never happened.
 pub fn forget_subxact(subxact: SubXact) {
-    PENDING.with(|p| p.borrow_mut().retain(|(s, _), _| *s != subxact));
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        p.map.retain(|(s, _), _| *s != subxact);
+        p.recount();
+    });
 }
 
 /// A subtransaction committed: its unflushed deltas now belong to its parent.
 pub fn promote_subxact(subxact: SubXact, parent: SubXact) {
     PENDING.with(|p| {
-        let mut map = p.borrow_mut();
-        let moved: Vec<_> = map.keys().filter(|(s, _)| *s == subxact).cloned().collect();
+        let mut p = p.borrow_mut();
+        let moved: Vec<(SubXact, i32)> = p
+            .map
+            .keys()
+            .filter(|(s, _)| *s == subxact)
+            .copied()
+            .collect();
         for key in moved {
-            let delta = map.remove(&key).unwrap();
-            *map.entry((parent, key.1)).or_insert(0) += delta;
+            let orgs = p.map.remove(&key).unwrap();
+            let into = p.map.entry((parent, key.1)).or_default();
+            for (org_id, statuses) in orgs {
+                let target = into.entry(org_id).or_default();
+                for (status, delta) in statuses {
+                    match target.iter_mut().find(|(s, _)| *s == status) {
+                        Some((_, d)) => *d += delta,
+                        None => target.push((status, delta)),
+                    }
+                }
+            }
         }
+        p.recount();
     });
 }
 
 /// The transaction ended; nothing pending survives it.
 pub fn clear() {
-    PENDING.with(|p| p.borrow_mut().clear());
+    PENDING.with(|p| *p.borrow_mut() = Pending::default());
 }

@@ -4,7 +4,7 @@
 //! accepted; `boolean` or `inet`, whose casts differ from their output, are refused by `track()`.
 
 use pgrx::pg_sys;
-use pgrx::FromDatum;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -87,23 +87,31 @@ unsafe fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
     func
 }
 
-/// The text form of a non-NULL `datum` of a type `form` was made for.
+/// The text form of a non-NULL `datum` of a type `form` was made for, borrowed where it can be:
+/// text from the value itself, other types from their output function's result, which the
+/// current memory context (a trigger call's, or a statement's) frees.
 ///
 /// # Safety
-/// `datum` must be a valid, non-NULL value of that type.
-pub unsafe fn to_text(form: TextForm, datum: pg_sys::Datum) -> String {
+/// `datum` must be a valid, non-NULL value of that type, and the returned text must not outlive
+/// the value or the current memory context.
+pub unsafe fn to_text<'a>(form: TextForm, datum: pg_sys::Datum) -> Cow<'a, str> {
     match form {
-        TextForm::Text => String::from_datum(datum, false).unwrap(),
-        TextForm::Blank => {
-            let mut s = String::from_datum(datum, false).unwrap();
-            s.truncate(s.trim_end_matches(' ').len());
-            s
-        }
+        TextForm::Text => varlena_text(datum),
+        TextForm::Blank => match varlena_text(datum) {
+            Cow::Borrowed(s) => Cow::Borrowed(s.trim_end_matches(' ')),
+            Cow::Owned(s) => Cow::Owned(s.trim_end_matches(' ').to_owned()),
+        },
         TextForm::Output(func) | TextForm::Enum(func) => {
-            let c = pg_sys::OidOutputFunctionCall(func, datum);
-            let s = CStr::from_ptr(c).to_string_lossy().into_owned();
-            pg_sys::pfree(c.cast());
-            s
+            CStr::from_ptr(pg_sys::OidOutputFunctionCall(func, datum)).to_string_lossy()
         }
     }
+}
+
+unsafe fn varlena_text<'a>(datum: pg_sys::Datum) -> Cow<'a, str> {
+    let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+    let bytes = std::slice::from_raw_parts(
+        pgrx::varlena::vardata_any(value) as *const u8,
+        pgrx::varlena::varsize_any_exhdr(value),
+    );
+    String::from_utf8_lossy(bytes)
 }

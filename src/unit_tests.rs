@@ -25,7 +25,7 @@ mod tests {
             )
         });
         let form = text_form::for_type(type_oid).expect("supported type");
-        unsafe { text_form::to_text(form, datum) }
+        unsafe { text_form::to_text(form, datum).into_owned() }
     }
 
     #[pg_test]
@@ -79,11 +79,11 @@ mod tests {
     #[pg_test]
     fn pending_deltas_follow_subtransactions() {
         deltas::clear();
-        deltas::add(group("a"), 2);
+        deltas::add(1, "a", Some("Open"), 2);
         unsafe {
             pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            deltas::add(group("a"), 5);
-            deltas::add(group("b"), 1);
+            deltas::add(1, "a", Some("Open"), 5);
+            deltas::add(1, "b", Some("Open"), 1);
             assert_eq!((pending("a"), pending("b")), (7, 1));
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
@@ -94,7 +94,7 @@ mod tests {
         );
         unsafe {
             pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            deltas::add(group("b"), 3);
+            deltas::add(1, "b", Some("Open"), 3);
             pg_sys::ReleaseCurrentSubTransaction();
         }
         assert_eq!(

@@ -23,6 +23,8 @@ use crate::text_form;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::ffi::CStr;
 
@@ -151,65 +153,160 @@ fn trigger_args<'a>(trigger: &'a PgTrigger<'a>) -> TriggerArgs<'a> {
     }
 }
 
-/// Where the org and status columns are in one relation's rows, and how they become text.
-struct Columns {
-    org: (i32, text_form::TextForm),
-    status: (i32, text_form::TextForm),
+/// Where one tracked column is in a relation's rows, and how its values compare and become text.
+#[derive(Clone, Copy)]
+struct Column {
+    attnum: i32,
+    type_oid: pg_sys::Oid,
+    form: text_form::TextForm,
+    by_value: bool,
+    length: i16,
 }
 
-fn columns(rel: pg_sys::Relation, args: &TriggerArgs) -> Columns {
+/// The org and status columns in the rows of one relation.
+#[derive(Clone, Copy)]
+struct Columns {
+    org: Column,
+    status: Column,
+}
+
+thread_local! {
+    /// Columns per (trigger, relation), so a row costs no lookup by name; checked against the
+    /// relation's descriptor on every use (name and type at the cached position), so a renamed,
+    /// re-added or retyped column is looked up again.
+    static COLUMNS: RefCell<FxHashMap<(pg_sys::Oid, pg_sys::Oid), Columns>> = RefCell::new(FxHashMap::default());
+}
+
+/// The attribute of `desc` at `attnum`, if there is a live one.
+///
+/// # Safety
+/// `desc` must be a valid tuple descriptor.
+unsafe fn attribute(
+    desc: pg_sys::TupleDesc,
+    attnum: i32,
+) -> Option<&'static pg_sys::FormData_pg_attribute> {
+    let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
+    let attr = attrs.get(usize::try_from(attnum - 1).ok()?)?;
+    (!attr.attisdropped).then_some(attr)
+}
+
+fn still_valid(desc: pg_sys::TupleDesc, column: &Column, name: &CStr) -> bool {
+    // SAFETY: desc is the open relation's descriptor.
+    unsafe { attribute(desc, column.attnum) }.is_some_and(|a| {
+        a.atttypid == column.type_oid && unsafe { CStr::from_ptr(a.attname.data.as_ptr()) } == name
+    })
+}
+
+fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs) -> Columns {
     // SAFETY: rel is the open relation the trigger fired on.
-    unsafe {
-        let desc = (*rel).rd_att;
-        let find = |name: &CStr| {
-            let attnum = pg_sys::SPI_fnumber(desc, name.as_ptr());
-            let type_oid = (attnum > 0).then(|| {
-                (*desc).attrs.as_slice((*desc).natts as usize)[(attnum - 1) as usize].atttypid
-            });
-            match type_oid.and_then(text_form::for_type) {
-                Some(form) => (attnum, form),
-                None => errors::column_gone(
-                    &CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy(),
-                    &name.to_string_lossy(),
-                ),
-            }
-        };
-        Columns {
-            org: find(args.org_column),
-            status: find(args.status_column),
+    let (desc, relid) = unsafe { ((*rel).rd_att, (*rel).rd_id) };
+    let key = (trigger.tgoid, relid);
+    if let Some(cols) = COLUMNS.with(|c| c.borrow().get(&key).copied()) {
+        if still_valid(desc, &cols.org, args.org_column)
+            && still_valid(desc, &cols.status, args.status_column)
+        {
+            return cols;
         }
     }
+    let find = |name: &CStr| {
+        // SAFETY: as above; SPI_fnumber only reads the descriptor.
+        let attr = unsafe { attribute(desc, pg_sys::SPI_fnumber(desc, name.as_ptr())) };
+        match attr.and_then(|a| Some((a, text_form::for_type(a.atttypid)?))) {
+            Some((a, form)) => Column {
+                attnum: a.attnum as i32,
+                type_oid: a.atttypid,
+                form,
+                by_value: a.attbyval,
+                length: a.attlen,
+            },
+            None => errors::column_gone(
+                // SAFETY: as above.
+                &unsafe { CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()) }
+                    .to_string_lossy(),
+                &name.to_string_lossy(),
+            ),
+        }
+    };
+    let cols = Columns {
+        org: find(args.org_column),
+        status: find(args.status_column),
+    };
+    COLUMNS.with(|c| c.borrow_mut().insert(key, cols));
+    cols
 }
 
-/// The (org, status) text of a row; `None` when the org is NULL (such rows are not counted).
-fn row_key(
+/// A column's value in a row: `None` for NULL.
+fn value(
+    tuple: pg_sys::HeapTuple,
+    rel: pg_sys::Relation,
+    column: &Column,
+) -> Option<pg_sys::Datum> {
+    let mut isnull = false;
+    // SAFETY: tuple is a row of rel; the attnum was checked against rel's descriptor.
+    let datum = unsafe { pg_sys::heap_getattr(tuple, column.attnum, (*rel).rd_att, &mut isnull) };
+    (!isnull).then_some(datum)
+}
+
+/// Counts a row of `rel` with `delta`; rows whose org is NULL belong to no organization.
+fn count(
+    table_id: i32,
     tuple: pg_sys::HeapTuple,
     rel: pg_sys::Relation,
     cols: &Columns,
-) -> Option<(String, Option<String>)> {
-    // SAFETY: tuple is a row of rel; attnums were resolved against rel's descriptor.
+    delta: i64,
+) {
+    let Some(org) = value(tuple, rel, &cols.org) else {
+        return;
+    };
+    let status = value(tuple, rel, &cols.status);
+    // SAFETY: the datums are values of the columns' types; the text borrows memory of this
+    // trigger call, which outlives its use here.
     unsafe {
-        let desc = (*rel).rd_att;
-        let value = |(attnum, form): (i32, text_form::TextForm)| {
-            let mut isnull = false;
-            let datum = pg_sys::heap_getattr(tuple, attnum, desc, &mut isnull);
-            (!isnull).then(|| text_form::to_text(form, datum))
-        };
-        let org = value(cols.org)?;
-        Some((org, value(cols.status)))
+        let org = text_form::to_text(cols.org.form, org);
+        let status = status.map(|s| text_form::to_text(cols.status.form, s));
+        deltas::add(table_id, &org, status.as_deref(), delta);
     }
 }
 
-fn count(table_id: i32, key: Option<(String, Option<String>)>, delta: i64) {
-    if let Some((org_id, status)) = key {
-        deltas::add(
-            Group {
-                table_id,
-                org_id,
-                status,
-            },
-            delta,
-        );
+/// Whether two values of a column are stored alike.
+///
+/// # Safety
+/// Both must be non-NULL values of the column's type.
+unsafe fn same_bytes(a: pg_sys::Datum, b: pg_sys::Datum, column: &Column) -> bool {
+    let bytes = |d: pg_sys::Datum| -> &[u8] {
+        if column.length > 0 {
+            std::slice::from_raw_parts(d.cast_mut_ptr::<u8>(), column.length as usize)
+        } else {
+            let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                pgrx::varlena::varsize_any_exhdr(v),
+            )
+        }
+    };
+    if column.by_value {
+        a.value() == b.value()
+    } else {
+        bytes(a) == bytes(b)
+    }
+}
+
+/// Whether an UPDATE left a column's value as it was, compared as stored (equal bytes are equal
+/// text; unequal ones are compared as text, which decides).
+fn unchanged(
+    old: pg_sys::HeapTuple,
+    new: pg_sys::HeapTuple,
+    rel: pg_sys::Relation,
+    column: &Column,
+) -> bool {
+    match (value(old, rel, column), value(new, rel, column)) {
+        (None, None) => true,
+        // SAFETY: both are non-NULL values of the column's type.
+        (Some(a), Some(b)) => unsafe {
+            same_bytes(a, b, column)
+                || text_form::to_text(column.form, a) == text_form::to_text(column.form, b)
+        },
+        _ => false,
     }
 }
 
@@ -220,18 +317,16 @@ fn org_stats_row_trigger<'a>(
     let args = trigger_args(trigger);
     let data = trigger.trigger_data();
     let rel = data.tg_relation;
-    let cols = columns(rel, &args);
+    let cols = columns(trigger.trigger(), rel, &args);
     let event = data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
-    let old = data.tg_trigtuple;
+    let (old, new) = (data.tg_trigtuple, data.tg_newtuple);
     match event {
-        pg_sys::TRIGGER_EVENT_INSERT => count(args.table_id, row_key(old, rel, &cols), 1),
-        pg_sys::TRIGGER_EVENT_DELETE => count(args.table_id, row_key(old, rel, &cols), -1),
+        pg_sys::TRIGGER_EVENT_INSERT => count(args.table_id, old, rel, &cols, 1),
+        pg_sys::TRIGGER_EVENT_DELETE => count(args.table_id, old, rel, &cols, -1),
         pg_sys::TRIGGER_EVENT_UPDATE => {
-            let before = row_key(old, rel, &cols);
-            let after = row_key(data.tg_newtuple, rel, &cols);
-            if before != after {
-                count(args.table_id, before, -1);
-                count(args.table_id, after, 1);
+            if !(unchanged(old, new, rel, &cols.org) && unchanged(old, new, rel, &cols.status)) {
+                count(args.table_id, old, rel, &cols, -1);
+                count(args.table_id, new, rel, &cols, 1);
             }
         }
         _ => panic!("org_stats_row_trigger fired for an unexpected event {event}"),
@@ -300,14 +395,7 @@ fn org_stats_truncate_trigger<'a>(
         // SAFETY: pops the snapshot pushed above.
         unsafe { pg_sys::PopActiveSnapshot() };
         for (org_id, status, n) in share {
-            deltas::add(
-                Group {
-                    table_id: t.table_id,
-                    org_id,
-                    status,
-                },
-                -n,
-            );
+            deltas::add(t.table_id, &org_id, status.as_deref(), -n);
         }
     });
     write(deltas::take_current());
