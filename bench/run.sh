@@ -36,7 +36,9 @@ record() { echo "$1 $2 $3" >>"$WORK/samples"; }   # workload variant value
 setup_database() {
     dropdb --if-exists "$DB" >/dev/null
     createdb "$DB"
-    sql -c "CREATE EXTENSION org_stats" -f handwritten_trigger.sql
+    sql -c "CREATE EXTENSION org_stats" -f handwritten_trigger.sql \
+        -c "CREATE TABLE bench_floor AS SELECT c AS client, 0::bigint AS n FROM generate_series(0, 7) c" \
+        -c "ALTER TABLE bench_floor ADD PRIMARY KEY (client)"
     # org_big: BIG loads (read and bulk workloads); org_0 .. org_99: 1,000 loads each.
     sql -c "CREATE TABLE seed AS
             SELECT i AS id, CASE WHEN i <= $BIG THEN 'org_big' ELSE 'org_' || ((i - $BIG - 1) / 1000) END AS workos_org_id,
@@ -105,6 +107,9 @@ run_workload() { # workload variant
             timed "$w" "$v" "INSERT INTO loads (workos_org_id, status) SELECT 'org_new', 'Open' FROM generate_series(1, $BULK_SMALL)" ;;
         insert_1_client) pgbench_tps "$w" "$v" 1 insert_100_orgs.sql ;;
         insert_8_clients_100_orgs) pgbench_tps "$w" "$v" 8 insert_100_orgs.sql ;;
+        insert_plus_counter_update_8_clients)
+            [ "$v" = none ] || return 0   # a reference point, not a variant
+            pgbench_tps "$w" "$v" 8 insert_plus_counter_update.sql ;;
         status_update_8_clients_one_org) pgbench_tps "$w" "$v" 8 status_update_one_org.sql ;;
         insert_8_clients_one_org) pgbench_tps "$w" "$v" 8 insert_one_org.sql ;;
         mixed_oltp_8_clients_10_orgs) pgbench_tps "$w" "$v" 8 mixed_oltp.sql ;;
@@ -137,7 +142,7 @@ run_maintenance() {
     [ "$drift" = 0 ] || { echo "org_stats drifted after backfill/recalculate: $drift" >&2; exit 1; }
 }
 
-WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_8_clients_100_orgs
+WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_8_clients_100_orgs insert_plus_counter_update_8_clients
            status_update_8_clients_one_org insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org)
 
 setup_database
