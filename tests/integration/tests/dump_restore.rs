@@ -3,7 +3,7 @@
 //! the triggers fire after the restore, and there is no drift. A data-only restore of base tables
 //! with triggers disabled leaves drift that recalculate() repairs.
 
-use org_stats_integration_tests::{connect, connect_to, drift, fresh_database, run_pg};
+use org_stats_integration_tests::{connect_to, drift, drop_database, empty_database, fresh_database, run_on};
 use postgres::Client;
 
 fn snapshot(db: &mut Client) -> Vec<String> {
@@ -42,128 +42,46 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
         .unwrap();
     let before = snapshot(&mut src);
     assert!(before.len() > 5, "something to compare: {before:?}");
-    let dsn_args = |db: &str| {
-        let host = std::env::var("PGHOST").unwrap();
-        let port = std::env::var("PGPORT").unwrap();
-        vec![
-            "-h".to_string(),
-            host,
-            "-p".to_string(),
-            port,
-            "-U".to_string(),
-            "postgres".to_string(),
-            "-d".to_string(),
-            db.to_string(),
-        ]
-    };
     let dir = std::env::temp_dir().join(format!("org_stats_dump_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let plain = dir.join("plain.sql");
-    let custom = dir.join("custom.dump");
-
-    let mut args = dsn_args("dump_src");
-    args.extend(["-f".into(), plain.display().to_string()]);
-    run_pg(
-        "pg_dump",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let mut args = dsn_args("dump_src");
-    args.extend(["-Fc".into(), "-f".into(), custom.display().to_string()]);
-    run_pg(
-        "pg_dump",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let file = |name: &str| dir.join(name).display().to_string();
+    let (plain, custom, data) = (file("plain.sql"), file("custom.dump"), file("data.sql"));
+    run_on("pg_dump", "dump_src", &["-f", &plain]);
+    run_on("pg_dump", "dump_src", &["-Fc", "-f", &custom]);
 
     for (target, how) in [("dump_plain", "plain"), ("dump_custom", "custom")] {
-        let mut admin = connect();
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {target} WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {target}"))
-            .unwrap();
-        let mut args = dsn_args(target);
+        drop(empty_database(target));
         if how == "plain" {
-            args.extend([
-                "-v".into(),
-                "ON_ERROR_STOP=1".into(),
-                "-q".into(),
-                "-f".into(),
-                plain.display().to_string(),
-            ]);
-            run_pg("psql", &args.iter().map(String::as_str).collect::<Vec<_>>());
+            run_on("psql", target, &["-v", "ON_ERROR_STOP=1", "-q", "-f", &plain]);
         } else {
-            args.extend(["--exit-on-error".into(), custom.display().to_string()]);
-            run_pg(
-                "pg_restore",
-                &args.iter().map(String::as_str).collect::<Vec<_>>(),
-            );
+            run_on("pg_restore", target, &["--exit-on-error", &custom]);
         }
         let mut dst = connect_to(target);
-        assert_eq!(
-            snapshot(&mut dst),
-            before,
-            "{how} restore keeps registry, counts and history"
-        );
+        assert_eq!(snapshot(&mut dst), before, "{how} restore keeps registry, counts and history");
         assert_eq!(drift(&mut dst), 0, "{how} restore has no drift");
         dst.batch_execute(
             "INSERT INTO loads (workos_org_id, status) VALUES ('org1', 'Open'), ('org9', 'Closed');
              DELETE FROM invoices WHERE id < 10;",
         )
         .unwrap();
-        let org9: i64 = dst
-            .query_one("SELECT org_stats.count('loads', 'org9')", &[])
-            .unwrap()
-            .get(0);
+        let org9: i64 = dst.query_one("SELECT org_stats.count('loads', 'org9')", &[]).unwrap().get(0);
         assert_eq!(org9, 1, "{how}: the triggers fire after the restore");
-        assert_eq!(
-            drift(&mut dst),
-            0,
-            "{how}: writes after the restore are counted exactly"
-        );
+        assert_eq!(drift(&mut dst), 0, "{how}: writes after the restore are counted exactly");
     }
 
     // Base-table data alone, restored with triggers disabled into a database that tracks the
     // table: the rows arrive uncounted; recalculate() is the fix.
-    let data = dir.join("data.sql");
-    let mut args = dsn_args("dump_src");
-    args.extend([
-        "--data-only".into(),
-        "--disable-triggers".into(),
-        "-t".into(),
-        "loads".into(),
-        "-f".into(),
-        data.display().to_string(),
-    ]);
-    run_pg(
-        "pg_dump",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    run_on("pg_dump", "dump_src", &["--data-only", "--disable-triggers", "-t", "loads", "-f", &data]);
     let mut dst = connect_to("dump_plain");
     dst.batch_execute("TRUNCATE loads").unwrap();
-    let mut args = dsn_args("dump_plain");
-    args.extend([
-        "-v".into(),
-        "ON_ERROR_STOP=1".into(),
-        "-q".into(),
-        "-f".into(),
-        data.display().to_string(),
-    ]);
-    run_pg("psql", &args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        drift(&mut dst) > 0,
-        "a restore with triggers disabled is not counted"
-    );
-    dst.batch_execute("SELECT count(*) FROM org_stats.recalculate()")
-        .unwrap();
+    run_on("psql", "dump_plain", &["-v", "ON_ERROR_STOP=1", "-q", "-f", &data]);
+    assert!(drift(&mut dst) > 0, "a restore with triggers disabled is not counted");
+    dst.batch_execute("SELECT count(*) FROM org_stats.recalculate()").unwrap();
     assert_eq!(drift(&mut dst), 0, "recalculate() repairs it");
 
     std::fs::remove_dir_all(&dir).unwrap();
     drop((src, dst));
-    let mut admin = connect();
     for db in ["dump_src", "dump_plain", "dump_custom"] {
-        admin
-            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .unwrap();
+        drop_database(db);
     }
 }

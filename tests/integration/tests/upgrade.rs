@@ -2,7 +2,7 @@
 //! UPDATE to the current version, write more, and find no drift. (pg_test.sh separately fails when
 //! the generated install script of the current version differs from the committed one.)
 
-use org_stats_integration_tests::{connect, connect_to, drift};
+use org_stats_integration_tests::{drift, drop_database, empty_database};
 
 fn committed_versions() -> Vec<String> {
     let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql");
@@ -31,12 +31,7 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
     let oldest = versions
         .first()
         .expect("sql/ holds the install script of every released version");
-    let mut admin = connect();
-    admin
-        .batch_execute("DROP DATABASE IF EXISTS upgrade_test WITH (FORCE)")
-        .unwrap();
-    admin.batch_execute("CREATE DATABASE upgrade_test").unwrap();
-    let mut db = connect_to("upgrade_test");
+    let mut db = empty_database("upgrade_test");
     db.batch_execute(&format!("CREATE EXTENSION org_stats VERSION '{oldest}'"))
         .unwrap();
     db.batch_execute(
@@ -73,7 +68,5 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
         "no drift across the upgrade from {oldest}"
     );
     drop(db);
-    admin
-        .batch_execute("DROP DATABASE upgrade_test WITH (FORCE)")
-        .unwrap();
+    drop_database("upgrade_test");
 }
