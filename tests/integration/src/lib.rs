@@ -95,8 +95,12 @@ pub fn connect_to(dbname: &str) -> Client {
 pub fn empty_database(name: &str) -> Client {
     let mut admin = connect();
     // Separate statements: DROP/CREATE DATABASE refuse the transaction of a multi-statement string.
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
     connect_to(name)
 }
 
@@ -109,14 +113,25 @@ pub fn fresh_database(name: &str) -> Client {
 
 /// Drops a database the test made.
 pub fn drop_database(name: &str) {
-    connect().batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).unwrap();
+    connect()
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap();
 }
 
 /// Runs `program` (psql, pg_dump, pg_restore) against database `db` of the test cluster.
 pub fn run_on(program: &str, db: &str, args: &[&str]) -> String {
     let host = std::env::var("PGHOST").expect("PGHOST is set by pg_test.sh");
     let port = std::env::var("PGPORT").expect("PGPORT is set by pg_test.sh");
-    let mut all = vec!["-h", host.as_str(), "-p", port.as_str(), "-U", "postgres", "-d", db];
+    let mut all = vec![
+        "-h",
+        host.as_str(),
+        "-p",
+        port.as_str(),
+        "-U",
+        "postgres",
+        "-d",
+        db,
+    ];
     all.extend_from_slice(args);
     run_pg(program, &all)
 }

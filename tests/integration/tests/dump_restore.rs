@@ -3,7 +3,9 @@
 //! the triggers fire after the restore, and there is no drift. A data-only restore of base tables
 //! with triggers disabled leaves drift that recalculate() repairs.
 
-use org_stats_integration_tests::{connect_to, drift, drop_database, empty_database, fresh_database, run_on};
+use org_stats_integration_tests::{
+    connect_to, drift, drop_database, empty_database, fresh_database, run_on,
+};
 use postgres::Client;
 
 fn snapshot(db: &mut Client) -> Vec<String> {
@@ -52,31 +54,65 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
     for (target, how) in [("dump_plain", "plain"), ("dump_custom", "custom")] {
         drop(empty_database(target));
         if how == "plain" {
-            run_on("psql", target, &["-v", "ON_ERROR_STOP=1", "-q", "-f", &plain]);
+            run_on(
+                "psql",
+                target,
+                &["-v", "ON_ERROR_STOP=1", "-q", "-f", &plain],
+            );
         } else {
             run_on("pg_restore", target, &["--exit-on-error", &custom]);
         }
         let mut dst = connect_to(target);
-        assert_eq!(snapshot(&mut dst), before, "{how} restore keeps registry, counts and history");
+        assert_eq!(
+            snapshot(&mut dst),
+            before,
+            "{how} restore keeps registry, counts and history"
+        );
         assert_eq!(drift(&mut dst), 0, "{how} restore has no drift");
         dst.batch_execute(
             "INSERT INTO loads (workos_org_id, status) VALUES ('org1', 'Open'), ('org9', 'Closed');
              DELETE FROM invoices WHERE id < 10;",
         )
         .unwrap();
-        let org9: i64 = dst.query_one("SELECT org_stats.count('loads', 'org9')", &[]).unwrap().get(0);
+        let org9: i64 = dst
+            .query_one("SELECT org_stats.count('loads', 'org9')", &[])
+            .unwrap()
+            .get(0);
         assert_eq!(org9, 1, "{how}: the triggers fire after the restore");
-        assert_eq!(drift(&mut dst), 0, "{how}: writes after the restore are counted exactly");
+        assert_eq!(
+            drift(&mut dst),
+            0,
+            "{how}: writes after the restore are counted exactly"
+        );
     }
 
     // Base-table data alone, restored with triggers disabled into a database that tracks the
     // table: the rows arrive uncounted; recalculate() is the fix.
-    run_on("pg_dump", "dump_src", &["--data-only", "--disable-triggers", "-t", "loads", "-f", &data]);
+    run_on(
+        "pg_dump",
+        "dump_src",
+        &[
+            "--data-only",
+            "--disable-triggers",
+            "-t",
+            "loads",
+            "-f",
+            &data,
+        ],
+    );
     let mut dst = connect_to("dump_plain");
     dst.batch_execute("TRUNCATE loads").unwrap();
-    run_on("psql", "dump_plain", &["-v", "ON_ERROR_STOP=1", "-q", "-f", &data]);
-    assert!(drift(&mut dst) > 0, "a restore with triggers disabled is not counted");
-    dst.batch_execute("SELECT count(*) FROM org_stats.recalculate()").unwrap();
+    run_on(
+        "psql",
+        "dump_plain",
+        &["-v", "ON_ERROR_STOP=1", "-q", "-f", &data],
+    );
+    assert!(
+        drift(&mut dst) > 0,
+        "a restore with triggers disabled is not counted"
+    );
+    dst.batch_execute("SELECT count(*) FROM org_stats.recalculate()")
+        .unwrap();
     assert_eq!(drift(&mut dst), 0, "recalculate() repairs it");
 
     std::fs::remove_dir_all(&dir).unwrap();

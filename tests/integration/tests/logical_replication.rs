@@ -105,7 +105,9 @@ fn subscriber_counts_stay_exact_under_publisher_load() {
         started.elapsed()
     );
     // DROP SUBSCRIPTION may not run in the implicit transaction of a multi-statement string.
-    subscriber.batch_execute("DROP SUBSCRIPTION org_stats_sub").unwrap();
+    subscriber
+        .batch_execute("DROP SUBSCRIPTION org_stats_sub")
+        .unwrap();
     subscriber
         .batch_execute("SELECT org_stats.untrack('rep_loads'); DROP TABLE rep_loads;")
         .unwrap();
