@@ -1,7 +1,9 @@
-//! Running org_stats' own SQL with the extension's rights: as the extension's owner, with
-//! `search_path` pinned to `pg_catalog, pg_temp`. This is what `SECURITY DEFINER SET search_path`
-//! does, done in Rust so the trigger write path pays for it once per flush, not once per row, and so
-//! the commit-time flush (which no SQL function wraps) gets the same protection.
+//! Running org_stats' own SQL with the extension's rights: as the extension's owner, with the
+//! search path pinned to `pg_catalog`. This is what `SECURITY DEFINER SET search_path` does, done
+//! in Rust so the trigger write path pays for it once per flush, not once per row, and so the
+//! commit-time flush (which no SQL function wraps) gets the same protection. Also the checks of
+//! the caller's rights that reads and maintenance make, and the `org_stats.count_under_rls`
+//! setting.
 
 use crate::errors;
 use crate::registry::RegClass;
