@@ -14,7 +14,6 @@
 //! this right through pg_dump/pg_restore, which renumbers columns and replays partitions before
 //! org_stats' own tables are restored.
 
-use crate::backfill;
 use crate::deltas;
 use crate::drift;
 use crate::errors::raise;
@@ -47,7 +46,7 @@ fn ddl_start() {
     let before = security::as_extension_owner(|| {
         let mut found = Vec::new();
         sql::kept(
-            "SELECT t.table_id, o.attnum, o.atttypid, s.attnum, s.atttypid FROM org_stats.tracked t \
+            "SELECT t.table_id, o.attnum, o.atttypid, s.attnum, s.atttypid, t.relid FROM org_stats.tracked t \
                JOIN pg_catalog.pg_attribute o ON o.attrelid OPERATOR(pg_catalog.=) t.relid AND o.attname OPERATOR(pg_catalog.=) t.org_column \
                JOIN pg_catalog.pg_attribute s ON s.attrelid OPERATOR(pg_catalog.=) t.relid AND s.attname OPERATOR(pg_catalog.=) t.status_column",
             &[],
@@ -59,18 +58,16 @@ fn ddl_start() {
                         (row.get::<i16>(2).unwrap(), row.get::<pg_sys::Oid>(3).unwrap()),
                         (row.get::<i16>(4).unwrap(), row.get::<pg_sys::Oid>(5).unwrap()),
                     ],
+                    row.get::<RegClass>(6).unwrap(),
                 ))
             },
         );
         found
             .into_iter()
-            .map(|(table_id, columns)| {
-                let t = registry::find_by_id(table_id).expect("tracked, as read just above");
-                Before {
-                    table_id,
-                    columns,
-                    tree: tracking::partition_tree(t.relid),
-                }
+            .map(|(table_id, columns, relid)| Before {
+                table_id,
+                columns,
+                tree: tracking::partition_tree(relid),
             })
             .collect()
     });
@@ -165,17 +162,8 @@ fn follow_partitions(t: &Tracked, tree_before: &[RegClass]) {
     if joined.is_empty() && left.is_empty() {
         return;
     }
-    // SAFETY: pushed and popped around read-only queries.
-    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-    for (rels, sign) in [(&joined, 1), (&left, -1)] {
-        for rel in rels {
-            for (org_id, status, n) in backfill::group_counts(t, *rel, None) {
-                deltas::add(t.table_id, &org_id, status.as_deref(), sign * n);
-            }
-        }
-    }
-    // SAFETY: pops the snapshot pushed above.
-    unsafe { pg_sys::PopActiveSnapshot() };
+    write_path::add_rows_of(t, &joined, 1);
+    write_path::add_rows_of(t, &left, -1);
     tracking::install_triggers(None, &joined, t.table_id, &t.org_column, &t.status_column);
     tracking::remove_triggers(&left, t.table_id);
     write_path::write(deltas::take_current());

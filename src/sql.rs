@@ -39,6 +39,19 @@ impl Row {
     }
 }
 
+/// Runs `f` on the latest snapshot: every row committed so far. Only right where a lock the caller
+/// holds keeps those rows from changing (TRUNCATE, ATTACH and DETACH hold ACCESS EXCLUSIVE), since
+/// the statement's own snapshot may predate the wait for that lock.
+pub fn on_latest_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: pushed here and popped below; an ERROR in between aborts the (sub)transaction,
+    // which pops it.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    let result = f();
+    // SAFETY: pops the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
+    result
+}
+
 /// Runs a statement whose text is a `'static` string, planning it once per backend.
 pub fn kept(
     sql: &'static str,

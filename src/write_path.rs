@@ -368,38 +368,44 @@ fn org_stats_truncate_trigger<'a>(
         let Some(t) = registry::find_by_id(args.table_id) else {
             return;
         };
-        // SAFETY: pushed and popped around read-only queries.
-        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-        let share: Vec<(String, Option<String>, i64)> = if relid == t.relid.0 {
-            if partitioned {
-                // Its leaf partitions fire their own truncate triggers.
-                Vec::new()
-            } else {
-                // The stored counts: this also clears any drift, as the table is now empty.
-                let mut stored = Vec::new();
+        if relid == t.relid.0 && !partitioned {
+            // The stored counts: this also clears any drift, as the table is now empty.
+            let mut stored = Vec::new();
+            sql::on_latest_snapshot(|| {
                 sql::kept(
                     "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM org_stats.counters c \
                       WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2",
                     &[t.table_id.into()],
                     Access::Read,
-                    |row| stored.push((row.get(1).unwrap(), row.get(2), row.get(3).unwrap())),
-                );
-                stored
+                    |row| stored.push((row.get::<String>(1).unwrap(), row.get::<String>(2), row.get::<i64>(3).unwrap())),
+                )
+            });
+            for (org_id, status, n) in stored {
+                deltas::add(t.table_id, &org_id, status.as_deref(), -n);
             }
-        } else if !partitioned && is_partition_of(relid, &t) {
-            backfill::group_counts(&t, RegClass(relid), None)
-        } else {
-            // A table detached from the tracked one keeps this trigger but no longer counts.
-            Vec::new()
-        };
-        // SAFETY: pops the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-        for (org_id, status, n) in share {
-            deltas::add(t.table_id, &org_id, status.as_deref(), -n);
+        } else if relid != t.relid.0 && !partitioned && is_partition_of(relid, &t) {
+            add_rows_of(&t, &[RegClass(relid)], -1);
         }
+        // Otherwise: a partitioned table, whose leaf partitions fire their own truncate
+        // triggers, or a table detached from the tracked one that keeps this trigger but no
+        // longer counts.
     });
     write(deltas::take_current());
     Ok(None)
+}
+
+/// Adds `sign` times the rows of `relations` (partitions of `t` that leave it, join it, or are
+/// emptied) to the pending deltas, read on the latest snapshot: the caller holds them locked.
+pub fn add_rows_of(t: &Tracked, relations: &[RegClass], sign: i64) {
+    let groups: Vec<_> = sql::on_latest_snapshot(|| {
+        relations
+            .iter()
+            .flat_map(|rel| backfill::group_counts(t, *rel, None))
+            .collect()
+    });
+    for (org_id, status, n) in groups {
+        deltas::add(t.table_id, &org_id, status.as_deref(), sign * n);
+    }
 }
 
 fn is_partition_of(relid: pg_sys::Oid, t: &Tracked) -> bool {
