@@ -121,20 +121,17 @@ pub fn take_all() -> Vec<(Group, i64)> {
     take(|_| true)
 }
 
-/// Unflushed deltas of one org, as (table_ids, statuses, deltas), so reads inside a statement
-/// are exact too.
-pub fn pending_for_org(org_id: &str) -> (Vec<i32>, Vec<Option<String>>, Vec<i64>) {
-    let (mut tables, mut statuses, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+/// Unflushed deltas of one org of one table, per status (a status may repeat, once per
+/// subtransaction), so reads inside a statement are exact too.
+pub fn pending_for_org(table_id: i32, org_id: &str) -> Vec<(Option<String>, i64)> {
     PENDING.with(|p| {
-        for ((_, table_id), orgs) in &p.borrow().map {
-            for (status, delta) in orgs.get(org_id).into_iter().flatten() {
-                tables.push(*table_id);
-                statuses.push(status.clone());
-                counts.push(*delta);
-            }
-        }
-    });
-    (tables, statuses, counts)
+        p.borrow()
+            .map
+            .iter()
+            .filter(|((_, table), _)| *table == table_id)
+            .flat_map(|(_, orgs)| orgs.get(org_id).into_iter().flatten().cloned())
+            .collect()
+    })
 }
 
 /// A subtransaction rolled back: its deltas never happened.

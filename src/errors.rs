@@ -46,3 +46,14 @@ pub fn column_gone(table: &str, column: &str) -> ! {
         "Untrack the table and track it again with its current column names.",
     )
 }
+
+pub fn storage_missing(relation: &std::ffi::CStr) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        format!(
+            "org_stats' own relation org_stats.{} is missing",
+            relation.to_string_lossy()
+        ),
+        "It was dropped by hand; reinstall with DROP EXTENSION org_stats CASCADE; CREATE EXTENSION org_stats.",
+    )
+}

@@ -12,6 +12,7 @@
 //! - `text_form`: the text form under which values are counted
 //! - `security`: running the extension's SQL with its rights and a pinned search_path
 //! - `sql`: SPI with kept plans and the caller's snapshot
+//! - `storage`: direct index and heap access to the counters on the hot paths
 //! - `errors`: every error, with its SQLSTATE and HINT
 
 use pgrx::prelude::*;
@@ -26,6 +27,7 @@ mod registry;
 mod scheduling;
 mod security;
 mod sql;
+mod storage;
 mod text_form;
 mod tracking;
 mod write_path;

@@ -1,5 +1,5 @@
-//! Reads: per-status counts of one org, from a handful of index-probed counter rows plus the
-//! backend's own unflushed deltas, on the caller's snapshot. A table tracked with
+//! Reads: per-status counts of one org, from a handful of counter rows found by one index probe
+//! (see `storage`) plus the backend's own unflushed deltas, on the caller's snapshot. A table tracked with
 //! `backfill => false` answers from a live GROUP BY until it is backfilled: slower, never wrong.
 
 use crate::backfill;
@@ -8,6 +8,8 @@ use crate::errors;
 use crate::registry::{self, RegClass};
 use crate::security;
 use crate::sql::{self, Access};
+use crate::storage;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 /// The non-zero (status, count) pairs of `org_id` in `table`, ordered by status, NULL last.
@@ -16,61 +18,80 @@ fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
         errors::cannot_read(&table.display());
     }
     security::require_rls_allows_counts(table);
-    let (tables, statuses, pending) = deltas::pending_for_org(org_id);
-    let counts = security::as_extension_owner(|| {
-        let mut registration = None;
-        sql::kept(
-            "SELECT t.table_id, t.backfilled_at IS NOT NULL OR EXISTS ( \
-                        SELECT FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) t.table_id \
-                           AND s.org_id OPERATOR(pg_catalog.=) $2 AND s.backfilled_at IS NOT NULL) \
-               FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1",
-            &[table.into(), org_id.into()],
-            Access::Read,
-            |row| registration = Some((row.get::<i32>(1).unwrap(), row.get::<bool>(2).unwrap())),
-        );
-        let (table_id, counted) = registration?;
-        if !counted {
+    // SAFETY: SQL functions run with their statement's snapshot active.
+    let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
+    let Some((table_id, all_backfilled)) = storage::registration(table.0, snapshot) else {
+        errors::not_tracked(&table.display());
+    };
+    if !all_backfilled {
+        let live = security::as_extension_owner(|| {
             // Not backfilled yet: a live count, exact and slower.
-            let tracked = registry::find(table, None).expect("registered, as read just above");
-            return Some(
+            (!org_backfilled(table_id, org_id)).then(|| {
+                let tracked = registry::find(table, None).expect("registered, as read just above");
                 backfill::group_counts(&tracked, table, Some(org_id))
                     .into_iter()
                     .map(|(_, status, n)| (status, n))
-                    .collect(),
-            );
+                    .collect()
+            })
+        });
+        if let Some(counts) = live {
+            return counts;
         }
-        let mut counts = Vec::new();
-        let mut collect = |row: &sql::Row| counts.push((row.get(1), row.get(2).unwrap()));
-        if tables.is_empty() {
-            // The usual case: nothing of this org is pending in this backend.
-            sql::kept(
-                "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM org_stats.counters c \
-                  WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
-                  GROUP BY c.status HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0 ORDER BY c.status",
-                &[org_id.into(), table_id.into()],
-                Access::Read,
-                &mut collect,
-            );
-        } else {
-            sql::kept(
-                "SELECT x.status, pg_catalog.sum(x.n)::pg_catalog.int8 FROM ( \
-                     SELECT c.status, c.n FROM org_stats.counters c \
-                      WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
-                     UNION ALL \
-                     SELECT p.status, p.n \
-                       FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int4[]), pg_catalog.unnest($4::pg_catalog.text[]), \
-                                       pg_catalog.unnest($5::pg_catalog.int8[])) AS p(table_id, status, n) \
-                      WHERE p.table_id OPERATOR(pg_catalog.=) $2) AS x \
-                  GROUP BY x.status HAVING pg_catalog.sum(x.n) OPERATOR(pg_catalog.<>) 0 ORDER BY x.status",
-                &[org_id.into(), table_id.into(), tables.into(), statuses.into(), pending.into()],
-                Access::Read,
-                &mut collect,
-            );
-        }
-        Some(counts)
-    });
-    // Named outside the privileged section, where the caller's search_path spells it as they do.
-    counts.unwrap_or_else(|| errors::not_tracked(&table.display()))
+    }
+    let counters = storage::counters(pg_sys::AccessShareLock);
+    let mut counts = storage::org_counts(&counters, table_id, org_id, snapshot);
+    for (status, delta) in deltas::pending_for_org(table_id, org_id) {
+        add_in_order(
+            &mut counts,
+            status,
+            delta,
+            storage::status_collation(&counters),
+        );
+    }
+    counts.retain(|(_, n)| *n != 0);
+    counts
+}
+
+/// Whether `org_id`'s rows of a table still being backfilled are counted already.
+fn org_backfilled(table_id: i32, org_id: &str) -> bool {
+    let mut backfilled = false;
+    sql::kept(
+        "SELECT EXISTS (SELECT FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) $1 \
+                           AND s.org_id OPERATOR(pg_catalog.=) $2 AND s.backfilled_at IS NOT NULL)",
+        &[table_id.into(), org_id.into()],
+        Access::Read,
+        |row| backfilled = row.get(1).unwrap(),
+    );
+    backfilled
+}
+
+/// Adds a backend's unflushed delta to counts ordered by status under `collation`, NULL last.
+fn add_in_order(
+    counts: &mut Vec<(Option<String>, i64)>,
+    status: Option<String>,
+    delta: i64,
+    collation: pg_sys::Oid,
+) {
+    if let Some((_, n)) = counts.iter_mut().find(|(s, _)| *s == status) {
+        *n += delta;
+        return;
+    }
+    let before = |s: &Option<String>| match (s, &status) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        // SAFETY: both are valid strings; varstr_cmp compares them under an existing collation.
+        (Some(a), Some(b)) => unsafe {
+            pg_sys::varstr_cmp(
+                a.as_ptr().cast(),
+                a.len() as i32,
+                b.as_ptr().cast(),
+                b.len() as i32,
+                collation,
+            ) < 0
+        },
+    };
+    let at = counts.partition_point(|(s, _)| before(s));
+    counts.insert(at, (status, delta));
 }
 
 /// Rows of `org_id` in `tbl` per status (statuses with no rows are omitted).

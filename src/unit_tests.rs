@@ -73,7 +73,7 @@ mod tests {
     }
 
     fn pending(org: &str) -> i64 {
-        deltas::pending_for_org(org).2.iter().sum()
+        deltas::pending_for_org(1, org).iter().map(|(_, n)| n).sum()
     }
 
     #[pg_test]

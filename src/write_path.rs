@@ -19,8 +19,8 @@ use crate::errors;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
+use crate::storage;
 use crate::text_form;
-use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use rustc_hash::FxHashMap;
@@ -37,56 +37,34 @@ thread_local! {
     static FLUSH_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(FLUSH_THRESHOLD) };
 }
 
-/// The UPDATE adding `$4` to slot `$3` of one group, but for its status condition.
-macro_rules! add_to_slot {
-    () => {
-        "UPDATE org_stats.counters c SET n = c.n OPERATOR(pg_catalog.+) $4 \
-          WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
-            AND c.slot OPERATOR(pg_catalog.=) $3"
-    };
-}
-
 /// Up to this many groups, a flush updates group by group (see `write`).
 const FEW_GROUPS: usize = 8;
 
 /// Adds `deltas` to this backend's slot of each group, in key order. A statement of a few groups
-/// (the usual single-row write) mostly finds their rows in this slot already: a plain UPDATE by
-/// key (one index probe, a HOT update) each is the cheapest, and the new ones go in together with
-/// one INSERT ... ON CONFLICT. A bulk statement's groups all go through that one statement.
+/// (the usual single-row write) mostly finds their rows in this slot already and updates each
+/// in place directly (see `storage`); the groups new to the slot go in together with one
+/// INSERT ... ON CONFLICT. A bulk statement's groups all go through that one statement.
 pub fn write(deltas: Vec<(Group, i64)>) {
     if deltas.is_empty() {
         return;
     }
     let slot = backend_slot();
-    security::as_extension_owner(|| {
-        if deltas.len() > FEW_GROUPS {
-            // A bulk statement: one statement for all its groups beats one per group.
-            return upsert(deltas, slot);
+    let mut new = deltas;
+    if new.len() <= FEW_GROUPS {
+        let counters = storage::counters(pg_sys::RowExclusiveLock);
+        if storage::writable_directly(&counters) {
+            // A new command, so that rows an earlier flush of this command wrote can be updated.
+            // SAFETY: what SPI does before every statement that writes.
+            unsafe { pg_sys::CommandCounterIncrement() };
+            new.retain(|(group, delta)| {
+                let (org, status) = (group.org_id.as_str(), group.status.as_deref());
+                !storage::add_to_slot(&counters, org, group.table_id, status, slot, *delta)
+            });
         }
-        let mut new = Vec::new();
-        for (group, delta) in deltas {
-            let mut args: Vec<DatumWithOid> = vec![
-                group.org_id.as_str().into(),
-                group.table_id.into(),
-                slot.into(),
-                delta.into(),
-            ];
-            let query = match &group.status {
-                Some(status) => {
-                    args.push(status.as_str().into());
-                    concat!(add_to_slot!(), " AND c.status OPERATOR(pg_catalog.=) $5")
-                }
-                None => concat!(add_to_slot!(), " AND c.status IS NULL"),
-            };
-            let updated = sql::kept(query, &args, Access::Write, |_| {});
-            if updated == 0 {
-                new.push((group, delta));
-            }
-        }
-        if !new.is_empty() {
-            upsert(new, slot);
-        }
-    });
+    }
+    if !new.is_empty() {
+        security::as_extension_owner(|| upsert(new, slot));
+    }
 }
 
 /// Adds to this slot's rows of `groups`, creating those that do not exist, in one statement.

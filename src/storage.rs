@@ -1,0 +1,482 @@
+//! Direct index and heap access to org_stats' own tables on the two hot paths: adding a
+//! statement's deltas to this backend's counter rows, and reading one org's counts. Through SPI
+//! each was a full executor run (plan-cache check, executor start-up and shutdown, a user switch
+//! and a pinned search path), which cost more than the row write itself; here each is one index
+//! probe and, for a write, one `heap_update`, the way PostgreSQL's own catalog code writes its
+//! tables. No SQL runs, so there is no search path to pin and no privilege to switch to.
+//! Everything off the hot paths (new counter rows, bulk statements, maintenance) stays SQL.
+
+use crate::errors;
+use pgrx::datum::FromDatum;
+use pgrx::pg_sys;
+use pgrx::IntoDatum;
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+/// The columns of `org_stats.counters`, in order.
+const COUNTER_COLUMNS: usize = 5;
+const N: i32 = 5;
+
+/// A search key for one index column.
+pub enum Key<'a> {
+    Text(&'a str),
+    Int(i32),
+    Oid(pg_sys::Oid),
+    /// The column IS NULL.
+    Null,
+}
+
+impl Key<'_> {
+    fn status(status: Option<&str>) -> Key<'_> {
+        status.map_or(Key::Null, Key::Text)
+    }
+}
+
+/// One of org_stats' tables with the unique index the hot paths probe, open (and locked) for the
+/// rest of the transaction, as the executor would have it.
+pub struct Indexed {
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+}
+
+impl Indexed {
+    /// `org_stats.<table>` and `org_stats.<index>`, locked in `mode`.
+    pub fn open(table: &CStr, index: &CStr, mode: u32) -> Indexed {
+        let mode = mode as pg_sys::LOCKMODE;
+        // SAFETY: lookups by name raise an ERROR if the schema is gone; the relations are opened
+        // and locked like any statement would, and closed in Drop keeping the lock.
+        unsafe {
+            let schema = pg_sys::get_namespace_oid(c"org_stats".as_ptr(), false);
+            let relid = |name: &CStr| match pg_sys::get_relname_relid(name.as_ptr(), schema) {
+                oid if oid == pg_sys::Oid::INVALID => errors::storage_missing(name),
+                oid => oid,
+            };
+            Indexed {
+                heap: pg_sys::table_open(relid(table), mode),
+                index: pg_sys::index_open(relid(index), mode),
+            }
+        }
+    }
+
+    /// Calls `each` with every row whose leading index columns equal `keys` and that `snapshot`
+    /// sees, in index order, until it returns false.
+    fn scan(
+        &self,
+        keys: &[Key],
+        snapshot: pg_sys::Snapshot,
+        mut each: impl FnMut(*mut pg_sys::TupleTableSlot) -> bool,
+    ) {
+        // SAFETY: both relations are open; text keys are palloc'd in the current memory context,
+        // which outlives the scan; slot and scan are released below (or by the abort of an
+        // ERROR, which releases their buffer pins too).
+        unsafe {
+            let mut scan_keys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
+            for (i, key) in keys.iter().enumerate() {
+                let mut entry = pg_sys::ScanKeyData::default();
+                let attno = (i + 1) as pg_sys::AttrNumber;
+                // Text compares under the index column's collation, or the btree search would
+                // walk the index in a different order than it was built in.
+                let collation = *(*self.index).rd_indcollation.add(i);
+                let (procedure, datum) = match key {
+                    Key::Text(s) => (pg_sys::F_TEXTEQ, s.into_datum().unwrap()),
+                    Key::Int(v) => (pg_sys::F_INT4EQ, v.into_datum().unwrap()),
+                    Key::Oid(o) => (pg_sys::F_OIDEQ, o.into_datum().unwrap()),
+                    Key::Null => {
+                        pg_sys::ScanKeyEntryInitialize(
+                            &mut entry,
+                            (pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL) as i32,
+                            attno,
+                            0, // InvalidStrategy: an IS NULL key has no operator
+                            pg_sys::Oid::INVALID,
+                            pg_sys::Oid::INVALID,
+                            pg_sys::Oid::INVALID,
+                            pg_sys::Datum::from(0),
+                        );
+                        scan_keys.push(entry);
+                        continue;
+                    }
+                };
+                pg_sys::ScanKeyEntryInitialize(
+                    &mut entry,
+                    0,
+                    attno,
+                    pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                    pg_sys::Oid::INVALID,
+                    collation,
+                    pg_sys::Oid::from(procedure),
+                    datum,
+                );
+                scan_keys.push(entry);
+            }
+            let nkeys = scan_keys.len() as i32;
+            #[cfg(not(feature = "pg18"))]
+            let scan = pg_sys::index_beginscan(self.heap, self.index, snapshot, nkeys, 0);
+            #[cfg(feature = "pg18")]
+            let scan = pg_sys::index_beginscan(
+                self.heap,
+                self.index,
+                snapshot,
+                std::ptr::null_mut(),
+                nkeys,
+                0,
+            );
+            pg_sys::index_rescan(scan, scan_keys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
+            let slot = pg_sys::table_slot_create(self.heap, std::ptr::null_mut());
+            while pg_sys::index_getnext_slot(
+                scan,
+                pg_sys::ScanDirection::ForwardScanDirection,
+                slot,
+            ) {
+                if !each(slot) {
+                    break;
+                }
+            }
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            pg_sys::index_endscan(scan);
+        }
+    }
+}
+
+impl Drop for Indexed {
+    fn drop(&mut self) {
+        // SAFETY: opened in `open`; the locks stay until the transaction ends.
+        unsafe {
+            pg_sys::index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::table_close(self.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+    }
+}
+
+/// Column `attnum` of the row in `slot`.
+///
+/// # Safety
+/// `slot` holds a row of a relation whose column `attnum` has type `T`.
+unsafe fn column<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<T> {
+    let mut isnull = false;
+    let datum = pg_sys::slot_getattr(slot, attnum, &mut isnull);
+    T::from_datum(datum, isnull)
+}
+
+/// `org_stats.counters` through its key (org_id, table_id, status, slot), locked in `mode`.
+pub fn counters(mode: u32) -> Indexed {
+    let counters = Indexed::open(c"counters", c"counters_key", mode);
+    // SAFETY: the relation is open.
+    let natts = unsafe { (*(*counters.heap).rd_att).natts };
+    assert_eq!(
+        natts as usize, COUNTER_COLUMNS,
+        "org_stats.counters has the columns of this version"
+    );
+    counters
+}
+
+/// Whether rows can be updated in place here: the counters are a heap table (not another table
+/// access method that was the default at CREATE EXTENSION) whose only index is the key, so an
+/// update has no other index to maintain. Otherwise the writes go through SQL, which handles both.
+pub fn writable_directly(counters: &Indexed) -> bool {
+    // SAFETY: the relation is open; the index list is a copy owned here.
+    unsafe {
+        if (*(*counters.heap).rd_rel).relam != pg_sys::HEAP_TABLE_AM_OID {
+            return false;
+        }
+        let list = pg_sys::RelationGetIndexList(counters.heap);
+        let only = pg_sys::list_length(list) == 1;
+        pg_sys::list_free(list);
+        only
+    }
+}
+
+/// The collation statuses are ordered by (the counters' status column's).
+pub fn status_collation(counters: &Indexed) -> pg_sys::Oid {
+    // SAFETY: the index is open and has four columns.
+    unsafe { *(*counters.index).rd_indcollation.add(2) }
+}
+
+/// A tracked table's `table_id`, and whether every org of it is counted (`backfilled_at` is
+/// set), as `snapshot` sees `org_stats.tracked`; `None` if the table is not tracked.
+pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i32, bool)> {
+    let tracked = Indexed::open(c"tracked", c"tracked_relid_key", pg_sys::AccessShareLock);
+    let mut found = None;
+    tracked.scan(&[Key::Oid(relid)], snapshot, |row| {
+        // SAFETY: a row of org_stats.tracked: table_id integer NOT NULL (1), backfilled_at (6).
+        found = Some(unsafe {
+            (
+                column::<i32>(row, 1).unwrap(),
+                !pg_sys::slot_attisnull(row, 6),
+            )
+        });
+        false
+    });
+    found
+}
+
+/// The table's rows of one org summed over the slots, per status in the index's order (the
+/// status column's collation, NULL last), as `snapshot` sees them.
+pub fn org_counts(
+    counters: &Indexed,
+    table_id: i32,
+    org_id: &str,
+    snapshot: pg_sys::Snapshot,
+) -> Vec<(Option<String>, i64)> {
+    let mut counts: Vec<(Option<String>, i64)> = Vec::new();
+    counters.scan(&[Key::Text(org_id), Key::Int(table_id)], snapshot, |slot| {
+        // SAFETY: a row of org_stats.counters: status text, n bigint.
+        let (status, n) = unsafe { (column::<String>(slot, 3), column::<i64>(slot, N).unwrap()) };
+        match counts.last_mut() {
+            Some((last, sum)) if *last == status => *sum += n,
+            _ => counts.push((status, n)),
+        }
+        true
+    });
+    counts
+}
+
+/// One counter row of this backend's slot.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SlotRow {
+    org_id: String,
+    table_id: i32,
+    status: Option<String>,
+}
+
+/// Remembered row positions beyond this many are forgotten (a write path touching more orgs
+/// than this probes the index as before).
+const REMEMBERED_ROWS: usize = 10_000;
+
+thread_local! {
+    /// Where this backend last wrote each of its slot rows: the next write reads the row there
+    /// (checking it is still that row's latest version) instead of probing the index.
+    static LAST_WRITTEN: RefCell<FxHashMap<SlotRow, pg_sys::ItemPointerData>> =
+        RefCell::new(FxHashMap::default());
+}
+
+/// SnapshotSelf sees committed rows and this transaction's own: the latest version of a row
+/// that only this backend updates.
+fn latest() -> pg_sys::Snapshot {
+    &raw mut pg_sys::SnapshotSelfData
+}
+
+/// `n` of the latest version of `row` in `slot`, if it is at `tid`.
+///
+/// # Safety
+/// `counters` is open; `tid` is any position in its heap.
+unsafe fn counter_at(
+    counters: &Indexed,
+    tid: pg_sys::ItemPointerData,
+    row: &SlotRow,
+    slot: i32,
+) -> Option<i64> {
+    // VACUUM may have cut the heap short since (never while this backend holds its lock).
+    let blocks =
+        pg_sys::RelationGetNumberOfBlocksInFork(counters.heap, pg_sys::ForkNumber::MAIN_FORKNUM);
+    if pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks {
+        return None;
+    }
+    let mut tuple = pg_sys::HeapTupleData {
+        t_self: tid,
+        ..Default::default()
+    };
+    let mut buffer: pg_sys::Buffer = 0;
+    #[cfg(feature = "pg13")]
+    let visible = pg_sys::heap_fetch(counters.heap, latest(), &mut tuple, &mut buffer);
+    #[cfg(not(feature = "pg13"))]
+    let visible = pg_sys::heap_fetch(counters.heap, latest(), &mut tuple, &mut buffer, false);
+    if !visible {
+        return None;
+    }
+    let desc = (*counters.heap).rd_att;
+    let mut get = |attnum: i32| {
+        let mut isnull = false;
+        let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
+        (datum, isnull)
+    };
+    // The position may hold another row since (pruning reuses line pointers): check the key.
+    let same = {
+        let (org, _) = get(1);
+        let (status, no_status) = get(3);
+        String::from_datum(org, false).as_deref() == Some(row.org_id.as_str())
+            && i32::from_datum(get(2).0, false) == Some(row.table_id)
+            && String::from_datum(status, no_status) == row.status
+            && i32::from_datum(get(4).0, false) == Some(slot)
+    };
+    let n = i64::from_datum(get(N).0, false);
+    pg_sys::ReleaseBuffer(buffer);
+    same.then_some(n).flatten()
+}
+
+/// The position and `n` of the latest version of `row` in `slot`, if the slot has the row.
+fn find_in_slot(
+    counters: &Indexed,
+    row: &SlotRow,
+    slot: i32,
+) -> Option<(pg_sys::ItemPointerData, i64)> {
+    if let Some(tid) = LAST_WRITTEN.with(|w| w.borrow().get(row).copied()) {
+        // SAFETY: counters is open; any position may be read.
+        if let Some(n) = unsafe { counter_at(counters, tid, row, slot) } {
+            return Some((tid, n));
+        }
+    }
+    let keys = [
+        Key::Text(&row.org_id),
+        Key::Int(row.table_id),
+        Key::status(row.status.as_deref()),
+        Key::Int(slot),
+    ];
+    let mut found = None;
+    counters.scan(&keys, latest(), |tuple| {
+        // SAFETY: a row of org_stats.counters; n is bigint NOT NULL.
+        found = Some(unsafe { ((*tuple).tts_tid, column::<i64>(tuple, N).unwrap()) });
+        false
+    });
+    found
+}
+
+/// Adds `delta` to `slot`'s row of (org, table, status), the latest version of it; false when
+/// the slot has no such row yet. Only this backend writes its slot, but recalculate() may fold
+/// the row away concurrently: then the update finds it deleted and this finds no row.
+pub fn add_to_slot(
+    counters: &Indexed,
+    org_id: &str,
+    table_id: i32,
+    status: Option<&str>,
+    slot: i32,
+    delta: i64,
+) -> bool {
+    let row = SlotRow {
+        org_id: org_id.to_owned(),
+        table_id,
+        status: status.map(str::to_owned),
+    };
+    loop {
+        let Some((mut tid, n)) = find_in_slot(counters, &row, slot) else {
+            LAST_WRITTEN.with(|w| w.borrow_mut().remove(&row));
+            return false;
+        };
+        // SAFETY: the new version has the key of the old one and the counter's column types.
+        unsafe {
+            let mut values = [
+                org_id.into_datum().unwrap(),
+                table_id.into_datum().unwrap(),
+                status.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+                slot.into_datum().unwrap(),
+                (n + delta).into_datum().unwrap(),
+            ];
+            let mut nulls = [false, false, status.is_none(), false, false];
+            let tuple = pg_sys::heap_form_tuple(
+                (*counters.heap).rd_att,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            );
+            match update(counters, &mut tid, tuple) {
+                Updated::Done { hot: true } => {}
+                Updated::Done { hot: false } => {
+                    insert_index_entry(counters, &mut values[..4], &mut nulls[..4], tuple)
+                }
+                // recalculate() folded the row away after it was found: look again.
+                Updated::Gone => continue,
+            }
+            let written = (*tuple).t_self;
+            LAST_WRITTEN.with(|w| {
+                let mut w = w.borrow_mut();
+                if w.len() >= REMEMBERED_ROWS {
+                    w.clear();
+                }
+                w.insert(row, written);
+            });
+            pg_sys::heap_freetuple(tuple);
+        }
+        return true;
+    }
+}
+
+/// Points the key index at the new version of a row (an update that could not stay HOT).
+///
+/// # Safety
+/// `values` and `nulls` are the key columns of `tuple`, just written to the counters.
+unsafe fn insert_index_entry(
+    counters: &Indexed,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+    tuple: pg_sys::HeapTuple,
+) {
+    let info = pg_sys::BuildIndexInfo(counters.index);
+    let check = pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES;
+    let (heap, index, tid) = (counters.heap, counters.index, &mut (*tuple).t_self);
+    #[cfg(feature = "pg13")]
+    pg_sys::index_insert(
+        index,
+        values.as_mut_ptr(),
+        nulls.as_mut_ptr(),
+        tid,
+        heap,
+        check,
+        info,
+    );
+    // The key is unchanged: a hint that lets the btree delete the old versions' entries early.
+    #[cfg(not(feature = "pg13"))]
+    pg_sys::index_insert(
+        index,
+        values.as_mut_ptr(),
+        nulls.as_mut_ptr(),
+        tid,
+        heap,
+        check,
+        true,
+        info,
+    );
+}
+
+enum Updated {
+    Done { hot: bool },
+    Gone,
+}
+
+/// Replaces the row at `tid` with `tuple`, waiting for a concurrent recalculate() that holds it.
+///
+/// # Safety
+/// `tuple` is a row of the counters' descriptor; `tid` names a row this snapshot found.
+unsafe fn update(
+    counters: &Indexed,
+    tid: &mut pg_sys::ItemPointerData,
+    tuple: pg_sys::HeapTuple,
+) -> Updated {
+    let mut failure = pg_sys::TM_FailureData::default();
+    let mut lockmode = pg_sys::LockTupleMode::LockTupleExclusive;
+    let cid = pg_sys::GetCurrentCommandId(true);
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    let result = pg_sys::heap_update(
+        counters.heap,
+        tid,
+        tuple,
+        cid,
+        std::ptr::null_mut(),
+        true,
+        &mut failure,
+        &mut lockmode,
+    );
+    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+    let mut indexes = pg_sys::TU_UpdateIndexes::TU_None;
+    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+    let result = pg_sys::heap_update(
+        counters.heap,
+        tid,
+        tuple,
+        cid,
+        std::ptr::null_mut(),
+        true,
+        &mut failure,
+        &mut lockmode,
+        &mut indexes,
+    );
+    match result {
+        pg_sys::TM_Result::TM_Ok => {
+            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+            let hot = pg_sys::HeapTupleHeaderIsHeapOnly((*tuple).t_data);
+            #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+            let hot = indexes == pg_sys::TU_UpdateIndexes::TU_None;
+            Updated::Done { hot }
+        }
+        pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted => Updated::Gone,
+        other => panic!("org_stats could not update its counter row: TM_Result {other}"),
+    }
+}
