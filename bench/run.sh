@@ -107,8 +107,11 @@ run_workload() { # workload variant
             timed "$w" "$v" "INSERT INTO loads (workos_org_id, status) SELECT 'org_new', 'Open' FROM generate_series(1, $BULK_SMALL)" ;;
         insert_1_client) pgbench_tps "$w" "$v" 1 insert_100_orgs.sql ;;
         insert_8_clients_100_orgs) pgbench_tps "$w" "$v" 8 insert_100_orgs.sql ;;
-        insert_plus_counter_update_8_clients)
+        insert_plus_counter_update_1_client)
             [ "$v" = none ] || return 0   # a reference point, not a variant
+            pgbench_tps "$w" "$v" 1 insert_plus_counter_update.sql ;;
+        insert_plus_counter_update_8_clients)
+            [ "$v" = none ] || return 0
             pgbench_tps "$w" "$v" 8 insert_plus_counter_update.sql ;;
         status_update_8_clients_one_org) pgbench_tps "$w" "$v" 8 status_update_one_org.sql ;;
         insert_8_clients_one_org) pgbench_tps "$w" "$v" 8 insert_one_org.sql ;;
@@ -119,6 +122,9 @@ run_workload() { # workload variant
                 handwritten) pgbench_tps "$w" "$v" 8 read_handwritten.sql ;;
                 org_stats) pgbench_tps "$w" "$v" 8 read_org_stats.sql ;;
             esac ;;
+        read_function_call_floor)
+            [ "$v" = none ] || return 0
+            pgbench_tps "$w" "$v" 8 read_function_floor.sql ;;
     esac
     if [ "$v" = org_stats ]; then check_exact "$w"; fi
 }
@@ -142,8 +148,9 @@ run_maintenance() {
     [ "$drift" = 0 ] || { echo "org_stats drifted after backfill/recalculate: $drift" >&2; exit 1; }
 }
 
-WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_8_clients_100_orgs insert_plus_counter_update_8_clients
-           status_update_8_clients_one_org insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org)
+WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_plus_counter_update_1_client
+           insert_8_clients_100_orgs insert_plus_counter_update_8_clients status_update_8_clients_one_org
+           insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor)
 
 setup_database
 : >"$WORK/samples"
