@@ -192,22 +192,52 @@ pub fn status_collation(counters: &Indexed) -> pg_sys::Oid {
     unsafe { *(*counters.index).rd_indcollation.add(2) }
 }
 
+thread_local! {
+    /// Where each tracked table's registration row was last found: a read first checks whether
+    /// its snapshot sees that row version, before probing the index.
+    static REGISTRATIONS: RefCell<FxHashMap<pg_sys::Oid, pg_sys::ItemPointerData>> =
+        RefCell::new(FxHashMap::default());
+}
+
 /// A tracked table's `table_id`, and whether every org of it is counted (`backfilled_at` is
 /// set), as `snapshot` sees `org_stats.tracked`; `None` if the table is not tracked.
 pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i32, bool)> {
     let tracked = Indexed::open(c"tracked", c"tracked_relid_key", pg_sys::AccessShareLock);
+    // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), backfilled_at (6).
+    let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>| {
+        // SAFETY: the datums are the columns' values, of these types.
+        let of = unsafe { get(2).and_then(|d| pg_sys::Oid::from_datum(d, false)) };
+        let table_id = unsafe { get(1).and_then(|d| i32::from_datum(d, false)) };
+        (of == Some(relid)).then(|| (table_id.unwrap(), get(6).is_some()))
+    };
+    if let Some(tid) = REGISTRATIONS.with(|r| r.borrow().get(&relid).copied()) {
+        // SAFETY: the relation is open; a visible row version there is the one this snapshot
+        // sees (relid is unique), whatever has been written since.
+        if let Some(Some(found)) = unsafe { row_at(tracked.heap, tid, snapshot, read) } {
+            return Some(found);
+        }
+    }
     let mut found = None;
     tracked.scan(&[Key::Oid(relid)], snapshot, |row| {
-        // SAFETY: a row of org_stats.tracked: table_id integer NOT NULL (1), backfilled_at (6).
+        // SAFETY: a row of org_stats.tracked, as above.
         found = Some(unsafe {
             (
+                (*row).tts_tid,
                 column::<i32>(row, 1).unwrap(),
                 !pg_sys::slot_attisnull(row, 6),
             )
         });
         false
     });
-    found
+    let (tid, table_id, all_backfilled) = found?;
+    REGISTRATIONS.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() >= REMEMBERED_ROWS {
+            r.clear();
+        }
+        r.insert(relid, tid);
+    });
+    Some((table_id, all_backfilled))
 }
 
 /// The table's rows of one org summed over the slots, per status in the index's order (the
@@ -256,6 +286,45 @@ fn latest() -> pg_sys::Snapshot {
     &raw mut pg_sys::SnapshotSelfData
 }
 
+/// Calls `f` with a column getter for the row at `tid`, if `snapshot` sees a row there. A
+/// remembered position may lie past the heap's end by now (VACUUM truncates empty trailing pages,
+/// though never while this backend holds a lock on the table), so that is checked first.
+///
+/// # Safety
+/// `rel` is open; `f` copies what it keeps (the getter's values point into a shared buffer).
+unsafe fn row_at<R>(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    f: impl FnOnce(&mut dyn FnMut(i32) -> Option<pg_sys::Datum>) -> R,
+) -> Option<R> {
+    let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+    if pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks {
+        return None;
+    }
+    let mut tuple = pg_sys::HeapTupleData {
+        t_self: tid,
+        ..Default::default()
+    };
+    let mut buffer: pg_sys::Buffer = 0;
+    #[cfg(feature = "pg13")]
+    let visible = pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer);
+    #[cfg(not(feature = "pg13"))]
+    let visible = pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer, false);
+    if !visible {
+        return None;
+    }
+    let desc = (*rel).rd_att;
+    let mut get = |attnum: i32| {
+        let mut isnull = false;
+        let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
+        (!isnull).then_some(datum)
+    };
+    let result = f(&mut get);
+    pg_sys::ReleaseBuffer(buffer);
+    Some(result)
+}
+
 /// `n` of the latest version of `row` in `slot`, if it is at `tid`.
 ///
 /// # Safety
@@ -266,42 +335,18 @@ unsafe fn counter_at(
     row: &SlotRow,
     slot: i32,
 ) -> Option<i64> {
-    // VACUUM may have cut the heap short since (never while this backend holds its lock).
-    let blocks =
-        pg_sys::RelationGetNumberOfBlocksInFork(counters.heap, pg_sys::ForkNumber::MAIN_FORKNUM);
-    if pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks {
-        return None;
-    }
-    let mut tuple = pg_sys::HeapTupleData {
-        t_self: tid,
-        ..Default::default()
-    };
-    let mut buffer: pg_sys::Buffer = 0;
-    #[cfg(feature = "pg13")]
-    let visible = pg_sys::heap_fetch(counters.heap, latest(), &mut tuple, &mut buffer);
-    #[cfg(not(feature = "pg13"))]
-    let visible = pg_sys::heap_fetch(counters.heap, latest(), &mut tuple, &mut buffer, false);
-    if !visible {
-        return None;
-    }
-    let desc = (*counters.heap).rd_att;
-    let mut get = |attnum: i32| {
-        let mut isnull = false;
-        let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
-        (datum, isnull)
-    };
-    // The position may hold another row since (pruning reuses line pointers): check the key.
-    let same = {
-        let (org, _) = get(1);
-        let (status, no_status) = get(3);
-        String::from_datum(org, false).as_deref() == Some(row.org_id.as_str())
-            && i32::from_datum(get(2).0, false) == Some(row.table_id)
-            && String::from_datum(status, no_status) == row.status
-            && i32::from_datum(get(4).0, false) == Some(slot)
-    };
-    let n = i64::from_datum(get(N).0, false);
-    pg_sys::ReleaseBuffer(buffer);
-    same.then_some(n).flatten()
+    row_at(counters.heap, tid, latest(), |get| {
+        let text = |d: Option<pg_sys::Datum>| d.and_then(|d| String::from_datum(d, false));
+        let int = |d: Option<pg_sys::Datum>| d.and_then(|d| i32::from_datum(d, false));
+        // The position may hold another row since (pruning reuses line pointers): check the key.
+        let same = text(get(1)).as_deref() == Some(row.org_id.as_str())
+            && int(get(2)) == Some(row.table_id)
+            && text(get(3)) == row.status
+            && int(get(4)) == Some(slot);
+        same.then(|| get(N).and_then(|d| i64::from_datum(d, false)))
+            .flatten()
+    })
+    .flatten()
 }
 
 /// The position and `n` of the latest version of `row` in `slot`, if the slot has the row.

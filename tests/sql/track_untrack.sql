@@ -19,6 +19,7 @@ SELECT org_stats.untrack('loads');
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'loads'::regclass;
 SELECT count(*) AS tracked FROM org_stats.tracked_tables;
 SELECT count(*) AS counts FROM org_stats.organization_stats;
+SELECT code, message FROM error_of($$SELECT * FROM org_stats.count_by_status('loads', 'acme')$$);
 INSERT INTO loads (workos_org_id, status) VALUES ('acme', 'Cancelled');
 
 -- Tracking again counts the rows written meanwhile.
