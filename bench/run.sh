@@ -148,9 +148,11 @@ run_maintenance() {
     [ "$drift" = 0 ] || { echo "org_stats drifted after backfill/recalculate: $drift" >&2; exit 1; }
 }
 
-WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_plus_counter_update_1_client
+# ORG_STATS_BENCH_WORKLOADS="w1 w2" measures only those workloads (and no maintenance).
+ALL_WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_plus_counter_update_1_client
            insert_8_clients_100_orgs insert_plus_counter_update_8_clients status_update_8_clients_one_org
            insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor)
+read -r -a WORKLOADS <<<"${ORG_STATS_BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 
 setup_database
 : >"$WORK/samples"
@@ -161,7 +163,7 @@ for round in $(seq 1 "$ROUNDS"); do
             run_workload "$w" "$v"
         done
     done
-    run_maintenance
+    [ -n "${ORG_STATS_BENCH_WORKLOADS:-}" ] || run_maintenance
 done
 
 python3 report.py "$WORK/samples" "$ROUNDS" "$DURATION" "$SMOKE" "$BIG" "$MILLION" >"$RESULTS"

@@ -14,12 +14,12 @@ use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::ffi::CStr;
 
-/// The columns of `org_stats.counters`, in order.
+/// The number of columns of `org_stats.counters`; the last, `n`, is the count.
 const COUNTER_COLUMNS: usize = 5;
-const N: i32 = 5;
+const N_COLUMN: i32 = 5;
 
 /// A search key for one index column.
-pub enum Key<'a> {
+enum Key<'a> {
     Text(&'a str),
     Int(i32),
     Oid(pg_sys::Oid),
@@ -42,7 +42,7 @@ pub struct Indexed {
 
 impl Indexed {
     /// `org_stats.<table>` and `org_stats.<index>`, locked in `mode`.
-    pub fn open(table: &CStr, index: &CStr, mode: u32) -> Indexed {
+    fn open(table: &CStr, index: &CStr, mode: u32) -> Indexed {
         let mode = mode as pg_sys::LOCKMODE;
         // SAFETY: lookups by name raise an ERROR if the schema is gone; the relations are opened
         // and locked like any statement would, and closed in Drop keeping the lock.
@@ -251,7 +251,12 @@ pub fn org_counts(
     let mut counts: Vec<(Option<String>, i64)> = Vec::new();
     counters.scan(&[Key::Text(org_id), Key::Int(table_id)], snapshot, |slot| {
         // SAFETY: a row of org_stats.counters: status text, n bigint.
-        let (status, n) = unsafe { (column::<String>(slot, 3), column::<i64>(slot, N).unwrap()) };
+        let (status, n) = unsafe {
+            (
+                column::<String>(slot, 3),
+                column::<i64>(slot, N_COLUMN).unwrap(),
+            )
+        };
         match counts.last_mut() {
             Some((last, sum)) if *last == status => *sum += n,
             _ => counts.push((status, n)),
@@ -302,6 +307,12 @@ unsafe fn row_at<R>(
     if pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks {
         return None;
     }
+    // Prune the page first, as an index probe would: updates found this way never pass through
+    // the index, and without it the page would keep its dead versions until VACUUM, leaving
+    // updates no room to stay HOT. Pruning may move tuples, so it comes before the fetch.
+    let page = pg_sys::ReadBuffer(rel, pgrx::itemptr::item_pointer_get_block_number(&tid));
+    pg_sys::heap_page_prune_opt(rel, page);
+    pg_sys::ReleaseBuffer(page);
     let mut tuple = pg_sys::HeapTupleData {
         t_self: tid,
         ..Default::default()
@@ -343,7 +354,7 @@ unsafe fn counter_at(
             && int(get(2)) == Some(row.table_id)
             && text(get(3)) == row.status
             && int(get(4)) == Some(slot);
-        same.then(|| get(N).and_then(|d| i64::from_datum(d, false)))
+        same.then(|| get(N_COLUMN).and_then(|d| i64::from_datum(d, false)))
             .flatten()
     })
     .flatten()
@@ -370,7 +381,7 @@ fn find_in_slot(
     let mut found = None;
     counters.scan(&keys, latest(), |tuple| {
         // SAFETY: a row of org_stats.counters; n is bigint NOT NULL.
-        found = Some(unsafe { ((*tuple).tts_tid, column::<i64>(tuple, N).unwrap()) });
+        found = Some(unsafe { ((*tuple).tts_tid, column::<i64>(tuple, N_COLUMN).unwrap()) });
         false
     });
     found
