@@ -72,6 +72,7 @@ fsync = ${ORG_STATS_FSYNC:-off}
 shared_buffers = ${ORG_STATS_SHARED_BUFFERS:-128MB}
 max_connections = 100
 deadlock_timeout = 100ms
+max_prepared_transactions = 10
 $3
 CONF
     # Without RUST_BACKTRACE, error reports carry no backtrace and test output is deterministic.

@@ -57,3 +57,11 @@ pub fn storage_missing(relation: &std::ffi::CStr) -> ! {
         "It was dropped by hand; reinstall with DROP EXTENSION org_stats CASCADE; CREATE EXTENSION org_stats.",
     )
 }
+
+pub fn slot_written_after_snapshot() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        "could not serialize access due to a concurrent update of this session's org_stats counter",
+        "A prepared transaction that held this session's counter slot committed after this transaction's snapshot; retry the transaction.",
+    )
+}

@@ -171,12 +171,17 @@ pub fn counters(mode: u32) -> Indexed {
 }
 
 /// Whether rows can be updated in place here: the counters are a heap table (not another table
-/// access method that was the default at CREATE EXTENSION) whose only index is the key, so an
-/// update has no other index to maintain. Otherwise the writes go through SQL, which handles both.
+/// access method that was the default at CREATE EXTENSION) with no trigger or rule, whose only
+/// index is the key, so an update has nothing else to maintain or fire. Otherwise (someone
+/// changed org_stats' table by hand) the writes go through SQL, which handles all of it.
 pub fn writable_directly(counters: &Indexed) -> bool {
     // SAFETY: the relation is open; the index list is a copy owned here.
     unsafe {
-        if (*(*counters.heap).rd_rel).relam != pg_sys::HEAP_TABLE_AM_OID {
+        let rel = counters.heap;
+        if (*(*rel).rd_rel).relam != pg_sys::HEAP_TABLE_AM_OID
+            || !(*rel).trigdesc.is_null()
+            || !(*rel).rd_rules.is_null()
+        {
             return false;
         }
         let list = pg_sys::RelationGetIndexList(counters.heap);
@@ -204,7 +209,7 @@ thread_local! {
 pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i32, bool)> {
     let tracked = Indexed::open(c"tracked", c"tracked_relid_key", pg_sys::AccessShareLock);
     // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), backfilled_at (6).
-    let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>| {
+    let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>, _| {
         // SAFETY: the datums are the columns' values, of these types.
         let of = unsafe { get(2).and_then(|d| pg_sys::Oid::from_datum(d, false)) };
         let table_id = unsafe { get(1).and_then(|d| i32::from_datum(d, false)) };
@@ -301,7 +306,7 @@ unsafe fn row_at<R>(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    f: impl FnOnce(&mut dyn FnMut(i32) -> Option<pg_sys::Datum>) -> R,
+    f: impl FnOnce(&mut dyn FnMut(i32) -> Option<pg_sys::Datum>, pg_sys::TransactionId) -> R,
 ) -> Option<R> {
     let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
     if pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks {
@@ -318,25 +323,34 @@ unsafe fn row_at<R>(
         ..Default::default()
     };
     let mut buffer: pg_sys::Buffer = 0;
-    #[cfg(feature = "pg13")]
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
     let visible = pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer);
-    #[cfg(not(feature = "pg13"))]
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
     let visible = pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer, false);
     if !visible {
         return None;
     }
     let desc = (*rel).rd_att;
+    let xmin = pg_sys::HeapTupleHeaderGetXmin(tuple.t_data);
     let mut get = |attnum: i32| {
         let mut isnull = false;
         let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
         (!isnull).then_some(datum)
     };
-    let result = f(&mut get);
+    let result = f(&mut get, xmin);
     pg_sys::ReleaseBuffer(buffer);
     Some(result)
 }
 
-/// `n` of the latest version of `row` in `slot`, if it is at `tid`.
+/// The latest version of one of this backend's counter rows: where it is, its count, and the
+/// transaction that wrote it.
+struct Found {
+    tid: pg_sys::ItemPointerData,
+    n: i64,
+    xmin: pg_sys::TransactionId,
+}
+
+/// The latest version of `row` in `slot`, if it is at `tid`.
 ///
 /// # Safety
 /// `counters` is open; `tid` is any position in its heap.
@@ -345,8 +359,8 @@ unsafe fn counter_at(
     tid: pg_sys::ItemPointerData,
     row: &SlotRow,
     slot: i32,
-) -> Option<i64> {
-    row_at(counters.heap, tid, latest(), |get| {
+) -> Option<Found> {
+    row_at(counters.heap, tid, latest(), |get, xmin| {
         let text = |d: Option<pg_sys::Datum>| d.and_then(|d| String::from_datum(d, false));
         let int = |d: Option<pg_sys::Datum>| d.and_then(|d| i32::from_datum(d, false));
         // The position may hold another row since (pruning reuses line pointers): check the key.
@@ -354,22 +368,18 @@ unsafe fn counter_at(
             && int(get(2)) == Some(row.table_id)
             && text(get(3)) == row.status
             && int(get(4)) == Some(slot);
-        same.then(|| get(N_COLUMN).and_then(|d| i64::from_datum(d, false)))
-            .flatten()
+        let n = get(N_COLUMN).and_then(|d| i64::from_datum(d, false));
+        same.then(|| Some(Found { tid, n: n?, xmin })).flatten()
     })
     .flatten()
 }
 
-/// The position and `n` of the latest version of `row` in `slot`, if the slot has the row.
-fn find_in_slot(
-    counters: &Indexed,
-    row: &SlotRow,
-    slot: i32,
-) -> Option<(pg_sys::ItemPointerData, i64)> {
+/// The latest version of `row` in `slot`, if the slot has the row.
+fn find_in_slot(counters: &Indexed, row: &SlotRow, slot: i32) -> Option<Found> {
     if let Some(tid) = LAST_WRITTEN.with(|w| w.borrow().get(row).copied()) {
         // SAFETY: counters is open; any position may be read.
-        if let Some(n) = unsafe { counter_at(counters, tid, row, slot) } {
-            return Some((tid, n));
+        if let Some(found) = unsafe { counter_at(counters, tid, row, slot) } {
+            return Some(found);
         }
     }
     let keys = [
@@ -380,11 +390,31 @@ fn find_in_slot(
     ];
     let mut found = None;
     counters.scan(&keys, latest(), |tuple| {
-        // SAFETY: a row of org_stats.counters; n is bigint NOT NULL.
-        found = Some(unsafe { ((*tuple).tts_tid, column::<i64>(tuple, N_COLUMN).unwrap()) });
+        // SAFETY: a heap row of org_stats.counters, pinned in the slot; n is bigint NOT NULL.
+        found = Some(unsafe {
+            let heap_tuple = pg_sys::ExecFetchSlotHeapTuple(tuple, false, std::ptr::null_mut());
+            Found {
+                tid: (*tuple).tts_tid,
+                n: column::<i64>(tuple, N_COLUMN).unwrap(),
+                xmin: pg_sys::HeapTupleHeaderGetXmin((*heap_tuple).t_data),
+            }
+        });
         false
     });
     found
+}
+
+/// Whether this transaction's snapshot (REPEATABLE READ and above) cannot see the writer of a
+/// counter version it is about to update: a prepared transaction that held this backend's slot
+/// and committed since. Updating it would mix that transaction's counts into ones this snapshot
+/// reads without its rows, so this refuses, as an UPDATE would.
+fn written_after_snapshot(xmin: pg_sys::TransactionId) -> bool {
+    // SAFETY: plain reads of the transaction's state.
+    unsafe {
+        pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32
+            && !pg_sys::TransactionIdIsCurrentTransactionId(xmin)
+            && pg_sys::XidInMVCCSnapshot(xmin, pg_sys::GetTransactionSnapshot())
+    }
 }
 
 /// Adds `delta` to `slot`'s row of (org, table, status), the latest version of it; false when
@@ -404,10 +434,13 @@ pub fn add_to_slot(
         status: status.map(str::to_owned),
     };
     loop {
-        let Some((mut tid, n)) = find_in_slot(counters, &row, slot) else {
+        let Some(Found { mut tid, n, xmin }) = find_in_slot(counters, &row, slot) else {
             LAST_WRITTEN.with(|w| w.borrow_mut().remove(&row));
             return false;
         };
+        if written_after_snapshot(xmin) {
+            errors::slot_written_after_snapshot();
+        }
         // SAFETY: the new version has the key of the old one and the counter's column types.
         unsafe {
             let mut values = [
@@ -428,8 +461,11 @@ pub fn add_to_slot(
                 Updated::Done { hot: false } => {
                     insert_index_entry(counters, &mut values[..4], &mut nulls[..4], tuple)
                 }
-                // recalculate() folded the row away after it was found: look again.
-                Updated::Gone => continue,
+                // Changed after it was found (folded away by recalculate()): look again.
+                Updated::Gone => {
+                    pg_sys::heap_freetuple(tuple);
+                    continue;
+                }
             }
             let written = (*tuple).t_self;
             LAST_WRITTEN.with(|w| {

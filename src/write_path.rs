@@ -53,13 +53,15 @@ pub fn write(deltas: Vec<(Group, i64)>) {
     if new.len() <= FEW_GROUPS {
         let counters = storage::counters(pg_sys::RowExclusiveLock);
         if storage::writable_directly(&counters) {
-            // A new command, so that rows an earlier flush of this command wrote can be updated.
-            // SAFETY: what SPI does before every statement that writes.
+            // A new command before, so rows an earlier flush of this command wrote can be updated,
+            // and after, so snapshots taken later in this command (TRUNCATE's) see the updates.
+            // SAFETY: what SPI does around every statement that writes.
             unsafe { pg_sys::CommandCounterIncrement() };
             new.retain(|(group, delta)| {
                 let (org, status) = (group.org_id.as_str(), group.status.as_deref());
                 !storage::add_to_slot(&counters, org, group.table_id, status, slot, *delta)
             });
+            unsafe { pg_sys::CommandCounterIncrement() };
         }
     }
     if !new.is_empty() {
