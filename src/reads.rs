@@ -40,13 +40,9 @@ fn status_counts(table: RegClass, org_id: &str) -> Vec<(Option<String>, i64)> {
     }
     let counters = storage::counters(pg_sys::AccessShareLock);
     let mut counts = storage::org_counts(&counters, table_id, org_id, snapshot);
+    let collation = storage::status_collation(&counters);
     for (status, delta) in deltas::pending_for_org(table_id, org_id) {
-        add_in_order(
-            &mut counts,
-            status,
-            delta,
-            storage::status_collation(&counters),
-        );
+        add_in_order(&mut counts, status, delta, collation);
     }
     counts.retain(|(_, n)| *n != 0);
     counts

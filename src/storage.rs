@@ -148,14 +148,22 @@ impl Drop for Indexed {
     }
 }
 
+/// The datum of column `attnum` of the row in `slot`; `None` for NULL.
+///
+/// # Safety
+/// `slot` holds a row with a column `attnum`.
+unsafe fn value(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<pg_sys::Datum> {
+    let mut isnull = false;
+    let datum = pg_sys::slot_getattr(slot, attnum, &mut isnull);
+    (!isnull).then_some(datum)
+}
+
 /// Column `attnum` of the row in `slot`.
 ///
 /// # Safety
 /// `slot` holds a row of a relation whose column `attnum` has type `T`.
 unsafe fn column<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<T> {
-    let mut isnull = false;
-    let datum = pg_sys::slot_getattr(slot, attnum, &mut isnull);
-    T::from_datum(datum, isnull)
+    value(slot, attnum).and_then(|datum| T::from_datum(datum, false))
 }
 
 /// `org_stats.counters` through its key (org_id, table_id, status, slot), locked in `mode`.
@@ -209,7 +217,7 @@ thread_local! {
 pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i32, bool)> {
     let tracked = Indexed::open(c"tracked", c"tracked_relid_key", pg_sys::AccessShareLock);
     // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), backfilled_at (6).
-    let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>, _| {
+    let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>| {
         // SAFETY: the datums are the columns' values, of these types.
         let of = unsafe { get(2).and_then(|d| pg_sys::Oid::from_datum(d, false)) };
         let table_id = unsafe { get(1).and_then(|d| i32::from_datum(d, false)) };
@@ -218,31 +226,35 @@ pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i
     if let Some(tid) = REGISTRATIONS.with(|r| r.borrow().get(&relid).copied()) {
         // SAFETY: the relation is open; a visible row version there is the one this snapshot
         // sees (relid is unique), whatever has been written since.
-        if let Some(Some(found)) = unsafe { row_at(tracked.heap, tid, snapshot, read) } {
+        if let Some((Some(found), _)) = unsafe { row_at(tracked.heap, tid, snapshot, read) } {
             return Some(found);
         }
     }
     let mut found = None;
     tracked.scan(&[Key::Oid(relid)], snapshot, |row| {
-        // SAFETY: a row of org_stats.tracked, as above.
-        found = Some(unsafe {
-            (
-                (*row).tts_tid,
-                column::<i32>(row, 1).unwrap(),
-                !pg_sys::slot_attisnull(row, 6),
-            )
-        });
+        // SAFETY: a row of org_stats.tracked, pinned in the slot.
+        let mut get = |attnum| unsafe { value(row, attnum) };
+        found = read(&mut get).map(|registration| (unsafe { (*row).tts_tid }, registration));
         false
     });
-    let (tid, table_id, all_backfilled) = found?;
-    REGISTRATIONS.with(|r| {
-        let mut r = r.borrow_mut();
-        if r.len() >= REMEMBERED_ROWS {
-            r.clear();
+    let (tid, registration) = found?;
+    remember(&REGISTRATIONS, relid, tid);
+    Some(registration)
+}
+
+/// Remembers where a row was found or written, in one of the bounded position caches.
+fn remember<K: Eq + std::hash::Hash>(
+    cache: &'static std::thread::LocalKey<RefCell<FxHashMap<K, pg_sys::ItemPointerData>>>,
+    key: K,
+    tid: pg_sys::ItemPointerData,
+) {
+    cache.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= REMEMBERED_ROWS {
+            c.clear();
         }
-        r.insert(relid, tid);
+        c.insert(key, tid);
     });
-    Some((table_id, all_backfilled))
 }
 
 /// The table's rows of one org summed over the slots, per status in the index's order (the
@@ -296,7 +308,8 @@ fn latest() -> pg_sys::Snapshot {
     &raw mut pg_sys::SnapshotSelfData
 }
 
-/// Calls `f` with a column getter for the row at `tid`, if `snapshot` sees a row there. A
+/// Calls `f` with a column getter for the row at `tid`, if `snapshot` sees a row there, and
+/// returns its result with the transaction that wrote the row. A
 /// remembered position may lie past the heap's end by now (VACUUM truncates empty trailing pages,
 /// though never while this backend holds a lock on the table), so that is checked first.
 ///
@@ -306,8 +319,8 @@ unsafe fn row_at<R>(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    f: impl FnOnce(&mut dyn FnMut(i32) -> Option<pg_sys::Datum>, pg_sys::TransactionId) -> R,
-) -> Option<R> {
+    f: impl FnOnce(&mut dyn FnMut(i32) -> Option<pg_sys::Datum>) -> R,
+) -> Option<(R, pg_sys::TransactionId)> {
     let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
     if pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks {
         return None;
@@ -337,9 +350,9 @@ unsafe fn row_at<R>(
         let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
         (!isnull).then_some(datum)
     };
-    let result = f(&mut get, xmin);
+    let result = f(&mut get);
     pg_sys::ReleaseBuffer(buffer);
-    Some(result)
+    Some((result, xmin))
 }
 
 /// The latest version of one of this backend's counter rows: where it is, its count, and the
@@ -360,7 +373,7 @@ unsafe fn counter_at(
     row: &SlotRow,
     slot: i32,
 ) -> Option<Found> {
-    row_at(counters.heap, tid, latest(), |get, xmin| {
+    let (n, xmin) = row_at(counters.heap, tid, latest(), |get| {
         let text = |d: Option<pg_sys::Datum>| d.and_then(|d| String::from_datum(d, false));
         let int = |d: Option<pg_sys::Datum>| d.and_then(|d| i32::from_datum(d, false));
         // The position may hold another row since (pruning reuses line pointers): check the key.
@@ -368,10 +381,10 @@ unsafe fn counter_at(
             && int(get(2)) == Some(row.table_id)
             && text(get(3)) == row.status
             && int(get(4)) == Some(slot);
-        let n = get(N_COLUMN).and_then(|d| i64::from_datum(d, false));
-        same.then(|| Some(Found { tid, n: n?, xmin })).flatten()
-    })
-    .flatten()
+        same.then(|| get(N_COLUMN).and_then(|d| i64::from_datum(d, false)))
+            .flatten()
+    })?;
+    Some(Found { tid, n: n?, xmin })
 }
 
 /// The latest version of `row` in `slot`, if the slot has the row.
@@ -467,14 +480,7 @@ pub fn add_to_slot(
                     continue;
                 }
             }
-            let written = (*tuple).t_self;
-            LAST_WRITTEN.with(|w| {
-                let mut w = w.borrow_mut();
-                if w.len() >= REMEMBERED_ROWS {
-                    w.clear();
-                }
-                w.insert(row, written);
-            });
+            remember(&LAST_WRITTEN, row, (*tuple).t_self);
             pg_sys::heap_freetuple(tuple);
         }
         return true;
