@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:35
+-- src/lib.rs:37
 -- bootstrap
 -- org_stats storage. Users read it through the views and functions below; only the extension's
 -- owner writes it (the triggers write as that owner, see src/security.rs).
@@ -138,6 +138,17 @@ GRANT SELECT ON org_stats.tracked_tables, org_stats.organization_stats TO PUBLIC
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/lib.rs:53
+-- count_by_status() returns its rows in one call (materialize mode), which #[pg_extern] cannot
+-- declare; the other reads are declared by pgrx from src/reads.rs.
+CREATE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
+    RETURNS TABLE (status text, count bigint)
+    STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'count_by_status_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/backfill.rs:82
 -- org_stats::backfill::backfill_batch
 CREATE  FUNCTION "backfill_batch"(
@@ -183,7 +194,7 @@ AS 'MODULE_PATHNAME', 'backfill_targets_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:36
+-- src/lib.rs:38
 -- requires:
 --   backfill::backfill_targets
 --   backfill::backfill_start
@@ -255,7 +266,7 @@ AS 'MODULE_PATHNAME', 'check_drift_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:86
+-- src/reads.rs:151
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* RegClass */
@@ -267,7 +278,7 @@ AS 'MODULE_PATHNAME', 'count_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:93
+-- src/reads.rs:158
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* Option < RegClass > */
@@ -280,22 +291,7 @@ AS 'MODULE_PATHNAME', 'count_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:77
--- org_stats::reads::count_by_status
-CREATE  FUNCTION "count_by_status"(
-	"tbl" regclass, /* RegClass */
-	"org_id" TEXT /* & str */
-) RETURNS TABLE (
-	"status" TEXT,  /* Option < String > */
-	"count" bigint  /* i64 */
-)
-STRICT STABLE PARALLEL RESTRICTED
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'count_by_status_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/reads.rs:106
+-- src/reads.rs:171
 -- org_stats::reads::counts
 CREATE  FUNCTION "counts"(
 	"tbl" regclass, /* RegClass */
@@ -307,7 +303,7 @@ AS 'MODULE_PATHNAME', 'counts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:82
+-- src/ddl.rs:79
 -- org_stats::ddl::ddl_end
 CREATE  FUNCTION "ddl_end"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -316,7 +312,7 @@ AS 'MODULE_PATHNAME', 'ddl_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:45
+-- src/ddl.rs:44
 -- org_stats::ddl::ddl_start
 CREATE  FUNCTION "ddl_start"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -343,7 +339,7 @@ AS 'MODULE_PATHNAME', 'recalculate_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:46
+-- src/lib.rs:48
 -- requires:
 --   ddl::ddl_start
 --   ddl::ddl_end
@@ -469,7 +465,7 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:246
+-- src/write_path.rs:321
 -- org_stats::write_path::org_stats_flush_trigger
 CREATE FUNCTION "org_stats_flush_trigger"()
 	RETURNS TRIGGER
@@ -478,7 +474,7 @@ CREATE FUNCTION "org_stats_flush_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:216
+-- src/write_path.rs:293
 -- org_stats::write_path::org_stats_row_trigger
 CREATE FUNCTION "org_stats_row_trigger"()
 	RETURNS TRIGGER
@@ -487,7 +483,7 @@ CREATE FUNCTION "org_stats_row_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:258
+-- src/write_path.rs:333
 -- org_stats::write_path::org_stats_truncate_trigger
 CREATE FUNCTION "org_stats_truncate_trigger"()
 	RETURNS TRIGGER
@@ -496,7 +492,7 @@ CREATE FUNCTION "org_stats_truncate_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:51
+-- src/lib.rs:54
 -- finalize
 -- Only track() (running as the extension owner) may attach the trigger functions to a table:
 -- a role that could create its own trigger with them could forge another table's counts.

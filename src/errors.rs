@@ -65,3 +65,11 @@ pub fn slot_written_after_snapshot() -> ! {
         "A prepared transaction that held this session's counter slot committed after this transaction's snapshot; retry the transaction.",
     )
 }
+
+pub fn set_not_accepted(function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("org_stats.{function}() returns a set, which this context cannot accept"),
+        format!("Call it in FROM: SELECT * FROM org_stats.{function}(...)."),
+    )
+}

@@ -50,6 +50,7 @@ extension_sql_file!(
     name = "ddl_event_triggers",
     requires = [ddl::ddl_start, ddl::ddl_end, drift::recalculate]
 );
+extension_sql_file!("../sql/reads.sql", name = "reads");
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -36,6 +36,11 @@ SELECT org_stats.count('loads', 'acme') AS total,
 SELECT org_stats.count('loads', 'nobody') AS nobody, org_stats.counts('loads', 'nobody') AS nobody_json;
 SELECT org_stats.count('loads', NULL) AS null_org, org_stats.count('loads', NULL, 'Open') AS null_org_status;
 SELECT count(*) AS rows_for_null_org FROM org_stats.count_by_status('loads', NULL);
+-- count_by_status() is a set-returning function like any other: in the select list too, and
+-- once per outer row.
+SELECT org_stats.count_by_status('loads', 'acme');
+SELECT o.org, c.* FROM (VALUES ('acme'), ('globex'), ('nobody')) o(org)
+  CROSS JOIN LATERAL org_stats.count_by_status('loads', o.org) c ORDER BY 1, 2;
 
 -- Deleting removes the count; a status whose count reaches zero disappears.
 DELETE FROM loads WHERE workos_org_id = 'acme' AND status IS NULL;
