@@ -58,6 +58,7 @@ pub extern "C-unwind" fn _PG_init() {
     write_path::init();
     text_form::init();
     security::init();
+    storage::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

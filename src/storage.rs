@@ -11,7 +11,7 @@ use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
 use rustc_hash::FxHashMap;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
 /// The number of columns of `org_stats.counters`; the last, `n`, is the count.
@@ -33,30 +33,100 @@ impl Key<'_> {
     }
 }
 
+/// org_stats' own relations that the hot paths open.
+#[derive(Clone, Copy)]
+enum Own {
+    Counters,
+    CountersKey,
+    Tracked,
+    TrackedRelidKey,
+}
+
+impl Own {
+    fn name(self) -> &'static CStr {
+        match self {
+            Own::Counters => c"counters",
+            Own::CountersKey => c"counters_key",
+            Own::Tracked => c"tracked",
+            Own::TrackedRelidKey => c"tracked_relid_key",
+        }
+    }
+}
+
+thread_local! {
+    /// The OIDs of `Own`'s relations, looked up by name once per backend instead of on every
+    /// read and write; forgotten when one of them is invalidated (dropped, for one).
+    static RELIDS: Cell<[pg_sys::Oid; 4]> = const { Cell::new([pg_sys::Oid::INVALID; 4]) };
+}
+
+/// The OID of `org_stats.<rel>`.
+fn relid(rel: Own) -> pg_sys::Oid {
+    let known = RELIDS.with(|r| r.get()[rel as usize]);
+    if known != pg_sys::Oid::INVALID {
+        return known;
+    }
+    // SAFETY: lookups by name; a missing schema raises an ERROR.
+    let oid = unsafe {
+        let schema = pg_sys::get_namespace_oid(c"org_stats".as_ptr(), false);
+        pg_sys::get_relname_relid(rel.name().as_ptr(), schema)
+    };
+    if oid == pg_sys::Oid::INVALID {
+        errors::storage_missing(rel.name());
+    }
+    RELIDS.with(|r| {
+        let mut all = r.get();
+        all[rel as usize] = oid;
+        r.set(all);
+    });
+    oid
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn forget_relids(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    RELIDS.with(|r| {
+        if relid == pg_sys::Oid::INVALID || r.get().contains(&relid) {
+            r.set([pg_sys::Oid::INVALID; 4]);
+        }
+    });
+}
+
+/// Registers the relcache invalidation; called once per backend from `_PG_init`.
+pub fn init() {
+    // SAFETY: registers a plain function with no argument.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_relids), pg_sys::Datum::from(0)) };
+}
+
 /// One of org_stats' tables with the unique index the hot paths probe, open (and locked) for the
 /// rest of the transaction, as the executor would have it.
 pub struct Indexed {
     heap: pg_sys::Relation,
-    index: pg_sys::Relation,
+    index_rel: Own,
+    mode: pg_sys::LOCKMODE,
+    /// Opened on first use: a write or read that finds its row where it left it needs no index.
+    index: Cell<pg_sys::Relation>,
 }
 
 impl Indexed {
-    /// `org_stats.<table>` and `org_stats.<index>`, locked in `mode`.
-    fn open(table: &CStr, index: &CStr, mode: u32) -> Indexed {
+    /// `org_stats.<table>`, and on first use `org_stats.<index>`, locked in `mode`.
+    fn open(table: Own, index: Own, mode: u32) -> Indexed {
         let mode = mode as pg_sys::LOCKMODE;
-        // SAFETY: lookups by name raise an ERROR if the schema is gone; the relations are opened
-        // and locked like any statement would, and closed in Drop keeping the lock.
-        unsafe {
-            let schema = pg_sys::get_namespace_oid(c"org_stats".as_ptr(), false);
-            let relid = |name: &CStr| match pg_sys::get_relname_relid(name.as_ptr(), schema) {
-                oid if oid == pg_sys::Oid::INVALID => errors::storage_missing(name),
-                oid => oid,
-            };
-            Indexed {
-                heap: pg_sys::table_open(relid(table), mode),
-                index: pg_sys::index_open(relid(index), mode),
-            }
+        Indexed {
+            // SAFETY: opened and locked like any statement would; closed in Drop keeping the
+            // lock.
+            heap: unsafe { pg_sys::table_open(relid(table), mode) },
+            index_rel: index,
+            mode,
+            index: Cell::new(std::ptr::null_mut()),
         }
+    }
+
+    fn index(&self) -> pg_sys::Relation {
+        if self.index.get().is_null() {
+            // SAFETY: as the heap in `open`.
+            self.index
+                .set(unsafe { pg_sys::index_open(relid(self.index_rel), self.mode) });
+        }
+        self.index.get()
     }
 
     /// Calls `each` with every row whose leading index columns equal `keys` and that `snapshot`
@@ -77,7 +147,7 @@ impl Indexed {
                 let attno = (i + 1) as pg_sys::AttrNumber;
                 // Text compares under the index column's collation, or the btree search would
                 // walk the index in a different order than it was built in.
-                let collation = *(*self.index).rd_indcollation.add(i);
+                let collation = *(*self.index()).rd_indcollation.add(i);
                 let (procedure, datum) = match key {
                     Key::Text(s) => (pg_sys::F_TEXTEQ, s.into_datum().unwrap()),
                     Key::Int(v) => (pg_sys::F_INT4EQ, v.into_datum().unwrap()),
@@ -111,11 +181,11 @@ impl Indexed {
             }
             let nkeys = scan_keys.len() as i32;
             #[cfg(not(feature = "pg18"))]
-            let scan = pg_sys::index_beginscan(self.heap, self.index, snapshot, nkeys, 0);
+            let scan = pg_sys::index_beginscan(self.heap, self.index(), snapshot, nkeys, 0);
             #[cfg(feature = "pg18")]
             let scan = pg_sys::index_beginscan(
                 self.heap,
-                self.index,
+                self.index(),
                 snapshot,
                 std::ptr::null_mut(),
                 nkeys,
@@ -142,7 +212,9 @@ impl Drop for Indexed {
     fn drop(&mut self) {
         // SAFETY: opened in `open`; the locks stay until the transaction ends.
         unsafe {
-            pg_sys::index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+            if !self.index.get().is_null() {
+                pg_sys::index_close(self.index.get(), pg_sys::NoLock as pg_sys::LOCKMODE);
+            }
             pg_sys::table_close(self.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
     }
@@ -168,7 +240,7 @@ unsafe fn column<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -
 
 /// `org_stats.counters` through its key (org_id, table_id, status, slot), locked in `mode`.
 pub fn counters(mode: u32) -> Indexed {
-    let counters = Indexed::open(c"counters", c"counters_key", mode);
+    let counters = Indexed::open(Own::Counters, Own::CountersKey, mode);
     // SAFETY: the relation is open.
     let natts = unsafe { (*(*counters.heap).rd_att).natts };
     assert_eq!(
@@ -202,7 +274,7 @@ pub fn writable_directly(counters: &Indexed) -> bool {
 /// The collation statuses are ordered by (the counters' status column's).
 pub fn status_collation(counters: &Indexed) -> pg_sys::Oid {
     // SAFETY: the index is open and has four columns.
-    unsafe { *(*counters.index).rd_indcollation.add(2) }
+    unsafe { *(*counters.index()).rd_indcollation.add(2) }
 }
 
 thread_local! {
@@ -215,7 +287,7 @@ thread_local! {
 /// A tracked table's `table_id`, and whether every org of it is counted (`backfilled_at` is
 /// set), as `snapshot` sees `org_stats.tracked`; `None` if the table is not tracked.
 pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i32, bool)> {
-    let tracked = Indexed::open(c"tracked", c"tracked_relid_key", pg_sys::AccessShareLock);
+    let tracked = Indexed::open(Own::Tracked, Own::TrackedRelidKey, pg_sys::AccessShareLock);
     // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), backfilled_at (6).
     let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>| {
         // SAFETY: the datums are the columns' values, of these types.
@@ -225,8 +297,10 @@ pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i
     };
     if let Some(tid) = REGISTRATIONS.with(|r| r.borrow().get(&relid).copied()) {
         // SAFETY: the relation is open; a visible row version there is the one this snapshot
-        // sees (relid is unique), whatever has been written since.
-        if let Some((Some(found), _)) = unsafe { row_at(tracked.heap, tid, snapshot, read) } {
+        // sees (relid is unique), whatever has been written since. Registrations are rarely
+        // updated: their page is left for other accesses to prune.
+        if let Some((Some(found), _)) = unsafe { row_at(tracked.heap, tid, snapshot, false, read) }
+        {
             return Some(found);
         }
     }
@@ -313,24 +387,29 @@ fn latest() -> pg_sys::Snapshot {
 /// remembered position may lie past the heap's end by now (VACUUM truncates empty trailing pages,
 /// though never while this backend holds a lock on the table), so that is checked first.
 ///
+/// With `prune_first`, the page is pruned before the read, as an index probe would: rows updated
+/// where they were last written never pass through the index, and without it their page would
+/// keep its dead versions until VACUUM, leaving updates no room to stay HOT. Pruning may move
+/// tuples, so it comes before the fetch.
+///
 /// # Safety
 /// `rel` is open; `f` copies what it keeps (the getter's values point into a shared buffer).
 unsafe fn row_at<R>(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
+    prune_first: bool,
     f: impl FnOnce(&mut dyn FnMut(i32) -> Option<pg_sys::Datum>) -> R,
 ) -> Option<(R, pg_sys::TransactionId)> {
-    let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
-    if pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks {
+    let block = pgrx::itemptr::item_pointer_get_block_number(&tid);
+    if !block_exists(rel, block) {
         return None;
     }
-    // Prune the page first, as an index probe would: updates found this way never pass through
-    // the index, and without it the page would keep its dead versions until VACUUM, leaving
-    // updates no room to stay HOT. Pruning may move tuples, so it comes before the fetch.
-    let page = pg_sys::ReadBuffer(rel, pgrx::itemptr::item_pointer_get_block_number(&tid));
-    pg_sys::heap_page_prune_opt(rel, page);
-    pg_sys::ReleaseBuffer(page);
+    if prune_first {
+        let page = pg_sys::ReadBuffer(rel, block);
+        pg_sys::heap_page_prune_opt(rel, page);
+        pg_sys::ReleaseBuffer(page);
+    }
     let mut tuple = pg_sys::HeapTupleData {
         t_self: tid,
         ..Default::default()
@@ -355,6 +434,26 @@ unsafe fn row_at<R>(
     Some((result, xmin))
 }
 
+/// Whether `block` lies within `rel`'s heap. The size this backend last learned is trusted as a
+/// lower bound, which saves a system call per read and write: the heap only shrinks by a
+/// truncation, which holds an AccessExclusiveLock and first makes every backend forget its size
+/// (an smgr invalidation, processed when this backend next locks the relation, as it has before
+/// any call here).
+///
+/// # Safety
+/// `rel` is open and locked.
+unsafe fn block_exists(rel: pg_sys::Relation, block: pg_sys::BlockNumber) -> bool {
+    let main = pg_sys::ForkNumber::MAIN_FORKNUM;
+    #[cfg(not(feature = "pg13"))]
+    {
+        let known = (*pg_sys::RelationGetSmgr(rel)).smgr_cached_nblocks[main as usize];
+        if known != pg_sys::InvalidBlockNumber && block < known {
+            return true;
+        }
+    }
+    block < pg_sys::RelationGetNumberOfBlocksInFork(rel, main)
+}
+
 /// The latest version of one of this backend's counter rows: where it is, its count, and the
 /// transaction that wrote it.
 struct Found {
@@ -373,7 +472,7 @@ unsafe fn counter_at(
     row: &SlotRow,
     slot: i32,
 ) -> Option<Found> {
-    let (n, xmin) = row_at(counters.heap, tid, latest(), |get| {
+    let (n, xmin) = row_at(counters.heap, tid, latest(), true, |get| {
         let text = |d: Option<pg_sys::Datum>| d.and_then(|d| String::from_datum(d, false));
         let int = |d: Option<pg_sys::Datum>| d.and_then(|d| i32::from_datum(d, false));
         // The position may hold another row since (pruning reuses line pointers): check the key.
@@ -497,9 +596,9 @@ unsafe fn insert_index_entry(
     nulls: &mut [bool],
     tuple: pg_sys::HeapTuple,
 ) {
-    let info = pg_sys::BuildIndexInfo(counters.index);
+    let info = pg_sys::BuildIndexInfo(counters.index());
     let check = pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES;
-    let (heap, index, tid) = (counters.heap, counters.index, &mut (*tuple).t_self);
+    let (heap, index, tid) = (counters.heap, counters.index(), &mut (*tuple).t_self);
     #[cfg(feature = "pg13")]
     pg_sys::index_insert(
         index,
