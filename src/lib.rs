@@ -5,6 +5,7 @@
 //! - `ddl`: following DDL on tracked tables (event triggers in sql/ddl.sql)
 //! - `write_path` and `deltas`: the triggers and the per-statement delta map they fill
 //! - `reads`: count_by_status(), count(), counts()
+//! - `compat`: the calls whose form differs between PostgreSQL majors
 //! - `backfill`: counting rows that already exist (at track() time, or online with backfill())
 //! - `drift`: check_drift()/recalculate(), and the exact diff they and backfill share
 //! - `scheduling`: schedule_recalculation() with pg_cron
@@ -18,6 +19,7 @@
 use pgrx::prelude::*;
 
 mod backfill;
+mod compat;
 mod ddl;
 mod deltas;
 mod drift;

@@ -5,6 +5,7 @@
 //! the caller's rights that reads and maintenance make, and the `org_stats.count_under_rls`
 //! setting.
 
+use crate::compat;
 use crate::errors;
 use crate::registry::RegClass;
 use crate::sql::{self, Access};
@@ -64,66 +65,6 @@ fn extension_owner() -> pg_sys::Oid {
     owner
 }
 
-/// Pins the search path to `pg_catalog` alone for as long as it lives. Up to PostgreSQL 16 an
-/// override search path does it in a few instructions; later versions removed that API, so there
-/// it sets the `search_path` GUC at a new nesting level. Either way the kept plans always see the
-/// same path, which also spares them a replan on every call.
-struct PinnedSearchPath {
-    #[cfg(any(feature = "pg17", feature = "pg18"))]
-    guc_level: i32,
-}
-
-impl PinnedSearchPath {
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
-    fn pin() -> Self {
-        // SAFETY: the override is copied by PushOverrideSearchPath; an aborting (sub)transaction
-        // pops it by itself.
-        unsafe {
-            let mut path = pg_sys::OverrideSearchPath {
-                schemas: std::ptr::null_mut(),
-                addCatalog: true,
-                addTemp: false,
-                ..Default::default()
-            };
-            pg_sys::PushOverrideSearchPath(&mut path);
-        }
-        PinnedSearchPath {}
-    }
-
-    #[cfg(any(feature = "pg17", feature = "pg18"))]
-    fn pin() -> Self {
-        let name = std::ffi::CString::new("search_path").unwrap();
-        let value = std::ffi::CString::new("pg_catalog, pg_temp").unwrap();
-        // SAFETY: a SAVE-level GUC change undone by AtEOXact_GUC in Drop (or by abort).
-        unsafe {
-            let guc_level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-            PinnedSearchPath { guc_level }
-        }
-    }
-}
-
-impl Drop for PinnedSearchPath {
-    fn drop(&mut self) {
-        // SAFETY: undoes exactly what pin() did.
-        unsafe {
-            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
-            pg_sys::PopOverrideSearchPath();
-            #[cfg(any(feature = "pg17", feature = "pg18"))]
-            pg_sys::AtEOXact_GUC(true, self.guc_level);
-        }
-    }
-}
-
 /// Restores the caller's identity when the privileged section ends, including by unwinding (an
 /// ERROR); a (sub)transaction abort would restore it too.
 struct RestoreUser {
@@ -152,7 +93,7 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
         );
         RestoreUser { user, context }
     };
-    let _path = PinnedSearchPath::pin();
+    let _path = compat::PinnedSearchPath::pin();
     f()
 }
 

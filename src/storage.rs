@@ -6,6 +6,7 @@
 //! tables. No SQL runs, so there is no search path to pin and no privilege to switch to.
 //! Everything off the hot paths (new counter rows, bulk statements, maintenance) stays SQL.
 
+use crate::compat;
 use crate::errors;
 use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
@@ -180,17 +181,7 @@ impl Indexed {
                 scan_keys.push(entry);
             }
             let nkeys = scan_keys.len() as i32;
-            #[cfg(not(feature = "pg18"))]
-            let scan = pg_sys::index_beginscan(self.heap, self.index(), snapshot, nkeys, 0);
-            #[cfg(feature = "pg18")]
-            let scan = pg_sys::index_beginscan(
-                self.heap,
-                self.index(),
-                snapshot,
-                std::ptr::null_mut(),
-                nkeys,
-                0,
-            );
+            let scan = compat::index_beginscan(self.heap, self.index(), snapshot, nkeys);
             pg_sys::index_rescan(scan, scan_keys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
             let slot = pg_sys::table_slot_create(self.heap, std::ptr::null_mut());
             while pg_sys::index_getnext_slot(
@@ -415,15 +406,12 @@ unsafe fn row_at<R>(
         ..Default::default()
     };
     let mut buffer: pg_sys::Buffer = 0;
-    #[cfg(any(feature = "pg13", feature = "pg14"))]
-    let visible = pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer);
-    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
     let visible = pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer, false);
     if !visible {
         return None;
     }
     let desc = (*rel).rd_att;
-    let xmin = pg_sys::HeapTupleHeaderGetXmin(tuple.t_data);
+    let xmin = pg_sys::submodules::htup::HeapTupleHeaderGetXmin(tuple.t_data);
     let mut get = |attnum: i32| {
         let mut isnull = false;
         let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
@@ -444,12 +432,9 @@ unsafe fn row_at<R>(
 /// `rel` is open and locked.
 unsafe fn block_exists(rel: pg_sys::Relation, block: pg_sys::BlockNumber) -> bool {
     let main = pg_sys::ForkNumber::MAIN_FORKNUM;
-    #[cfg(not(feature = "pg13"))]
-    {
-        let known = (*pg_sys::RelationGetSmgr(rel)).smgr_cached_nblocks[main as usize];
-        if known != pg_sys::InvalidBlockNumber && block < known {
-            return true;
-        }
+    let known = (*pg_sys::RelationGetSmgr(rel)).smgr_cached_nblocks[main as usize];
+    if known != pg_sys::InvalidBlockNumber && block < known {
+        return true;
     }
     block < pg_sys::RelationGetNumberOfBlocksInFork(rel, main)
 }
@@ -508,7 +493,7 @@ fn find_in_slot(counters: &Indexed, row: &SlotRow, slot: i32) -> Option<Found> {
             Found {
                 tid: (*tuple).tts_tid,
                 n: column::<i64>(tuple, N_COLUMN).unwrap(),
-                xmin: pg_sys::HeapTupleHeaderGetXmin((*heap_tuple).t_data),
+                xmin: pg_sys::submodules::htup::HeapTupleHeaderGetXmin((*heap_tuple).t_data),
             }
         });
         false
@@ -599,18 +584,7 @@ unsafe fn insert_index_entry(
     let info = pg_sys::BuildIndexInfo(counters.index());
     let check = pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES;
     let (heap, index, tid) = (counters.heap, counters.index(), &mut (*tuple).t_self);
-    #[cfg(feature = "pg13")]
-    pg_sys::index_insert(
-        index,
-        values.as_mut_ptr(),
-        nulls.as_mut_ptr(),
-        tid,
-        heap,
-        check,
-        info,
-    );
     // The key is unchanged: a hint that lets the btree delete the old versions' entries early.
-    #[cfg(not(feature = "pg13"))]
     pg_sys::index_insert(
         index,
         values.as_mut_ptr(),
@@ -637,42 +611,9 @@ unsafe fn update(
     tid: &mut pg_sys::ItemPointerData,
     tuple: pg_sys::HeapTuple,
 ) -> Updated {
-    let mut failure = pg_sys::TM_FailureData::default();
-    let mut lockmode = pg_sys::LockTupleMode::LockTupleExclusive;
-    let cid = pg_sys::GetCurrentCommandId(true);
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-    let result = pg_sys::heap_update(
-        counters.heap,
-        tid,
-        tuple,
-        cid,
-        std::ptr::null_mut(),
-        true,
-        &mut failure,
-        &mut lockmode,
-    );
-    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-    let mut indexes = pg_sys::TU_UpdateIndexes::TU_None;
-    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-    let result = pg_sys::heap_update(
-        counters.heap,
-        tid,
-        tuple,
-        cid,
-        std::ptr::null_mut(),
-        true,
-        &mut failure,
-        &mut lockmode,
-        &mut indexes,
-    );
+    let (result, hot) = compat::heap_update(counters.heap, tid, tuple);
     match result {
-        pg_sys::TM_Result::TM_Ok => {
-            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-            let hot = pg_sys::HeapTupleHeaderIsHeapOnly((*tuple).t_data);
-            #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-            let hot = indexes == pg_sys::TU_UpdateIndexes::TU_None;
-            Updated::Done { hot }
-        }
+        pg_sys::TM_Result::TM_Ok => Updated::Done { hot },
         pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted => Updated::Gone,
         other => panic!("org_stats could not update its counter row: TM_Result {other}"),
     }

@@ -14,6 +14,7 @@
 //! counter version it cannot see. Reads sum the slots.
 
 use crate::backfill;
+use crate::compat;
 use crate::deltas::{self, Group};
 use crate::errors;
 use crate::registry::{self, RegClass, Tracked};
@@ -95,16 +96,10 @@ fn upsert(groups: Vec<(Group, i64)>, slot: i32) {
     );
 }
 
-/// This backend's counter slot: its backend id, unique among live backends. Slot 0 belongs to
-/// backfill and recalculation.
+/// This backend's counter slot: its backend number, unique among live backends. Slot 0 belongs
+/// to backfill and recalculation.
 fn backend_slot() -> i32 {
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
-    // SAFETY: set once at backend start.
-    let slot = unsafe { pg_sys::MyBackendId };
-    #[cfg(any(feature = "pg17", feature = "pg18"))]
-    // SAFETY: set once at backend start; 0-based.
-    let slot = unsafe { pg_sys::MyProcNumber } + 1;
-    slot
+    compat::backend_number()
 }
 
 /// The tracked table a trigger counts for, from the trigger's own arguments (partitions fire with
@@ -165,8 +160,11 @@ unsafe fn attribute(
     desc: pg_sys::TupleDesc,
     attnum: i32,
 ) -> Option<&'static pg_sys::FormData_pg_attribute> {
-    let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
-    let attr = attrs.get(usize::try_from(attnum - 1).ok()?)?;
+    let index = usize::try_from(attnum - 1).ok()?;
+    // The descriptor (not this borrowing view of it) outlives the trigger call using the attribute.
+    let attr: *const pg_sys::FormData_pg_attribute =
+        pgrx::PgTupleDesc::from_pg_unchecked(desc).get(index)?;
+    let attr = &*attr;
     (!attr.attisdropped).then_some(attr)
 }
 
