@@ -1,41 +1,201 @@
 #!/usr/bin/env bash
-# org_stats test, demo and benchmark driver. On a fresh Debian 12 machine (root or a sudo user):
-#   ./pg_test.sh          every test: pgrx unit tests, pg_regress, isolation specs, randomized model test
-#   ./pg_test.sh demo     builds, starts a throwaway cluster, loads sample data, prints counts and timings
-#   ./pg_test.sh bench    release build, cluster with fsync on, the benchmark; writes bench/RESULTS.md
-# It installs what is missing (Debian packages, cargo-pgrx 0.18.0), builds and installs the extension,
-# and starts and stops its own PostgreSQL 15 cluster under /tmp.
+# org_stats test, demo, benchmark and packaging driver. On a fresh Debian 12 machine (root or a
+# sudo user):
+#   ./pg_test.sh               every test on every supported PostgreSQL major (15, 17, 18), then
+#                              a Debian package per major, each installed and checked in a clean
+#                              chroot (what CI runs)
+#   ./pg_test.sh --pg 17       every test on one major (the quick loop); ORG_STATS_PG="15 18" for several
+#   ./pg_test.sh demo          builds, starts a throwaway cluster, loads sample data, prints counts
+#   ./pg_test.sh bench         release build, cluster with fsync on, the benchmark: bench/RESULTS.md
+#   ./pg_test.sh package       dist/postgresql-<major>-org-stats_<version>_<arch>.deb per major,
+#                              each installed and checked in a clean chroot without Rust
+# PostgreSQL 15 comes from this machine's Debian 12 packages. 17 and 18 come from Debian's
+# trixie and forky suites, in chroots made with debootstrap from the archive this machine's apt
+# uses (kept under ORG_STATS_CHROOTS, default /var/cache/org_stats/chroots, and reused), with this
+# machine's Rust toolchain and cargo-pgrx bind-mounted into them. The script installs what is
+# missing (Debian packages, cargo-pgrx 0.18.0), builds and installs the extension, and starts and
+# stops its own clusters under /tmp.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
-
-PG_MAJOR=15
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
-PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PGXS_TEST=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test
-export PATH="$PGBIN:$PATH"
+SUPPORTED_MAJORS="15 17 18"
 PGRX_VERSION=0.18.0
 PORT=${ORG_STATS_TEST_PORT:-54329}
+CHROOTS=${ORG_STATS_CHROOTS:-/var/cache/org_stats/chroots}
+VERSION=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 log() { printf '\n== %s\n' "$*"; }
+die() { echo "pg_test.sh: $*" >&2; exit 2; }
+
+# --- Majors and where each is built ----------------------------------------------------------
+
+# The Debian suite whose archive ships each supported major.
+suite_of() {
+    case $1 in
+        15) echo bookworm ;;
+        17) echo trixie ;;
+        18) echo forky ;;
+        *) die "PostgreSQL $1 is not supported (supported: $SUPPORTED_MAJORS)" ;;
+    esac
+}
+
+# Whether this system (the host, or a chroot this script entered) is the suite of major $1.
+native() {
+    [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = "$(suite_of "$1")" ]
+}
+
+use_major() {
+    PG_MAJOR=$1
+    PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+    PG_CONFIG=$PGBIN/pg_config
+    PGXS_TEST=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/test
+    export PATH="$PGBIN:$PATH"
+    # One target directory per major: the bindings pgrx generates differ between them.
+    export CARGO_TARGET_DIR=$ROOT/target/pg$PG_MAJOR
+}
+
+# --- Chroots for the majors this machine's own suite does not ship ---------------------------
+
+# The archive this machine's apt uses, read from its configuration (deb822 or one-line style).
+archive_uri() {
+    local uri
+    uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    [ -n "$uri" ] || uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    [ -n "$uri" ] || die "no Debian archive found in this machine's apt configuration"
+    echo "$uri"
+}
+
+# What each kind of chroot holds beyond a minimal Debian: "clean" is a stock Debian with that
+# PostgreSQL (the packages are tested there); "build" adds what building and testing need.
+chroot_packages() { # kind major
+    case $1 in
+        clean) echo "postgresql-$2" ;;
+        build) echo "postgresql-$2 postgresql-server-dev-$2 postgresql-$2-cron build-essential libclang-dev \
+                     clang pkg-config ca-certificates sudo python3" ;;
+    esac
+}
+
+MOUNTED=()
+mount_chroot() { # dir [with-toolchain]
+    local dir=$1 path
+    $SUDO mount -t proc proc "$dir/proc"
+    $SUDO mount --rbind /dev "$dir/dev"
+    $SUDO mount --make-rslave "$dir/dev"
+    MOUNTED+=("$dir/proc" "$dir/dev")
+    if [ "${2:-}" = with-toolchain ]; then
+        for path in "$RUSTUP_HOME" "$CARGO_HOME" "$ROOT"; do
+            $SUDO mkdir -p "$dir$path"
+            $SUDO mount --bind "$path" "$dir$path"
+            MOUNTED+=("$dir$path")
+        done
+    fi
+}
+
+# Removes a chroot directory, first unmounting whatever is still mounted below it (a run that was
+# killed leaves its bind mounts behind, and rm would follow them into /dev or the toolchain).
+remove_chroot() { # dir
+    local dir mounts
+    dir=$(realpath -m "$1")
+    mounts=$(awk -v d="$dir/" 'index($2 "/", d) == 1 {print $2}' /proc/self/mounts | sort -r)
+    for m in $mounts; do $SUDO umount -lR "$m" 2>/dev/null || true; done
+    if awk -v d="$dir/" 'index($2 "/", d) == 1 {found = 1} END {exit !found}' /proc/self/mounts; then
+        die "could not unmount everything below $dir; not removing it"
+    fi
+    $SUDO rm -rf "$dir"
+}
+
+unmount_all() {
+    local i
+    for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
+        $SUDO umount -R "${MOUNTED[$i]}" 2>/dev/null || $SUDO umount -lR "${MOUNTED[$i]}" 2>/dev/null || true
+    done
+    MOUNTED=()
+}
+
+in_chroot() { # dir command...
+    local dir=$1
+    shift
+    $SUDO chroot "$dir" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
+        RUSTUP_HOME="$RUSTUP_HOME" CARGO_HOME="$CARGO_HOME" \
+        PATH="$CARGO_HOME/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
+}
+
+# Makes (or reuses) $CHROOTS/<suite>-<kind> for major $2. A chroot is reused only if a stamp
+# naming exactly what it was made with is there, so an interrupted or outdated one is remade.
+ensure_chroot() { # kind major
+    local kind=$1 major=$2 suite dir stamp script=""
+    suite=$(suite_of "$major")
+    dir=$CHROOTS/$suite-$kind
+    stamp="$suite $kind $(chroot_packages "$kind" "$major")"
+    if [ "$($SUDO cat "$dir/.org_stats_chroot" 2>/dev/null)" = "$stamp" ]; then
+        CHROOT=$dir
+        return
+    fi
+    log "making the $kind chroot of $suite for PostgreSQL $major (a few minutes, once)"
+    remove_chroot "$dir"
+    remove_chroot "$dir.new"
+    $SUDO mkdir -p "$CHROOTS"
+    if [ "$kind" = build ]; then
+        ensure_chroot clean "$major"
+        $SUDO cp -a "$CHROOT" "$dir.new"
+        $SUDO rm -f "$dir.new/.org_stats_chroot"
+    else
+        command -v debootstrap >/dev/null || install_debian_packages debootstrap
+        # Debian's debootstrap has no script for suites newer than itself; sid's fits them.
+        [ -e "/usr/share/debootstrap/scripts/$suite" ] || script=/usr/share/debootstrap/scripts/sid
+        $SUDO debootstrap --variant=minbase "$suite" "$dir.new" "$(archive_uri)" $script >/dev/null
+        # A suite past its release's Valid-Until (forky on a snapshot archive) must still install;
+        # installing PostgreSQL must neither start a server nor make a default cluster.
+        echo 'Acquire::Check-Valid-Until "false";' | $SUDO tee "$dir.new/etc/apt/apt.conf.d/99org-stats" >/dev/null
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$dir.new/usr/sbin/policy-rc.d" >/dev/null
+        $SUDO chmod 755 "$dir.new/usr/sbin/policy-rc.d"
+        $SUDO mkdir -p "$dir.new/etc/postgresql-common"
+        echo 'create_main_cluster = false' | $SUDO tee "$dir.new/etc/postgresql-common/createcluster.conf" >/dev/null
+    fi
+    mount_chroot "$dir.new"
+    # shellcheck disable=SC2046 # the package list splits into words
+    in_chroot "$dir.new" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends $(chroot_packages "$kind" "$major") >/dev/null"
+    unmount_all
+    echo "$stamp" | $SUDO tee "$dir.new/.org_stats_chroot" >/dev/null
+    $SUDO mv "$dir.new" "$dir"
+    CHROOT=$dir
+}
+
+# Runs this script for one major inside the build chroot of its suite.
+run_in_chroot() { # major commands...
+    local major=$1 status=0
+    shift
+    ensure_chroot build "$major"
+    mount_chroot "$CHROOT" with-toolchain
+    in_chroot "$CHROOT" ORG_STATS_IN_CHROOT=1 "$ROOT/pg_test.sh" --pg "$major" "$@" || status=$?
+    unmount_all
+    return $status
+}
+
+# --- Prerequisites ----------------------------------------------------------------------------
+
+install_debian_packages() {
+    log "installing Debian packages: $*"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
 
 install_prerequisites() {
     local packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-                    sudo build-essential libclang-dev clang pkg-config libssl-dev libreadline-dev zlib1g-dev
-                    bison flex ca-certificates python3)
+                    sudo build-essential libclang-dev clang pkg-config ca-certificates python3)
     local missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing Debian packages: ${missing[*]}"
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
     # Debian starts a default cluster on 5432; the tests use their own, so leave it alone.
+    [ ${#missing[@]} -eq 0 ] || install_debian_packages "${missing[@]}"
     if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
         log "installing cargo-pgrx $PGRX_VERSION (takes a few minutes)"
+        # libssl-dev only while cargo-pgrx builds; chroots run the host's binary.
+        dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "install ok installed" ||
+            install_debian_packages libssl-dev
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
     fi
     if ! grep -qs "pg$PG_MAJOR" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
@@ -44,7 +204,7 @@ install_prerequisites() {
 }
 
 install_extension() {
-    log "building and installing org_stats ($1)"
+    log "building and installing org_stats ($1, PostgreSQL $PG_MAJOR)"
     if [ "$1" = release ]; then
         cargo pgrx install --release --pg-config "$PG_CONFIG" ${SUDO:+--sudo}
     else
@@ -52,10 +212,16 @@ install_extension() {
     fi
 }
 
+# --- Clusters ---------------------------------------------------------------------------------
+
 # Throwaway clusters on private ports and socket directories, stopped on exit: the main one
 # (org_stats, pg_cron) and, for the logical-replication test, a publisher.
 CLUSTERS=()
-trap stop_clusters EXIT
+cleanup() {
+    stop_clusters
+    unmount_all
+}
+trap cleanup EXIT
 
 new_cluster() { # directory port extra-settings
     local dir=$1 port=$2
@@ -102,28 +268,34 @@ stop_clusters() {
         $SUDO runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
         $SUDO rm -rf "$dir"
     done
+    CLUSTERS=()
 }
+
+# --- The test suite on one major --------------------------------------------------------------
 
 # The install script of the current version is generated by pgrx; the committed copy in sql/ is
 # what upgrades start from, so the two must not differ (but for pgrx's comments naming source
 # lines). Committed older versions and upgrade scripts are installed next to it.
 check_committed_sql() {
-    local version extdir
-    version=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
+    local extdir
     extdir=$("$PG_CONFIG" --sharedir)/extension
-    if ! diff -u <(grep -v '^-- ' "sql/org_stats--$version.sql") <(grep -v '^-- ' "$extdir/org_stats--$version.sql"); then
-        echo "sql/org_stats--$version.sql differs from the generated install script (above)." >&2
+    if ! diff -u <(grep -v '^-- ' "sql/org_stats--$VERSION.sql") <(grep -v '^-- ' "$extdir/org_stats--$VERSION.sql"); then
+        echo "sql/org_stats--$VERSION.sql differs from the generated install script (above)." >&2
         echo "A changed SQL surface needs a new version and an upgrade script sql/org_stats--A--B.sql." >&2
-        echo "org_stats: $PASSED passed, 1 failed"
-        return 1
+        fail
     fi
     for script in sql/org_stats--*.sql; do
-        [ "$script" = "sql/org_stats--$version.sql" ] || $SUDO cp "$script" "$extdir/"
+        [ "$script" = "sql/org_stats--$VERSION.sql" ] || $SUDO cp "$script" "$extdir/"
     done
     PASSED=$((PASSED + 1))
 }
 
 PASSED=0
+fail() {
+    echo "org_stats on PostgreSQL $PG_MAJOR: $PASSED passed, 1 failed"
+    exit 1
+}
+
 # pg_regress / pg_isolation_regress over a schedule; results go to a scratch directory.
 regress() { # runner inputdir
     local runner=$1 dir=$2 out
@@ -132,16 +304,19 @@ regress() { # runner inputdir
     if ! "$runner" --host="$PGHOST" --port="$PGPORT" --user=postgres --inputdir="$dir" --outputdir="$out" \
             --dbname=org_stats_test --schedule="$dir/schedule"; then
         cat "$out/regression.diffs" 2>/dev/null || true
-        echo "org_stats: $PASSED passed, 1 failed"
-        return 1
+        fail
     fi
     PASSED=$((PASSED + $(grep -c '^test: ' "$dir/schedule")))
     rm -rf "$out"
 }
 
 run_tests() {
-    log "pgrx unit tests"
-    cargo pgrx test pg$PG_MAJOR --runas postgres --pgdata "/tmp/org_stats_pgrx_data" 2>&1 | tee /tmp/org_stats_pgrx_test.log
+    log "cargo fmt and cargo clippy -D warnings (PostgreSQL $PG_MAJOR)"
+    cargo fmt --check || fail
+    cargo clippy --all-targets --no-default-features --features "pg$PG_MAJOR pg_test" -- -D warnings || fail
+    PASSED=$((PASSED + 1))
+    log "pgrx unit tests (PostgreSQL $PG_MAJOR)"
+    cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "/tmp/org_stats_pgrx_data" 2>&1 | tee /tmp/org_stats_pgrx_test.log
     PASSED=$((PASSED + $(grep -o '[0-9]* passed' /tmp/org_stats_pgrx_test.log | tail -1 | cut -d' ' -f1)))
     install_extension debug
     log "committed install script matches the generated one"
@@ -153,33 +328,157 @@ run_tests() {
     log "pg_isolation_regress: concurrent sessions"
     regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation
     log "integration tests: randomized model, maintenance under load, pg_cron, crash, dump/restore, upgrade, memory, replication"
-    ORG_STATS_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
-        cargo test --release --manifest-path tests/integration/Cargo.toml --tests -- --nocapture --test-threads=1 \
-        2>&1 | tee /tmp/org_stats_integration.log
+    if ! ORG_STATS_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
+        cargo test --release --manifest-path tests/integration/Cargo.toml --target-dir "$CARGO_TARGET_DIR/integration" \
+            --tests -- --nocapture --test-threads=1 2>&1 | tee /tmp/org_stats_integration.log; then
+        fail
+    fi
     PASSED=$((PASSED + $(grep -o '^test result: ok. [0-9]* passed' /tmp/org_stats_integration.log | awk '{s += $4} END {print s}')))
     log "benchmark smoke run (tiny sizes; checks it runs and org_stats stays exact)"
-    bench/run.sh --smoke /tmp/org_stats_bench_smoke.md
+    bench/run.sh --smoke /tmp/org_stats_bench_smoke.md || fail
     PASSED=$((PASSED + 1))
-    log "all suites green"
-    echo "org_stats: $PASSED passed, 0 failed"
+    stop_clusters
+    echo "org_stats on PostgreSQL $PG_MAJOR: $PASSED passed, 0 failed"
 }
 
-run_bench() {
-    install_extension release
-    ORG_STATS_FSYNC=on ORG_STATS_SHARED_BUFFERS=1GB start_cluster
-    bench/run.sh "$ROOT/bench/RESULTS.md"
+# --- Packages ---------------------------------------------------------------------------------
+
+# dist/postgresql-<major>-org-stats_<version>_<arch>.deb from what `cargo pgrx package` lays out,
+# with every committed install and upgrade script, depending on that major's server package.
+build_package() {
+    local arch out stage deb
+    arch=$(dpkg --print-architecture)
+    log "building the Debian package for PostgreSQL $PG_MAJOR"
+    cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null
+    out=$CARGO_TARGET_DIR/release/org_stats-pg$PG_MAJOR
+    stage=$(mktemp -d /tmp/org_stats_deb.XXXXXX)
+    cp -a "$out/usr" "$stage/"
+    for script in sql/org_stats--*.sql; do
+        [ "$script" = "sql/org_stats--$VERSION.sql" ] ||
+            cp "$script" "$stage/usr/share/postgresql/$PG_MAJOR/extension/"
+    done
+    mkdir -p "$stage/DEBIAN" "$stage/usr/share/doc/postgresql-$PG_MAJOR-org-stats"
+    cp README.md "$stage/usr/share/doc/postgresql-$PG_MAJOR-org-stats/"
+    cat >"$stage/DEBIAN/control" <<CONTROL
+Package: postgresql-$PG_MAJOR-org-stats
+Version: $VERSION
+Architecture: $arch
+Maintainer: org_stats developers <org-stats@localhost>
+Depends: postgresql-$PG_MAJOR, $(shared_library_depends "$stage/usr/lib/postgresql/$PG_MAJOR/lib/org_stats.so")
+Section: database
+Priority: optional
+Description: exact per-organization, per-status row counts for PostgreSQL $PG_MAJOR
+ org_stats keeps per-organization, per-status row counts of application tables
+ exact inside PostgreSQL, with triggers, so that a dashboard's counts are an
+ index probe instead of a GROUP BY over every row an organization owns.
+CONTROL
+    mkdir -p dist
+    deb=dist/postgresql-$PG_MAJOR-org-stats_${VERSION}_$arch.deb
+    dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+    rm -rf "$stage"
+    echo "built $deb"
 }
 
-run_demo() {
-    install_extension debug
-    start_cluster
-    psql -X -q -v ON_ERROR_STOP=1 -d postgres -f tests/demo.sql
+# The Debian dependencies of a shared library (libc6, libgcc-s1 with their minimum versions).
+shared_library_depends() { # library
+    local work
+    work=$(mktemp -d /tmp/org_stats_shlibs.XXXXXX)
+    mkdir "$work/debian"
+    printf 'Source: org-stats\n\nPackage: org-stats\nArchitecture: any\n' >"$work/debian/control"
+    (cd "$work" && dpkg-shlibdeps -O "$1" 2>/dev/null) | sed -n 's/^shlibs:Depends=//p'
+    rm -rf "$work"
 }
 
-install_prerequisites
-case "${1:-test}" in
-    test) run_tests ;;
-    demo) run_demo ;;
-    bench) run_bench ;;
-    *) echo "usage: $0 [test|demo|bench]" >&2; exit 2 ;;
+# Installs a package into a copy of the clean chroot of its suite (a stock Debian with that
+# PostgreSQL, no Rust, no build tools) with apt-get, starts a cluster there and checks that
+# org_stats counts a table exactly (tests/package_check.sql).
+check_package() { # major
+    local major=$1 deb scratch status=0
+    deb=$(ls "$ROOT"/dist/postgresql-"$major"-org-stats_"$VERSION"_*.deb)
+    ensure_chroot clean "$major"
+    log "installing $(basename "$deb") in a clean $(suite_of "$major") chroot"
+    scratch=$(mktemp -d /tmp/org_stats_pkgcheck.XXXXXX)
+    $SUDO cp -a "$CHROOT/." "$scratch/"
+    $SUDO cp "$deb" "$ROOT/tests/package_check.sql" "$scratch/tmp/"
+    mount_chroot "$scratch"
+    in_chroot "$scratch" sh -ec "
+        ! command -v cargo && ! command -v rustc && ! command -v cc
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /tmp/$(basename "$deb") >/dev/null
+        mkdir /tmp/cluster && chown postgres /tmp/cluster
+        runuser -u postgres -- /usr/lib/postgresql/$major/bin/initdb -D /tmp/cluster/data -A trust >/dev/null
+        runuser -u postgres -- /usr/lib/postgresql/$major/bin/pg_ctl -D /tmp/cluster/data -l /tmp/cluster/log \
+            -o \"-k /tmp/cluster -c listen_addresses=''\" -w start >/dev/null
+        runuser -u postgres -- psql -X -q -h /tmp/cluster -d postgres -v ON_ERROR_STOP=1 -f /tmp/package_check.sql
+        runuser -u postgres -- /usr/lib/postgresql/$major/bin/pg_ctl -D /tmp/cluster/data -m fast -w stop >/dev/null
+    " || status=$?
+    unmount_all
+    remove_chroot "$scratch"
+    [ $status -eq 0 ] || { echo "org_stats package for PostgreSQL $major: check failed"; exit 1; }
+    echo "org_stats package for PostgreSQL $major: installed without Rust and counted exactly"
+}
+
+# --- Entry ------------------------------------------------------------------------------------
+
+export RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup} CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+HOST_MAJOR=""
+for major in $SUPPORTED_MAJORS; do native "$major" && HOST_MAJOR=$major; done
+[ -n "$HOST_MAJOR" ] || die "run this on Debian 12 (bookworm)"
+
+MAJORS=${ORG_STATS_PG:-}
+COMMANDS=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --pg) MAJORS=${2:?--pg needs a major version}; shift 2 ;;
+        test | demo | bench | package) COMMANDS+=("$1"); shift ;;
+        *) die "usage: $0 [--pg MAJOR] [test|demo|bench|package]" ;;
+    esac
+done
+# With no command: every test, and on every major also the packages (what CI runs).
+if [ ${#COMMANDS[@]} -eq 0 ]; then
+    COMMANDS=(test)
+    [ -n "$MAJORS" ] || COMMANDS+=(package)
+fi
+case ${COMMANDS[0]} in
+    demo | bench) MAJORS=${MAJORS:-$HOST_MAJOR} ;;
+    *) MAJORS=${MAJORS:-$SUPPORTED_MAJORS} ;;
 esac
+
+# On one major, natively: the host for its own suite's major, or this script inside a chroot.
+run_here() { # commands...
+    for command in "$@"; do
+        case $command in
+            test) run_tests ;;
+            demo)
+                install_extension debug
+                start_cluster
+                psql -X -q -v ON_ERROR_STOP=1 -d postgres -f tests/demo.sql
+                ;;
+            bench)
+                install_extension release
+                ORG_STATS_FSYNC=on ORG_STATS_SHARED_BUFFERS=1GB start_cluster
+                bench/run.sh "$ROOT/bench/RESULTS.md"
+                ;;
+            package) build_package ;;
+        esac
+    done
+}
+
+use_major "$HOST_MAJOR"
+install_prerequisites
+started=$(date +%s)
+for major in $MAJORS; do
+    suite_of "$major" >/dev/null
+    if [ "$major" = "$HOST_MAJOR" ]; then
+        (use_major "$major" && run_here "${COMMANDS[@]}")
+    else
+        run_in_chroot "$major" "${COMMANDS[@]}"
+    fi
+    echo "PostgreSQL $major: ${COMMANDS[*]} done after $(($(date +%s) - started)) s"
+done
+# Inside a chroot this script only builds and tests; the caller checks the packages.
+[ "${ORG_STATS_IN_CHROOT:-}" != 1 ] || exit 0
+# Packages are checked from outside the build environments, each in a clean chroot.
+if [[ " ${COMMANDS[*]} " == *" package "* ]]; then
+    for major in $MAJORS; do check_package "$major"; done
+fi
+echo "org_stats: ${COMMANDS[*]} green on PostgreSQL $(echo $MAJORS | sed 's/ /, /g') after $(($(date +%s) - started)) s"
