@@ -19,9 +19,9 @@ CREATE TABLE org_stats.tracked (
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;
 
 -- The counters, keyed by org first (so they can be co-located with tenant data on Citus).
--- A (table, org, status) count is the sum of its slots: each backend adds to the slot equal to
--- its backend id, so concurrent writers never wait on one another's counter rows; slot 0
--- belongs to backfill and recalculation. A NULL status is a status of its own, hence
+-- A (table, org, status) count is the sum of its rows; a writer adds to a row no other
+-- transaction holds, or adds a row in a slot no concurrent writer can pick (see src/pool.rs), so
+-- writers never wait on one another's counter rows. A NULL status is a status of its own, hence
 -- NULLS NOT DISTINCT.
 CREATE TABLE org_stats.counters (
     org_id   text    NOT NULL,

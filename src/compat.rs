@@ -138,3 +138,20 @@ impl Drop for PinnedSearchPath {
         }
     }
 }
+
+/// Takes the heavyweight lock on a heap row position in ExclusiveLock mode if no one holds it,
+/// without waiting (18 added a flag to log the failure).
+///
+/// # Safety
+/// `rel` is open.
+pub unsafe fn conditional_lock_tuple(
+    rel: pg_sys::Relation,
+    tid: &mut pg_sys::ItemPointerData,
+) -> bool {
+    let mode = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
+    #[cfg(not(feature = "pg18"))]
+    let locked = pg_sys::ConditionalLockTuple(rel, tid, mode);
+    #[cfg(feature = "pg18")]
+    let locked = pg_sys::ConditionalLockTuple(rel, tid, mode, false);
+    locked
+}

@@ -4,16 +4,21 @@
 //! Both compare, in ONE statement and so on one snapshot, a GROUP BY of the table with the sum of
 //! the counters. A transaction's rows and its counter deltas commit together, so on any snapshot
 //! their difference is exactly the drift, whatever other transactions are doing. The repair adds
-//! that difference to slot 0 as an increment, never as an absolute value, so it commutes with the
-//! writers' own increments: writers are never locked out and never wait. Only maintenance runs of
+//! that difference as an increment, the way writers add theirs (see `pool`), never as an
+//! absolute value, so it commutes with the writers' own increments: writers are never locked out
+//! and never wait. Only maintenance runs of
 //! the same table (recalculate, backfill) wait for each other, on an advisory lock, so that two of
 //! them never add the same difference twice; each must then read a snapshot taken after that lock,
 //! which READ COMMITTED guarantees.
 
+use crate::deltas::Group;
 use crate::errors::raise;
+use crate::pool;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
+use crate::storage;
+use crate::write_path;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -87,13 +92,8 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
                 Some(ids.to_vec().into()),
             ),
         };
-    let repairs = if repair {
-        "fixed AS (
-            INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n)
-            SELECT d.org_id, $1, d.status, 0, d.actual OPERATOR(pg_catalog.-) d.stored FROM drift d
-            ON CONFLICT (org_id, table_id, status, slot)
-            DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n),
-         checked AS (
+    let checked = if repair {
+        "checked AS (
             INSERT INTO org_stats.org_state AS s (org_id, table_id, last_recalculated, backfilled_at)
             SELECT DISTINCT g.org_id, $1, pg_catalog.now(), pg_catalog.now() FROM groups g
             ON CONFLICT (org_id, table_id) DO UPDATE
@@ -114,7 +114,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
                    ) AS g(org_id, status, stored, actual)
              GROUP BY 1, 2),
          drift AS (SELECT * FROM groups g WHERE g.stored OPERATOR(pg_catalog.<>) g.actual),
-         {repairs}
+         {checked}
          totals AS (SELECT pg_catalog.count(DISTINCT g.org_id) AS orgs,
                            COALESCE(pg_catalog.sum(g.actual), 0)::pg_catalog.int8 AS rows FROM groups g)
          SELECT d.org_id, d.status, d.stored, d.actual, s.orgs, s.rows
@@ -141,30 +141,45 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             });
         }
     });
+    if repair {
+        write_path::write(
+            out.drift
+                .iter()
+                .map(|d| {
+                    let group = Group {
+                        table_id: t.table_id,
+                        org_id: d.org_id.clone(),
+                        status: d.status.clone(),
+                    };
+                    (group, d.actual - d.stored)
+                })
+                .collect(),
+        );
+    }
     out
 }
 
-/// Folds the writers' slots of `t` into slot 0, so reads sum a handful of rows again and groups
-/// whose count went back to zero leave no rows behind. Sums never change: each moved amount is
-/// added to slot 0 in the same statement. Slots a writer holds locked right now are skipped
-/// (never waited for); a writer that meets a slot being folded waits only until this commits.
-/// Run with the extension's rights, last in the transaction, after `lock_table`.
+/// Folds the counter rows of each group of `t` into one (see `pool::fold`), so reads sum a
+/// handful of rows again and groups whose count went back to zero leave no rows behind. Rows a
+/// writer holds right now are skipped, never waited for. Run with the extension's rights, last
+/// in the transaction, after `lock_table`.
 pub fn fold(t: &Tracked) {
-    for statement in [
-        "WITH moved AS (
-            DELETE FROM org_stats.counters c
-             WHERE c.ctid = ANY (ARRAY(SELECT l.ctid FROM org_stats.counters l
-                                        WHERE l.table_id OPERATOR(pg_catalog.=) $1 AND l.slot OPERATOR(pg_catalog.<>) 0
-                                          FOR UPDATE SKIP LOCKED))
-             RETURNING c.org_id, c.status, c.n)
-         INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n)
-         SELECT m.org_id, $1, m.status, 0, pg_catalog.sum(m.n) FROM moved m GROUP BY 1, 3
-         ON CONFLICT (org_id, table_id, status, slot) DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n",
-        "DELETE FROM org_stats.counters c
-          WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND c.slot OPERATOR(pg_catalog.=) 0 AND c.n OPERATOR(pg_catalog.=) 0",
-    ] {
-        sql::exec(statement, &[t.table_id.into()]);
-    }
+    let mut groups = Vec::new();
+    sql::kept(
+        "SELECT c.org_id, c.status FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1 \
+          GROUP BY 1, 2 HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1 OR pg_catalog.sum(c.n) OPERATOR(pg_catalog.=) 0",
+        &[t.table_id.into()],
+        // A fresh snapshot, which sees the rows this transaction's repair just wrote.
+        Access::Write,
+        |row| {
+            groups.push(Group {
+                table_id: t.table_id,
+                org_id: row.get(1).unwrap(),
+                status: row.get(2),
+            })
+        },
+    );
+    pool::fold(&storage::counters(pg_sys::RowExclusiveLock), &groups);
 }
 
 /// The tables a maintenance call covers: `tbl` (owned by the caller), or every tracked table the
@@ -253,7 +268,7 @@ fn recalculate(
             );
             rows.extend(rows_of(t, found.drift));
         }
-        // Last, so the slot rows it takes stay locked for as short a time as possible.
+        // Last, so the rows it claims stay held for as short a time as possible.
         for t in &tables {
             fold(t);
         }

@@ -58,11 +58,20 @@ pub fn storage_missing(relation: &std::ffi::CStr) -> ! {
     )
 }
 
-pub fn slot_written_after_snapshot() -> ! {
+pub fn counters_altered(what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("org_stats.counters {what}"),
+        "org_stats writes its counters directly, as PostgreSQL writes its catalogs; undo the change made to \
+         org_stats.counters by hand, or reinstall with DROP EXTENSION org_stats CASCADE; CREATE EXTENSION org_stats.",
+    )
+}
+
+pub fn claim_broken() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
-        "could not serialize access due to a concurrent update of this session's org_stats counter",
-        "A prepared transaction that held this session's counter slot committed after this transaction's snapshot; retry the transaction.",
+        "an org_stats counter row changed while org_stats held it",
+        "Something wrote org_stats.counters directly; retry the transaction.",
     )
 }
 

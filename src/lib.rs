@@ -13,6 +13,7 @@
 //! - `text_form`: the text form under which values are counted
 //! - `security`: running the extension's SQL with its rights and a pinned search_path
 //! - `sql`: SPI with kept plans and the caller's snapshot
+//! - `pool`: which counter row a delta goes to, without waiting on other writers
 //! - `storage`: direct index and heap access to the counters on the hot paths
 //! - `errors`: every error, with its SQLSTATE and HINT
 
@@ -24,6 +25,7 @@ mod ddl;
 mod deltas;
 mod drift;
 mod errors;
+mod pool;
 mod reads;
 mod registry;
 mod scheduling;

@@ -17,10 +17,10 @@ use std::ffi::CStr;
 
 /// The number of columns of `org_stats.counters`; the last, `n`, is the count.
 const COUNTER_COLUMNS: usize = 5;
-const N_COLUMN: i32 = 5;
+pub const N_COLUMN: i32 = 5;
 
 /// A search key for one index column.
-enum Key<'a> {
+pub enum Key<'a> {
     Text(&'a str),
     Int(i32),
     Oid(pg_sys::Oid),
@@ -29,7 +29,7 @@ enum Key<'a> {
 }
 
 impl Key<'_> {
-    fn status(status: Option<&str>) -> Key<'_> {
+    pub fn status(status: Option<&str>) -> Key<'_> {
         status.map_or(Key::Null, Key::Text)
     }
 }
@@ -100,7 +100,7 @@ pub fn init() {
 /// One of org_stats' tables with the unique index the hot paths probe, open (and locked) for the
 /// rest of the transaction, as the executor would have it.
 pub struct Indexed {
-    heap: pg_sys::Relation,
+    pub heap: pg_sys::Relation,
     index_rel: Own,
     mode: pg_sys::LOCKMODE,
     /// Opened on first use: a write or read that finds its row where it left it needs no index.
@@ -132,7 +132,7 @@ impl Indexed {
 
     /// Calls `each` with every row whose leading index columns equal `keys` and that `snapshot`
     /// sees, in index order, until it returns false.
-    fn scan(
+    pub fn scan(
         &self,
         keys: &[Key],
         snapshot: pg_sys::Snapshot,
@@ -215,7 +215,7 @@ impl Drop for Indexed {
 ///
 /// # Safety
 /// `slot` holds a row with a column `attnum`.
-unsafe fn value(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<pg_sys::Datum> {
+pub unsafe fn value(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<pg_sys::Datum> {
     let mut isnull = false;
     let datum = pg_sys::slot_getattr(slot, attnum, &mut isnull);
     (!isnull).then_some(datum)
@@ -225,7 +225,7 @@ unsafe fn value(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<pg_sys
 ///
 /// # Safety
 /// `slot` holds a row of a relation whose column `attnum` has type `T`.
-unsafe fn column<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<T> {
+pub unsafe fn column<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<T> {
     value(slot, attnum).and_then(|datum| T::from_datum(datum, false))
 }
 
@@ -241,25 +241,77 @@ pub fn counters(mode: u32) -> Indexed {
     counters
 }
 
-/// Whether rows can be updated in place here: the counters are a heap table (not another table
-/// access method that was the default at CREATE EXTENSION) with no trigger or rule, whose only
-/// index is the key, so an update has nothing else to maintain or fire. Otherwise (someone
-/// changed org_stats' table by hand) the writes go through SQL, which handles all of it.
-pub fn writable_directly(counters: &Indexed) -> bool {
-    // SAFETY: the relation is open; the index list is a copy owned here.
-    unsafe {
+/// Refuses to write counters that direct writes would not keep right: another table access method
+/// than heap (the default one at CREATE EXTENSION), or triggers or rules, which a direct write
+/// would not fire. Indexes added by hand are kept current (see `insert_index_entries`).
+pub fn require_direct_writes(counters: &Indexed) {
+    // SAFETY: the relation is open.
+    let (heap, plain) = unsafe {
         let rel = counters.heap;
-        if (*(*rel).rd_rel).relam != pg_sys::HEAP_TABLE_AM_OID
-            || !(*rel).trigdesc.is_null()
-            || !(*rel).rd_rules.is_null()
-        {
-            return false;
-        }
-        let list = pg_sys::RelationGetIndexList(counters.heap);
-        let only = pg_sys::list_length(list) == 1;
-        pg_sys::list_free(list);
-        only
+        (
+            (*(*rel).rd_rel).relam == pg_sys::HEAP_TABLE_AM_OID,
+            (*rel).trigdesc.is_null() && (*rel).rd_rules.is_null(),
+        )
+    };
+    if !(heap && plain) {
+        errors::counters_altered("is no longer a plain heap table without triggers or rules");
     }
+}
+
+/// Adds index entries for a counter row just written to the heap (inserted, or updated in a way
+/// that could not stay HOT), to the key index and to any index added by hand. `key_unchanged`
+/// tells the key index that the key of an updated row is the same, so it may drop the old
+/// versions' entries early.
+///
+/// # Safety
+/// `tuple` is a row of the counters, just written by this transaction.
+pub unsafe fn insert_index_entries(
+    counters: &Indexed,
+    tuple: pg_sys::HeapTuple,
+    key_unchanged: bool,
+) {
+    let rel = counters.heap;
+    let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
+    pg_sys::ExecStoreHeapTuple(tuple, slot, false);
+    let list = pg_sys::RelationGetIndexList(rel);
+    for i in 0..pg_sys::list_length(list) {
+        let oid = (*(*list).elements.add(i as usize)).oid_value;
+        let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let info = pg_sys::BuildIndexInfo(index);
+        if !(*info).ii_Expressions.is_null() || !(*info).ii_Predicate.is_null() {
+            errors::counters_altered(
+                "has an expression or partial index, which org_stats cannot maintain",
+            );
+        }
+        let mut values = [pg_sys::Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
+        let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+        pg_sys::FormIndexDatum(
+            info,
+            slot,
+            std::ptr::null_mut(),
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        );
+        let check = if (*info).ii_Unique {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+        } else {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+        };
+        let unchanged = key_unchanged && oid == relid(Own::CountersKey);
+        pg_sys::index_insert(
+            index,
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+            &mut (*tuple).t_self,
+            rel,
+            check,
+            unchanged,
+            info,
+        );
+        pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+    pg_sys::list_free(list);
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
 }
 
 /// The collation statuses are ordered by (the counters' status column's).
@@ -290,8 +342,12 @@ pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i
         // SAFETY: the relation is open; a visible row version there is the one this snapshot
         // sees (relid is unique), whatever has been written since. Registrations are rarely
         // updated: their page is left for other accesses to prune.
-        if let Some((Some(found), _)) = unsafe { row_at(tracked.heap, tid, snapshot, false, read) }
-        {
+        let found = unsafe {
+            row_at(tracked.heap, tid, snapshot, false, |row| {
+                read(&mut |attnum| row.get(attnum))
+            })
+        };
+        if let Some(Some(found)) = found {
             return Some(found);
         }
     }
@@ -308,7 +364,7 @@ pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i
 }
 
 /// Remembers where a row was found or written, in one of the bounded position caches.
-fn remember<K: Eq + std::hash::Hash>(
+pub fn remember<K: Eq + std::hash::Hash>(
     cache: &'static std::thread::LocalKey<RefCell<FxHashMap<K, pg_sys::ItemPointerData>>>,
     key: K,
     tid: pg_sys::ItemPointerData,
@@ -348,35 +404,56 @@ pub fn org_counts(
     counts
 }
 
-/// One counter row of this backend's slot.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct SlotRow {
-    org_id: String,
-    table_id: i32,
-    status: Option<String>,
-}
-
 /// Remembered row positions beyond this many are forgotten (a write path touching more orgs
 /// than this probes the index as before).
 const REMEMBERED_ROWS: usize = 10_000;
 
-thread_local! {
-    /// Where this backend last wrote each of its slot rows: the next write reads the row there
-    /// (checking it is still that row's latest version) instead of probing the index.
-    static LAST_WRITTEN: RefCell<FxHashMap<SlotRow, pg_sys::ItemPointerData>> =
-        RefCell::new(FxHashMap::default());
+/// One row version read at a position: its columns, the transaction that wrote it, and whether
+/// it could be updated now. Valid only inside the `row_at` call that hands it out.
+pub struct Version {
+    tuple: pg_sys::HeapTupleData,
+    buffer: pg_sys::Buffer,
+    desc: pg_sys::TupleDesc,
 }
 
-/// SnapshotSelf sees committed rows and this transaction's own: the latest version of a row
-/// that only this backend updates.
-fn latest() -> pg_sys::Snapshot {
-    &raw mut pg_sys::SnapshotSelfData
+impl Version {
+    /// Column `attnum`; `None` for NULL. A by-reference value points into the shared buffer:
+    /// copy what is kept.
+    pub fn get(&mut self, attnum: i32) -> Option<pg_sys::Datum> {
+        let mut isnull = false;
+        // SAFETY: the tuple is pinned in its buffer for the life of `self`.
+        let datum =
+            unsafe { pg_sys::heap_getattr(&mut self.tuple, attnum, self.desc, &mut isnull) };
+        (!isnull).then_some(datum)
+    }
+
+    /// The transaction that wrote this version (FrozenTransactionId once frozen).
+    pub fn xmin(&self) -> pg_sys::TransactionId {
+        // SAFETY: as above.
+        unsafe { pg_sys::submodules::htup::HeapTupleHeaderGetXmin(self.tuple.t_data) }
+    }
+
+    /// Whether this transaction could update this version now without waiting: it is the row's
+    /// latest version, committed (or this transaction's own, from an earlier command), and no
+    /// other transaction holds it (updating, deleting or locking it), as `heap_update` decides.
+    pub fn updatable(&mut self) -> bool {
+        // SAFETY: the buffer is pinned; the check wants it share-locked (it may set hint bits).
+        unsafe {
+            pg_sys::LockBuffer(self.buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+            let result = pg_sys::HeapTupleSatisfiesUpdate(
+                &mut self.tuple,
+                pg_sys::GetCurrentCommandId(false),
+                self.buffer,
+            );
+            pg_sys::LockBuffer(self.buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+            result == pg_sys::TM_Result::TM_Ok
+        }
+    }
 }
 
-/// Calls `f` with a column getter for the row at `tid`, if `snapshot` sees a row there, and
-/// returns its result with the transaction that wrote the row. A
-/// remembered position may lie past the heap's end by now (VACUUM truncates empty trailing pages,
-/// though never while this backend holds a lock on the table), so that is checked first.
+/// Calls `f` with the row version at `tid`, if `snapshot` sees one there. A remembered position
+/// may lie past the heap's end by now (VACUUM truncates empty trailing pages, though never while
+/// this backend holds a lock on the table), so that is checked first.
 ///
 /// With `prune_first`, the page is pruned before the read, as an index probe would: rows updated
 /// where they were last written never pass through the index, and without it their page would
@@ -384,14 +461,14 @@ fn latest() -> pg_sys::Snapshot {
 /// tuples, so it comes before the fetch.
 ///
 /// # Safety
-/// `rel` is open; `f` copies what it keeps (the getter's values point into a shared buffer).
-unsafe fn row_at<R>(
+/// `rel` is open.
+pub unsafe fn row_at<R>(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
     prune_first: bool,
-    f: impl FnOnce(&mut dyn FnMut(i32) -> Option<pg_sys::Datum>) -> R,
-) -> Option<(R, pg_sys::TransactionId)> {
+    f: impl FnOnce(&mut Version) -> R,
+) -> Option<R> {
     let block = pgrx::itemptr::item_pointer_get_block_number(&tid);
     if !block_exists(rel, block) {
         return None;
@@ -401,25 +478,26 @@ unsafe fn row_at<R>(
         pg_sys::heap_page_prune_opt(rel, page);
         pg_sys::ReleaseBuffer(page);
     }
-    let mut tuple = pg_sys::HeapTupleData {
-        t_self: tid,
-        ..Default::default()
+    let mut version = Version {
+        tuple: pg_sys::HeapTupleData {
+            t_self: tid,
+            ..Default::default()
+        },
+        buffer: 0,
+        desc: (*rel).rd_att,
     };
-    let mut buffer: pg_sys::Buffer = 0;
-    let visible = pg_sys::heap_fetch(rel, snapshot, &mut tuple, &mut buffer, false);
-    if !visible {
+    if !pg_sys::heap_fetch(
+        rel,
+        snapshot,
+        &mut version.tuple,
+        &mut version.buffer,
+        false,
+    ) {
         return None;
     }
-    let desc = (*rel).rd_att;
-    let xmin = pg_sys::submodules::htup::HeapTupleHeaderGetXmin(tuple.t_data);
-    let mut get = |attnum: i32| {
-        let mut isnull = false;
-        let datum = pg_sys::heap_getattr(&mut tuple, attnum, desc, &mut isnull);
-        (!isnull).then_some(datum)
-    };
-    let result = f(&mut get);
-    pg_sys::ReleaseBuffer(buffer);
-    Some((result, xmin))
+    let result = f(&mut version);
+    pg_sys::ReleaseBuffer(version.buffer);
+    Some(result)
 }
 
 /// Whether `block` lies within `rel`'s heap. The size this backend last learned is trusted as a
@@ -430,191 +508,11 @@ unsafe fn row_at<R>(
 ///
 /// # Safety
 /// `rel` is open and locked.
-unsafe fn block_exists(rel: pg_sys::Relation, block: pg_sys::BlockNumber) -> bool {
+pub unsafe fn block_exists(rel: pg_sys::Relation, block: pg_sys::BlockNumber) -> bool {
     let main = pg_sys::ForkNumber::MAIN_FORKNUM;
     let known = (*pg_sys::RelationGetSmgr(rel)).smgr_cached_nblocks[main as usize];
     if known != pg_sys::InvalidBlockNumber && block < known {
         return true;
     }
     block < pg_sys::RelationGetNumberOfBlocksInFork(rel, main)
-}
-
-/// The latest version of one of this backend's counter rows: where it is, its count, and the
-/// transaction that wrote it.
-struct Found {
-    tid: pg_sys::ItemPointerData,
-    n: i64,
-    xmin: pg_sys::TransactionId,
-}
-
-/// The latest version of `row` in `slot`, if it is at `tid`.
-///
-/// # Safety
-/// `counters` is open; `tid` is any position in its heap.
-unsafe fn counter_at(
-    counters: &Indexed,
-    tid: pg_sys::ItemPointerData,
-    row: &SlotRow,
-    slot: i32,
-) -> Option<Found> {
-    let (n, xmin) = row_at(counters.heap, tid, latest(), true, |get| {
-        let text = |d: Option<pg_sys::Datum>| d.and_then(|d| String::from_datum(d, false));
-        let int = |d: Option<pg_sys::Datum>| d.and_then(|d| i32::from_datum(d, false));
-        // The position may hold another row since (pruning reuses line pointers): check the key.
-        let same = text(get(1)).as_deref() == Some(row.org_id.as_str())
-            && int(get(2)) == Some(row.table_id)
-            && text(get(3)) == row.status
-            && int(get(4)) == Some(slot);
-        same.then(|| get(N_COLUMN).and_then(|d| i64::from_datum(d, false)))
-            .flatten()
-    })?;
-    Some(Found { tid, n: n?, xmin })
-}
-
-/// The latest version of `row` in `slot`, if the slot has the row.
-fn find_in_slot(counters: &Indexed, row: &SlotRow, slot: i32) -> Option<Found> {
-    if let Some(tid) = LAST_WRITTEN.with(|w| w.borrow().get(row).copied()) {
-        // SAFETY: counters is open; any position may be read.
-        if let Some(found) = unsafe { counter_at(counters, tid, row, slot) } {
-            return Some(found);
-        }
-    }
-    let keys = [
-        Key::Text(&row.org_id),
-        Key::Int(row.table_id),
-        Key::status(row.status.as_deref()),
-        Key::Int(slot),
-    ];
-    let mut found = None;
-    counters.scan(&keys, latest(), |tuple| {
-        // SAFETY: a heap row of org_stats.counters, pinned in the slot; n is bigint NOT NULL.
-        found = Some(unsafe {
-            let heap_tuple = pg_sys::ExecFetchSlotHeapTuple(tuple, false, std::ptr::null_mut());
-            Found {
-                tid: (*tuple).tts_tid,
-                n: column::<i64>(tuple, N_COLUMN).unwrap(),
-                xmin: pg_sys::submodules::htup::HeapTupleHeaderGetXmin((*heap_tuple).t_data),
-            }
-        });
-        false
-    });
-    found
-}
-
-/// Whether this transaction's snapshot (REPEATABLE READ and above) cannot see the writer of a
-/// counter version it is about to update: a prepared transaction that held this backend's slot
-/// and committed since. Updating it would mix that transaction's counts into ones this snapshot
-/// reads without its rows, so this refuses, as an UPDATE would.
-fn written_after_snapshot(xmin: pg_sys::TransactionId) -> bool {
-    // SAFETY: plain reads of the transaction's state.
-    unsafe {
-        pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32
-            && !pg_sys::TransactionIdIsCurrentTransactionId(xmin)
-            && pg_sys::XidInMVCCSnapshot(xmin, pg_sys::GetTransactionSnapshot())
-    }
-}
-
-/// Adds `delta` to `slot`'s row of (org, table, status), the latest version of it; false when
-/// the slot has no such row yet. Only this backend writes its slot, but recalculate() may fold
-/// the row away concurrently: then the update finds it deleted and this finds no row.
-pub fn add_to_slot(
-    counters: &Indexed,
-    org_id: &str,
-    table_id: i32,
-    status: Option<&str>,
-    slot: i32,
-    delta: i64,
-) -> bool {
-    let row = SlotRow {
-        org_id: org_id.to_owned(),
-        table_id,
-        status: status.map(str::to_owned),
-    };
-    loop {
-        let Some(Found { mut tid, n, xmin }) = find_in_slot(counters, &row, slot) else {
-            LAST_WRITTEN.with(|w| w.borrow_mut().remove(&row));
-            return false;
-        };
-        if written_after_snapshot(xmin) {
-            errors::slot_written_after_snapshot();
-        }
-        // SAFETY: the new version has the key of the old one and the counter's column types.
-        unsafe {
-            let mut values = [
-                org_id.into_datum().unwrap(),
-                table_id.into_datum().unwrap(),
-                status.into_datum().unwrap_or(pg_sys::Datum::from(0)),
-                slot.into_datum().unwrap(),
-                (n + delta).into_datum().unwrap(),
-            ];
-            let mut nulls = [false, false, status.is_none(), false, false];
-            let tuple = pg_sys::heap_form_tuple(
-                (*counters.heap).rd_att,
-                values.as_mut_ptr(),
-                nulls.as_mut_ptr(),
-            );
-            match update(counters, &mut tid, tuple) {
-                Updated::Done { hot: true } => {}
-                Updated::Done { hot: false } => {
-                    insert_index_entry(counters, &mut values[..4], &mut nulls[..4], tuple)
-                }
-                // Changed after it was found (folded away by recalculate()): look again.
-                Updated::Gone => {
-                    pg_sys::heap_freetuple(tuple);
-                    continue;
-                }
-            }
-            remember(&LAST_WRITTEN, row, (*tuple).t_self);
-            pg_sys::heap_freetuple(tuple);
-        }
-        return true;
-    }
-}
-
-/// Points the key index at the new version of a row (an update that could not stay HOT).
-///
-/// # Safety
-/// `values` and `nulls` are the key columns of `tuple`, just written to the counters.
-unsafe fn insert_index_entry(
-    counters: &Indexed,
-    values: &mut [pg_sys::Datum],
-    nulls: &mut [bool],
-    tuple: pg_sys::HeapTuple,
-) {
-    let info = pg_sys::BuildIndexInfo(counters.index());
-    let check = pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES;
-    let (heap, index, tid) = (counters.heap, counters.index(), &mut (*tuple).t_self);
-    // The key is unchanged: a hint that lets the btree delete the old versions' entries early.
-    pg_sys::index_insert(
-        index,
-        values.as_mut_ptr(),
-        nulls.as_mut_ptr(),
-        tid,
-        heap,
-        check,
-        true,
-        info,
-    );
-}
-
-enum Updated {
-    Done { hot: bool },
-    Gone,
-}
-
-/// Replaces the row at `tid` with `tuple`, waiting for a concurrent recalculate() that holds it.
-///
-/// # Safety
-/// `tuple` is a row of the counters' descriptor; `tid` names a row this snapshot found.
-unsafe fn update(
-    counters: &Indexed,
-    tid: &mut pg_sys::ItemPointerData,
-    tuple: pg_sys::HeapTuple,
-) -> Updated {
-    let (result, hot) = compat::heap_update(counters.heap, tid, tuple);
-    match result {
-        pg_sys::TM_Result::TM_Ok => Updated::Done { hot },
-        pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted => Updated::Gone,
-        other => panic!("org_stats could not update its counter row: TM_Result {other}"),
-    }
 }

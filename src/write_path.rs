@@ -2,21 +2,17 @@
 //! - `org_stats_row`, AFTER INSERT/UPDATE/DELETE FOR EACH ROW: turns each row change into deltas
 //!   in backend memory (see `deltas`); no SQL per row.
 //! - `org_stats_flush`, AFTER INSERT/UPDATE/DELETE FOR EACH STATEMENT: writes the statement's
-//!   deltas, one counter row per (org, status) group, in key order, into this backend's own slot.
+//!   deltas, one counter row per (org, status) group (which row: see `pool`).
 //! - `org_stats_truncate`, BEFORE TRUNCATE: removes the table's (or partition's) share.
 //!
 //! Counting does not depend on the statement trigger alone: what is still pending at commit is
 //! written by the pre-commit callback (a logical-replication apply worker fires only row
 //! triggers), and a huge statement flushes early to keep memory bounded.
-//!
-//! Each backend writes only the slot equal to its backend id, so concurrent writers of one org
-//! never wait on, or deadlock over, a counter row, and a writer at REPEATABLE READ never meets a
-//! counter version it cannot see. Reads sum the slots.
 
 use crate::backfill;
-use crate::compat;
 use crate::deltas::{self, Group};
 use crate::errors;
+use crate::pool;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
@@ -38,68 +34,29 @@ thread_local! {
     static FLUSH_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(FLUSH_THRESHOLD) };
 }
 
-/// Up to this many groups, a flush updates group by group (see `write`).
-const FEW_GROUPS: usize = 8;
-
-/// Adds `deltas` to this backend's slot of each group, in key order. A statement of a few groups
-/// (the usual single-row write) mostly finds their rows in this slot already and updates each
-/// in place directly (see `storage`); the groups new to the slot go in together with one
-/// INSERT ... ON CONFLICT. A bulk statement's groups all go through that one statement.
+/// Adds `deltas` to the counters, one row per group (see `pool`). Inside a statement, only onto
+/// row versions its snapshot sees; at commit, onto any.
 pub fn write(deltas: Vec<(Group, i64)>) {
     if deltas.is_empty() {
         return;
     }
-    let slot = backend_slot();
-    let mut new = deltas;
-    if new.len() <= FEW_GROUPS {
-        let counters = storage::counters(pg_sys::RowExclusiveLock);
-        if storage::writable_directly(&counters) {
-            // A new command before, so rows an earlier flush of this command wrote can be updated,
-            // and after, so snapshots taken later in this command (TRUNCATE's) see the updates.
-            // SAFETY: what SPI does around every statement that writes.
-            unsafe { pg_sys::CommandCounterIncrement() };
-            new.retain(|(group, delta)| {
-                let (org, status) = (group.org_id.as_str(), group.status.as_deref());
-                !storage::add_to_slot(&counters, org, group.table_id, status, slot, *delta)
-            });
-            unsafe { pg_sys::CommandCounterIncrement() };
+    let counters = storage::counters(pg_sys::RowExclusiveLock);
+    storage::require_direct_writes(&counters);
+    // SAFETY: reads the snapshot stack; CommandCounterIncrement is what SPI does around every
+    // statement that writes: before, so rows an earlier flush of this command wrote can be
+    // updated, and after, so snapshots taken later in this command (TRUNCATE's) see the writes.
+    unsafe {
+        let visible = if pg_sys::ActiveSnapshotSet() {
+            pool::Visible::To(pg_sys::GetActiveSnapshot())
+        } else {
+            pool::Visible::Any
+        };
+        pg_sys::CommandCounterIncrement();
+        for (group, delta) in &deltas {
+            pool::add(&counters, group, *delta, visible);
         }
+        pg_sys::CommandCounterIncrement();
     }
-    if !new.is_empty() {
-        security::as_extension_owner(|| upsert(new, slot));
-    }
-}
-
-/// Adds to this slot's rows of `groups`, creating those that do not exist, in one statement.
-fn upsert(groups: Vec<(Group, i64)>, slot: i32) {
-    let mut orgs = Vec::with_capacity(groups.len());
-    let mut tables = Vec::with_capacity(groups.len());
-    let mut statuses = Vec::with_capacity(groups.len());
-    let mut counts = Vec::with_capacity(groups.len());
-    for (group, delta) in groups {
-        orgs.push(group.org_id);
-        tables.push(group.table_id);
-        statuses.push(group.status);
-        counts.push(delta);
-    }
-    sql::kept(
-        "INSERT INTO org_stats.counters AS c (org_id, table_id, status, slot, n) \
-         SELECT u.org_id, u.table_id, u.status, $5, u.n \
-           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int4[]), \
-                           pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.int8[])) \
-                AS u(org_id, table_id, status, n) \
-         ON CONFLICT (org_id, table_id, status, slot) \
-         DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n",
-        &[orgs.into(), tables.into(), statuses.into(), counts.into(), slot.into()],
-        Access::Write,
-        |_| {},
-    );
-}
-
-/// This backend's counter slot: its backend number, unique among live backends. Slot 0 belongs
-/// to backfill and recalculation.
-fn backend_slot() -> i32 {
-    compat::backend_number()
 }
 
 /// The tracked table a trigger counts for, from the trigger's own arguments (partitions fire with
@@ -406,10 +363,7 @@ unsafe extern "C-unwind" fn on_xact(
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE
             if deltas::len() > 0 =>
         {
-            // No statement is running at commit, so the flush needs a snapshot of its own.
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
             write(deltas::take_all());
-            pg_sys::PopActiveSnapshot();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_COMMIT
