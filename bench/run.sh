@@ -17,10 +17,10 @@ SMOKE=0
 if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
 RESULTS=${1:-RESULTS.md}
 if [ $SMOKE = 1 ]; then
-    ROUNDS=1 DURATION=1 BIG=3000 BULK_BIG=2000 BULK_SMALL=1000 MILLION=20000 MILLION_ORGS=50
+    ROUNDS=1 DURATION=1 BIG=3000 BULK_BIG=2000 BULK_SMALL=1000 MILLION=20000 MILLION_ORGS=50 POOL_CLIENTS=8
 else
     ROUNDS=${ORG_STATS_BENCH_ROUNDS:-3} DURATION=${ORG_STATS_BENCH_SECONDS:-6}
-    BIG=300000 BULK_BIG=100000 BULK_SMALL=20000 MILLION=1000000 MILLION_ORGS=1000
+    BIG=300000 BULK_BIG=100000 BULK_SMALL=20000 MILLION=1000000 MILLION_ORGS=1000 POOL_CLIENTS=60
 fi
 VARIANTS=(none handwritten org_stats)
 DB=org_stats_bench
@@ -97,6 +97,10 @@ pgbench_tps() { # workload variant clients script
 
 run_workload() { # workload variant
     local w=$1 v=$2
+    if [ "$w" = pooled_60_clients ]; then
+        [ "$v" = handwritten ] || run_pooled "$v"   # against no counting only
+        return
+    fi
     reset "$v"
     case $w in
         bulk_update_100k)
@@ -148,10 +152,56 @@ run_maintenance() {
     [ "$drift" = 0 ] || { echo "org_stats drifted after backfill/recalculate: $drift" >&2; exit 1; }
 }
 
+# The pooled workload: POOL_CLIENTS connections writing single rows (inserts and status changes,
+# half each) over 2,000 orgs x 5 statuses, the way an application writes through a connection
+# pool; then how many counter rows the groups have, how big the counters are and what reading the
+# org with the most rows costs, before and after recalculate() folds them. In a database of its
+# own, so the counters hold its rows only.
+POOL_DB=org_stats_pool_bench
+pool_sql() { psql -X -q -v ON_ERROR_STOP=1 -d "$POOL_DB" "$@"; }
+run_pooled() { # variant
+    local v=$1 out failed fattest
+    dropdb --if-exists "$POOL_DB" >/dev/null
+    createdb "$POOL_DB"
+    pool_sql -c "CREATE EXTENSION org_stats" \
+        -c "CREATE TABLE pooled (id bigserial PRIMARY KEY, workos_org_id text NOT NULL, status text NOT NULL)" \
+        -c "INSERT INTO pooled (workos_org_id, status)
+            SELECT 'org_' || (1 + i % 2000), (ARRAY['Open', 'Dispatched', 'Delivered', 'Cancelled', 'Invoiced'])[1 + i % 5]
+              FROM generate_series(1, 200000) i" \
+        -c "VACUUM ANALYZE pooled" \
+        -c "CREATE FUNCTION read_us(org text, reads int) RETURNS float8 LANGUAGE plpgsql AS \$\$
+            DECLARE started timestamptz := clock_timestamp();
+            BEGIN
+                FOR i IN 1 .. reads LOOP PERFORM count(*) FROM org_stats.count_by_status('pooled', org); END LOOP;
+                RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / reads;
+            END \$\$"
+    [ "$v" = none ] || pool_sql -c "SELECT org_stats.track('pooled')" >/dev/null
+    pool_sql -c "CHECKPOINT"
+    out=$(pgbench -n -M prepared -c "$POOL_CLIENTS" -j 2 -T "$DURATION" \
+              -f pgbench/pooled_insert.sql@1 -f pgbench/pooled_status.sql@1 "$POOL_DB" 2>&1) || { echo "$out" >&2; exit 1; }
+    failed=$(echo "$out" | awk '/^number of failed transactions/ {print $5; exit}')
+    record pooled_write "$v" "$(echo "$out" | awk '/^tps = / {print $3; exit}')"
+    [ "${failed:-0}" = 0 ] || { echo "pooled workload: $failed transactions failed" >&2; echo "$out" >&2; exit 1; }
+    [ "$v" = org_stats ] || return 0
+    [ "$(pool_sql -At -c "SELECT count(*) FROM org_stats.check_drift('pooled')")" = 0 ] ||
+        { echo "org_stats drifted in the pooled workload" >&2; exit 1; }
+    read -r mean max < <(pool_sql -At -F ' ' -c "SELECT avg(k), max(k) FROM (SELECT count(*) AS k FROM org_stats.counters
+                                                    GROUP BY org_id, table_id, status) g")
+    record pooled_rows_mean org_stats "$mean"
+    record pooled_rows_max org_stats "$max"
+    record pooled_counters_kb org_stats "$(pool_sql -At -c "SELECT pg_total_relation_size('org_stats.counters') / 1024")"
+    fattest=$(pool_sql -At -c "SELECT org_id FROM org_stats.counters GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")
+    record pooled_read_fattest_us org_stats "$(pool_sql -At -c "SELECT read_us('$fattest', 20000)")"
+    pool_sql -c "SELECT count(*) FROM org_stats.recalculate('pooled')" -c "VACUUM FULL org_stats.counters" >/dev/null
+    record pooled_read_folded_us org_stats "$(pool_sql -At -c "SELECT read_us('$fattest', 20000)")"
+    record pooled_counters_folded_kb org_stats "$(pool_sql -At -c "SELECT pg_total_relation_size('org_stats.counters') / 1024")"
+}
+
 # ORG_STATS_BENCH_WORKLOADS="w1 w2" measures only those workloads (and no maintenance).
 ALL_WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_plus_counter_update_1_client
            insert_8_clients_100_orgs insert_plus_counter_update_8_clients status_update_8_clients_one_org
-           insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor)
+           insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor
+           pooled_60_clients)
 read -r -a WORKLOADS <<<"${ORG_STATS_BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 
 setup_database
