@@ -84,7 +84,9 @@ fn backfill_batch(tbl: RegClass, orgs: Vec<String>) -> i64 {
     drift::require_read_committed("org_stats.backfill()");
     let t = drift::targets(Some(tbl), "backfill").remove(0);
     security::as_extension_owner(|| {
-        drift::lock_table(t.table_id);
+        if !drift::lock_table(&t) {
+            return 0;
+        }
         let scan = drift::scan(&t, drift::Orgs::Batch(&orgs), true);
         sql::kept(
             "UPDATE org_stats.backfill_state b \

@@ -33,8 +33,20 @@ pub unsafe fn index_beginscan(
     scan
 }
 
+/// Which indexes a row version just written needs entries in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum NewEntries {
+    /// None: a heap-only (HOT) update.
+    None,
+    /// Only summarizing (BRIN) indexes: a HOT update on 17 and later, where those do not block it.
+    #[cfg_attr(feature = "pg15", allow(dead_code))]
+    Summarizing,
+    /// Every index.
+    All,
+}
+
 /// `heap_update` of the row at `tid`, waiting for a concurrent updater; returns the result and
-/// whether the new version stayed heap-only (HOT), so needs no index entry.
+/// which indexes the new version needs entries in.
 ///
 /// # Safety
 /// `rel` is open and locked for writing; `tuple` is a row of its descriptor.
@@ -42,7 +54,7 @@ pub unsafe fn heap_update(
     rel: pg_sys::Relation,
     tid: &mut pg_sys::ItemPointerData,
     tuple: pg_sys::HeapTuple,
-) -> (pg_sys::TM_Result::Type, bool) {
+) -> (pg_sys::TM_Result::Type, NewEntries) {
     let mut failure = pg_sys::TM_FailureData::default();
     let mut lockmode = pg_sys::LockTupleMode::LockTupleExclusive;
     let cid = pg_sys::GetCurrentCommandId(true);
@@ -75,10 +87,46 @@ pub unsafe fn heap_update(
         &mut indexes,
     );
     #[cfg(feature = "pg15")]
-    let hot = pg_sys::HeapTupleHeaderIsHeapOnly((*tuple).t_data);
+    let entries = if pg_sys::HeapTupleHeaderIsHeapOnly((*tuple).t_data) {
+        NewEntries::None
+    } else {
+        NewEntries::All
+    };
     #[cfg(any(feature = "pg17", feature = "pg18"))]
-    let hot = indexes == pg_sys::TU_UpdateIndexes::TU_None;
-    (result, hot)
+    let entries = match indexes {
+        pg_sys::TU_UpdateIndexes::TU_None => NewEntries::None,
+        pg_sys::TU_UpdateIndexes::TU_Summarizing => NewEntries::Summarizing,
+        _ => NewEntries::All,
+    };
+    (result, entries)
+}
+
+/// Whether an index summarizes (BRIN): 17 and later keep such indexes current even on HOT
+/// updates.
+///
+/// # Safety
+/// `info` is a valid IndexInfo.
+pub unsafe fn is_summarizing(info: *const pg_sys::IndexInfo) -> bool {
+    #[cfg(feature = "pg15")]
+    let summarizing = {
+        let _ = info;
+        false
+    };
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    let summarizing = (*info).ii_Summarizing;
+    summarizing
+}
+
+/// Lets an index method release what it kept between inserts (17 added the call; BRIN keeps a
+/// pinned buffer).
+///
+/// # Safety
+/// `index` is open and `info` is its IndexInfo, used for inserts just before.
+pub unsafe fn index_insert_cleanup(index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) {
+    #[cfg(feature = "pg15")]
+    let _ = (index, info);
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    pg_sys::index_insert_cleanup(index, info);
 }
 
 /// Pins the search path to `pg_catalog` alone for as long as it lives. On 15 an override search

@@ -138,7 +138,7 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
     }
     let t = registry::find_by_id(t.table_id).expect("tracked, as read just above");
     if retyped {
-        drift::lock_table(t.table_id);
+        drift::lock_table(&t);
         drift::scan(&t, drift::Orgs::All, true);
     }
     t

@@ -61,14 +61,23 @@ pub fn require_read_committed(what: &str) {
     }
 }
 
-/// Waits for other maintenance of the table; held until the transaction ends. Writers never take it.
-pub fn lock_table(table_id: i32) {
+/// Waits for other maintenance of the table; held until the transaction ends. Writers never take
+/// it. The table itself is locked first (in ACCESS SHARE mode, as the scan would), so maintenance
+/// takes its locks in the order DDL does (table, then this lock) and never deadlocks with an
+/// ALTER TABLE or a dropped partition whose event trigger recounts. Returns false if the table
+/// was untracked meanwhile.
+pub fn lock_table(t: &Tracked) -> bool {
+    sql::exec(
+        &format!("LOCK TABLE {} IN ACCESS SHARE MODE", t.relid.qualified()),
+        &[],
+    );
     sql::kept(
         "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-        &[LOCK_SPACE.into(), table_id.into()],
+        &[LOCK_SPACE.into(), t.table_id.into()],
         Access::Write,
         |_| {},
     );
+    registry::find_by_id(t.table_id).is_some()
 }
 
 /// Compares (and with `repair`, fixes) the counts of `orgs` in `t`. Run with the extension's rights.
@@ -254,7 +263,9 @@ fn recalculate(
     let mut orgs_checked = 0;
     security::as_extension_owner(|| {
         for t in &tables {
-            lock_table(t.table_id);
+            if !lock_table(t) {
+                continue;
+            }
             let found = scan(t, org_id.map_or(Orgs::All, Orgs::One), true);
             orgs_checked += found.orgs_checked;
             sql::kept(

@@ -80,6 +80,10 @@ struct Claimed {
 
 impl Drop for Claimed {
     fn drop(&mut self) {
+        // Unwinding from an ERROR: the abort releases the lock, and PostgreSQL may not be called.
+        if std::thread::panicking() {
+            return;
+        }
         // SAFETY: locked in `claim`; the relation stays open.
         unsafe { pg_sys::UnlockTuple(self.rel, &mut self.tid, pg_sys::ExclusiveLock as i32) };
     }
@@ -132,20 +136,29 @@ fn claim(
     Some(claimed)
 }
 
-/// Positions and slots of the group's rows: every version a dirty snapshot sees (committed and
-/// live, or being inserted or changed by a transaction in progress).
+/// Positions and slots of the group's rows that may be claimed: every version a dirty snapshot
+/// sees (committed and live, or being inserted or changed by a transaction in progress).
 fn rows_of(counters: &Indexed, group: &Group) -> Vec<(pg_sys::ItemPointerData, i32)> {
     let mut dirty = pg_sys::SnapshotData {
         snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY,
         ..Default::default()
     };
+    versions_of(counters, group, &mut dirty)
+}
+
+/// Positions and slots of the versions of the group's rows that `snapshot` sees.
+fn versions_of(
+    counters: &Indexed,
+    group: &Group,
+    snapshot: pg_sys::Snapshot,
+) -> Vec<(pg_sys::ItemPointerData, i32)> {
     let keys = [
         Key::Text(&group.org_id),
         Key::Int(group.table_id),
         Key::status(group.status.as_deref()),
     ];
     let mut rows = Vec::new();
-    counters.scan(&keys, &mut dirty, |row| {
+    counters.scan(&keys, snapshot, |row| {
         // SAFETY: a row of org_stats.counters, pinned in the slot; slot is integer NOT NULL.
         rows.push(unsafe { ((*row).tts_tid, storage::column::<i32>(row, 4).unwrap()) });
         true
@@ -170,13 +183,17 @@ pub fn add(counters: &Indexed, group: &Group, delta: i64, visible: Visible) {
             }
         }
     }
-    insert(counters, group, new_slot(&rows), delta);
+    insert(counters, group, new_slot(counters, group), delta);
 }
 
-/// A slot for a new row of this backend that no row of the group has.
-fn new_slot(rows: &[(pg_sys::ItemPointerData, i32)]) -> i32 {
+/// A slot for a new row of this backend that no version of any row of the group has. Every
+/// version, dead ones included: a row updated (not HOT) and committed after the index scan read
+/// its leaf page is found only through its old version, which the caller's snapshot keeps from
+/// being pruned meanwhile (its updater was still running when that snapshot was taken).
+fn new_slot(counters: &Indexed, group: &Group) -> i32 {
+    let versions = versions_of(counters, group, &raw mut pg_sys::SnapshotAnyData);
     let mut slot = compat::backend_number();
-    while rows.iter().any(|&(_, s)| s == slot) {
+    while versions.iter().any(|&(_, s)| s == slot) {
         slot = slot
             .checked_add(SLOT_STRIDE)
             .unwrap_or_else(|| errors::counters_altered("has no free slot left for a new row"));
@@ -221,12 +238,10 @@ fn update(counters: &Indexed, row: &Claimed, group: &Group, n: i64) -> bool {
     // SAFETY: the new version has the key of the old one and the counters' column types; the
     // claim keeps every other claimant off, so heap_update finds nothing to wait for.
     unsafe {
-        let (result, hot) = compat::heap_update(counters.heap, &mut tid, tuple);
+        let (result, entries) = compat::heap_update(counters.heap, &mut tid, tuple);
         let done = result == pg_sys::TM_Result::TM_Ok;
         if done {
-            if !hot {
-                storage::insert_index_entries(counters, tuple, true);
-            }
+            storage::insert_index_entries(counters, tuple, entries, true);
             remember(group, tuple);
         }
         pg_sys::heap_freetuple(tuple);
@@ -246,7 +261,7 @@ fn insert(counters: &Indexed, group: &Group, slot: i32, n: i64) {
             0,
             std::ptr::null_mut(),
         );
-        storage::insert_index_entries(counters, tuple, false);
+        storage::insert_index_entries(counters, tuple, compat::NewEntries::All, false);
         remember(group, tuple);
         pg_sys::heap_freetuple(tuple);
     }

@@ -258,8 +258,9 @@ pub fn require_direct_writes(counters: &Indexed) {
     }
 }
 
-/// Adds index entries for a counter row just written to the heap (inserted, or updated in a way
-/// that could not stay HOT), to the key index and to any index added by hand. `key_unchanged`
+/// Adds index entries for a counter row just written to the heap (`which`: all for an insert or
+/// an update that could not stay HOT, only summarizing ones for a HOT update on 17 and later),
+/// to the key index and to any index added by hand, as the executor would. `key_unchanged`
 /// tells the key index that the key of an updated row is the same, so it may drop the old
 /// versions' entries early.
 ///
@@ -268,8 +269,12 @@ pub fn require_direct_writes(counters: &Indexed) {
 pub unsafe fn insert_index_entries(
     counters: &Indexed,
     tuple: pg_sys::HeapTuple,
+    which: compat::NewEntries,
     key_unchanged: bool,
 ) {
+    if which == compat::NewEntries::None {
+        return;
+    }
     let rel = counters.heap;
     let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsHeapTuple);
     pg_sys::ExecStoreHeapTuple(tuple, slot, false);
@@ -278,36 +283,45 @@ pub unsafe fn insert_index_entries(
         let oid = (*(*list).elements.add(i as usize)).oid_value;
         let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
         let info = pg_sys::BuildIndexInfo(index);
-        if !(*info).ii_Expressions.is_null() || !(*info).ii_Predicate.is_null() {
+        if !(*info).ii_Expressions.is_null()
+            || !(*info).ii_Predicate.is_null()
+            || !(*info).ii_ExclusionOps.is_null()
+        {
             errors::counters_altered(
-                "has an expression or partial index, which org_stats cannot maintain",
+                "has an expression, partial or exclusion index, which org_stats cannot maintain",
             );
         }
-        let mut values = [pg_sys::Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
-        let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
-        pg_sys::FormIndexDatum(
-            info,
-            slot,
-            std::ptr::null_mut(),
-            values.as_mut_ptr(),
-            nulls.as_mut_ptr(),
-        );
-        let check = if (*info).ii_Unique {
-            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
-        } else {
-            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
-        };
-        let unchanged = key_unchanged && oid == relid(Own::CountersKey);
-        pg_sys::index_insert(
-            index,
-            values.as_mut_ptr(),
-            nulls.as_mut_ptr(),
-            &mut (*tuple).t_self,
-            rel,
-            check,
-            unchanged,
-            info,
-        );
+        // An index being built concurrently takes entries once it is ready for them.
+        let wanted = (*info).ii_ReadyForInserts
+            && (which == compat::NewEntries::All || compat::is_summarizing(info));
+        if wanted {
+            let mut values = [pg_sys::Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
+            let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+            pg_sys::FormIndexDatum(
+                info,
+                slot,
+                std::ptr::null_mut(),
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            );
+            let check = if (*info).ii_Unique {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+            } else {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+            };
+            let unchanged = key_unchanged && oid == relid(Own::CountersKey);
+            pg_sys::index_insert(
+                index,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+                &mut (*tuple).t_self,
+                rel,
+                check,
+                unchanged,
+                info,
+            );
+            compat::index_insert_cleanup(index, info);
+        }
         pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
     pg_sys::list_free(list);

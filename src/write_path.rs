@@ -34,29 +34,35 @@ thread_local! {
     static FLUSH_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(FLUSH_THRESHOLD) };
 }
 
-/// Adds `deltas` to the counters, one row per group (see `pool`). Inside a statement, only onto
-/// row versions its snapshot sees; at commit, onto any.
+/// Adds a statement's `deltas` to the counters, one row per group (see `pool`), only onto row
+/// versions that the snapshot its later reads use sees: at REPEATABLE READ and SERIALIZABLE the
+/// transaction's, at READ COMMITTED the statement's.
 pub fn write(deltas: Vec<(Group, i64)>) {
+    // SAFETY: reads the snapshot stack; inside a statement there is an active snapshot.
+    let snapshot = unsafe {
+        if pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 {
+            pg_sys::GetTransactionSnapshot()
+        } else {
+            pg_sys::GetActiveSnapshot()
+        }
+    };
+    write_to(deltas, pool::Visible::To(snapshot));
+}
+
+fn write_to(deltas: Vec<(Group, i64)>, visible: pool::Visible) {
     if deltas.is_empty() {
         return;
     }
     let counters = storage::counters(pg_sys::RowExclusiveLock);
     storage::require_direct_writes(&counters);
-    // SAFETY: reads the snapshot stack; CommandCounterIncrement is what SPI does around every
-    // statement that writes: before, so rows an earlier flush of this command wrote can be
-    // updated, and after, so snapshots taken later in this command (TRUNCATE's) see the writes.
-    unsafe {
-        let visible = if pg_sys::ActiveSnapshotSet() {
-            pool::Visible::To(pg_sys::GetActiveSnapshot())
-        } else {
-            pool::Visible::Any
-        };
-        pg_sys::CommandCounterIncrement();
-        for (group, delta) in &deltas {
-            pool::add(&counters, group, *delta, visible);
-        }
-        pg_sys::CommandCounterIncrement();
+    // SAFETY: what SPI does around every statement that writes: a new command before, so rows an
+    // earlier flush of this command wrote can be updated, and after, so snapshots taken later in
+    // this command (TRUNCATE's) see the writes.
+    unsafe { pg_sys::CommandCounterIncrement() };
+    for (group, delta) in &deltas {
+        pool::add(&counters, group, *delta, visible);
     }
+    unsafe { pg_sys::CommandCounterIncrement() };
 }
 
 /// The tracked table a trigger counts for, from the trigger's own arguments (partitions fire with
@@ -363,11 +369,24 @@ unsafe extern "C-unwind" fn on_xact(
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE
             if deltas::len() > 0 =>
         {
-            write(deltas::take_all());
+            // Nothing reads after this flush, so it may take any row; the snapshot is for what
+            // it reads meanwhile (a toasted org id) and keeps the versions it saw from pruning.
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            write_to(deltas::take_all(), pool::Visible::Any);
+            pg_sys::PopActiveSnapshot();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            // Only another extension's pre-commit callback, running after org_stats', could have
+            // counted rows this late.
+            if event != pg_sys::XactEvent::XACT_EVENT_ABORT && deltas::len() > 0 {
+                pgrx::warning!(
+                    "org_stats: {} counter changes made after its pre-commit flush were not written; \
+                     run org_stats.recalculate()",
+                    deltas::len()
+                );
+            }
             deltas::clear();
             FLUSH_AT.with(|f| f.set(FLUSH_THRESHOLD));
         }
