@@ -124,19 +124,26 @@ if pool_ours is not None:
     out.append("|---|---:|---:|---:|---|---|")
     pool_rows = [
         ("write TPS (reference: no counting)", pool_ours, pool_none, ">= 0.85x", lambda r: r >= 0.85, True),
+        ("reference: the same statements plus their counter UPDATEs by hand, on rows each client alone "
+         "writes, no trigger (1 for an insert, 2 for a status change); TPS against no counting",
+         median("pooled_floor", "none"), pool_none, "", None, True),
         ("counter rows per group, mean", mean, None, "<= 1.5", lambda v: v <= 1.5, False),
         ("counter rows per group, max", most, None, "<= 10", lambda v: v <= 10, False),
         ("counters' size, kB (reference: folded)", size, folded_size, "<= 2x", lambda r: r <= 2, True),
         ("read of the fattest org, us (reference: folded)", read, folded_read, "<= 1.5x", lambda r: r <= 1.5, True),
     ]
     for name, value, reference, target, check, ratio_based in pool_rows:
+        if value is None:
+            continue
         ratio = value / reference if ratio_based and reference else None
-        ok = check(ratio if ratio_based else value) if (ratio if ratio_based else value) is not None else False
-        verdicts.append(("pooled: " + name, ok))
+        met = ""
+        if check:
+            ok = check(ratio if ratio_based else value)
+            verdicts.append(("pooled: " + name, ok))
+            met = "yes" if ok else "**no**"
         shown = f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
         ref = "" if reference is None else (f"{reference:,.2f}" if reference < 100 else f"{reference:,.0f}")
-        out.append(f"| {name} | {shown} | {ref} | {'' if ratio is None else f'{ratio:.2f}x'} | {target} | "
-                   f"{'yes' if ok else '**no**'} |")
+        out.append(f"| {name} | {shown} | {ref} | {'' if ratio is None else f'{ratio:.2f}x'} | {target} | {met} |")
 
 group_by, backfill, recalc = (median(w, "org_stats") for w in ("group_by_1m_rows", "backfill_1m_rows", "recalculate_1m_rows"))
 out.append("")

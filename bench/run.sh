@@ -159,8 +159,17 @@ run_maintenance() {
 # own, so the counters hold its rows only.
 POOL_DB=org_stats_pool_bench
 pool_sql() { psql -X -q -v ON_ERROR_STOP=1 -d "$POOL_DB" "$@"; }
+pool_tps() { # workload variant insert-script status-script
+    local out failed
+    pool_sql -c "CHECKPOINT"
+    out=$(pgbench -n -M prepared -c "$POOL_CLIENTS" -j 2 -T "$DURATION" \
+              -f "pgbench/$3@1" -f "pgbench/$4@1" "$POOL_DB" 2>&1) || { echo "$out" >&2; exit 1; }
+    failed=$(echo "$out" | awk '/^number of failed transactions/ {print $5; exit}')
+    record "$1" "$2" "$(echo "$out" | awk '/^tps = / {print $3; exit}')"
+    [ "${failed:-0}" = 0 ] || { echo "$1: $failed transactions failed" >&2; echo "$out" >&2; exit 1; }
+}
 run_pooled() { # variant
-    local v=$1 out failed fattest
+    local v=$1 fattest mean max
     dropdb --if-exists "$POOL_DB" >/dev/null
     createdb "$POOL_DB"
     pool_sql -c "CREATE EXTENSION org_stats" \
@@ -176,13 +185,14 @@ run_pooled() { # variant
                 RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / reads;
             END \$\$"
     [ "$v" = none ] || pool_sql -c "SELECT org_stats.track('pooled')" >/dev/null
-    pool_sql -c "CHECKPOINT"
-    out=$(pgbench -n -M prepared -c "$POOL_CLIENTS" -j 2 -T "$DURATION" \
-              -f pgbench/pooled_insert.sql@1 -f pgbench/pooled_status.sql@1 "$POOL_DB" 2>&1) || { echo "$out" >&2; exit 1; }
-    failed=$(echo "$out" | awk '/^number of failed transactions/ {print $5; exit}')
-    record pooled_write "$v" "$(echo "$out" | awk '/^tps = / {print $3; exit}')"
-    [ "${failed:-0}" = 0 ] || { echo "pooled workload: $failed transactions failed" >&2; echo "$out" >&2; exit 1; }
-    [ "$v" = org_stats ] || return 0
+    pool_tps pooled_write "$v" pooled_insert.sql pooled_status.sql
+    if [ "$v" = none ]; then
+        pool_sql -c "CREATE TABLE pool_floor AS SELECT c AS client, k, 0::bigint AS n
+                       FROM generate_series(0, $POOL_CLIENTS - 1) c, generate_series(0, 1) k" \
+                 -c "ALTER TABLE pool_floor ADD PRIMARY KEY (client, k)"
+        pool_tps pooled_floor none pooled_floor_insert.sql pooled_floor_status.sql
+        return
+    fi
     [ "$(pool_sql -At -c "SELECT count(*) FROM org_stats.check_drift('pooled')")" = 0 ] ||
         { echo "org_stats drifted in the pooled workload" >&2; exit 1; }
     read -r mean max < <(pool_sql -At -F ' ' -c "SELECT avg(k), max(k) FROM (SELECT count(*) AS k FROM org_stats.counters
@@ -217,4 +227,12 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 python3 report.py "$WORK/samples" "$ROUNDS" "$DURATION" "$SMOKE" "$BIG" "$MILLION" >"$RESULTS"
+# The main results quote the latest run on each other major (ratios compare within one run only).
+if [ $SMOKE = 0 ] && [ "$(basename "$RESULTS")" = RESULTS.md ]; then
+    for other in "$(dirname "$RESULTS")"/RESULTS-pg*.md; do
+        [ -e "$other" ] || continue
+        printf '\n## The same benchmark on PostgreSQL %s\n\n' "$(basename "$other" .md | sed 's/RESULTS-pg//')" >>"$RESULTS"
+        sed -n '/^Run by/,/^Targets met/p' "$other" >>"$RESULTS"
+    done
+fi
 cat "$RESULTS"
