@@ -6,7 +6,7 @@
 CREATE PROCEDURE org_stats.backfill(tbl regclass DEFAULT NULL, batch_size integer DEFAULT 500)
 LANGUAGE plpgsql AS $$
 DECLARE
-    target  oid;
+    target  text;
     orgs    text[];
     total   integer;
     done    integer;
@@ -20,24 +20,24 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'The default, 500, suits most tables.';
     END IF;
     FOREACH target IN ARRAY org_stats.backfill_targets(tbl) LOOP
-        orgs := org_stats.backfill_start(target::pg_catalog.regclass);
+        orgs := org_stats.backfill_start(target);
         total := COALESCE(pg_catalog.array_length(orgs, 1), 0);
         done := 0;
         rows := 0;
         started := pg_catalog.clock_timestamp();
         COMMIT;
         WHILE done OPERATOR(pg_catalog.<) total LOOP
-            rows := rows OPERATOR(pg_catalog.+) org_stats.backfill_batch(target::pg_catalog.regclass,
+            rows := rows OPERATOR(pg_catalog.+) org_stats.backfill_batch(target,
                 orgs[done OPERATOR(pg_catalog.+) 1 : done OPERATOR(pg_catalog.+) batch_size]);
             done := LEAST(done OPERATOR(pg_catalog.+) batch_size, total);
             COMMIT;
             elapsed := pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started);
             rate := done OPERATOR(pg_catalog./) GREATEST(elapsed, 0.001);
             RAISE NOTICE 'org_stats.backfill %: % / % orgs, % rows, % orgs/s, ETA % s',
-                target::pg_catalog.regclass, done, total, rows, pg_catalog.round(rate::numeric),
+                target, done, total, rows, pg_catalog.round(rate::numeric),
                 pg_catalog.round(((total OPERATOR(pg_catalog.-) done) OPERATOR(pg_catalog./) rate)::numeric);
         END LOOP;
-        PERFORM org_stats.backfill_finish(target::pg_catalog.regclass);
+        PERFORM org_stats.backfill_finish(target);
         COMMIT;
     END LOOP;
 END

@@ -15,7 +15,7 @@ BEGIN
 END
 $$;
 
--- On DROP: a tracked column may not go; a dropped tracked table is forgotten; a dropped partition
+-- On DROP: a tracked column (org, status, summed, or read by a filter) may not go; a dropped tracked table is forgotten; a dropped partition
 -- of a tracked table takes its rows along without deleting them, so the table is recounted.
 CREATE FUNCTION org_stats.on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -28,7 +28,9 @@ BEGIN
         IF dropped.object_type OPERATOR(pg_catalog.=) 'table column' THEN
             IF EXISTS (SELECT FROM org_stats.tracked t
                         WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid
-                          AND dropped.address_names[3] IN (t.org_column::text, t.status_column::text))
+                          AND (dropped.address_names[3] IN (t.org_column::text, t.status_column::text)
+                               OR dropped.address_names[3] OPERATOR(pg_catalog.=)
+                                  ANY (COALESCE(t.sum_columns, '{}') OPERATOR(pg_catalog.||) COALESCE(t.filter_columns, '{}'))))
                AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
                                 WHERE d.objid OPERATOR(pg_catalog.=) dropped.objid
                                   AND d.object_type OPERATOR(pg_catalog.=) 'table') THEN

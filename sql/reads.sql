@@ -5,3 +5,10 @@ CREATE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
     STRICT STABLE PARALLEL RESTRICTED
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'count_by_status_wrapper';
+
+-- The same for a tracking named by text: a tracking's name, or a table's (its default tracking).
+CREATE FUNCTION org_stats.count_by_status(tracking text, org_id text)
+    RETURNS TABLE (status text, count bigint)
+    STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'count_by_status_of_wrapper';

@@ -1,12 +1,15 @@
 -- org_stats storage. Users read it through the views and functions below; only the extension's
 -- owner writes it (the triggers write as that owner, see src/security.rs).
 
--- One row per tracked table. table_id, not the table's OID, names a table everywhere else, so
--- counters and trigger arguments survive dump/restore (which gives tables new OIDs) and renames.
+-- One row per tracking: a table counted per (org, status), all its rows or those its filter
+-- selects, with the sums of some columns. table_id, not the table's OID, names a tracking
+-- everywhere else, so counters and trigger arguments survive dump/restore (which gives tables
+-- new OIDs) and renames. A table has at most one default tracking (name NULL), read by the
+-- table's name, and any number of named ones.
 CREATE SEQUENCE org_stats.tracked_table_id_seq AS integer;
 CREATE TABLE org_stats.tracked (
     table_id      integer     NOT NULL DEFAULT pg_catalog.nextval('org_stats.tracked_table_id_seq') PRIMARY KEY,
-    relid         regclass    NOT NULL UNIQUE,
+    relid         regclass    NOT NULL,
     org_column    name        NOT NULL,
     status_column name        NOT NULL,
     tracked_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -14,8 +17,16 @@ CREATE TABLE org_stats.tracked (
     -- backfill() or a whole-table recalculate()); until then see org_state.backfilled_at.
     backfilled_at timestamptz,
     last_recalculated    timestamptz,
-    last_groups_repaired bigint
+    last_groups_repaired bigint,
+    -- Since 0.2.0 (added at the end, as the upgrade adds them): the tracking's name (NULL: the
+    -- default tracking), the filter as stored (see src/filter.rs), the summed columns and the
+    -- columns the filter reads.
+    name           text CONSTRAINT tracked_name_key UNIQUE,
+    filter         text,
+    sum_columns    text[],
+    filter_columns text[]
 );
+CREATE UNIQUE INDEX tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;
 
 -- The counters, keyed by org first (so they can be co-located with tenant data on Citus).
@@ -29,8 +40,12 @@ CREATE TABLE org_stats.counters (
     status   text,
     slot     integer NOT NULL,
     n        bigint  NOT NULL,
-    CONSTRAINT counters_key UNIQUE NULLS NOT DISTINCT (org_id, table_id, status, slot)
+    CONSTRAINT counters_key UNIQUE NULLS NOT DISTINCT (org_id, table_id, status, slot),
+    -- Since 0.2.0: the sums of a tracking's summed columns, five numbers each (see src/sums.rs).
+    sums     numeric[]
 ) WITH (fillfactor = 50);
+-- A tracking's rows of every org, for totals across orgs.
+CREATE INDEX counters_by_table ON org_stats.counters (table_id, status);
 
 -- Per (table, org) bookkeeping of maintenance: when the org was last recalculated, and when its
 -- counters became authoritative (before that, reads of a table still being backfilled count live).
@@ -78,16 +93,17 @@ REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_st
     org_stats.recalculation_log, org_stats.recalculation_log_id_seq, org_stats.backfill_state FROM PUBLIC;
 
 CREATE VIEW org_stats.tracked_tables AS
-SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at
+SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
+       t.name AS tracking, t.filter, t.sum_columns
   FROM org_stats.tracked t;
 
--- One row per non-zero (table, org, status) whose counts are authoritative (backfilled), for the
+-- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled), for the
 -- tables the querying role may SELECT from and (unless org_stats.count_under_rls is on) whose
 -- row-level security does not apply to it. A security barrier, so no function of the caller's
 -- sees rows of other tables before those checks.
 CREATE VIEW org_stats.organization_stats WITH (security_barrier) AS
 SELECT t.relid AS table_name, c.org_id, c.status,
-       pg_catalog.sum(c.n)::bigint AS count, s.last_recalculated
+       pg_catalog.sum(c.n)::bigint AS count, s.last_recalculated, t.name AS tracking
   FROM org_stats.counters c
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
   LEFT JOIN org_stats.org_state s
@@ -96,17 +112,17 @@ SELECT t.relid AS table_name, c.org_id, c.status,
    AND (NOT pg_catalog.row_security_active(t.relid)
         OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
    AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
- GROUP BY t.relid, c.org_id, c.status, s.last_recalculated
+ GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
 
--- Backfill progress of each table that has had one.
+-- Backfill progress of each tracking that has had one.
 CREATE VIEW org_stats.backfill_progress AS
 SELECT t.relid AS table_name, b.orgs_done, b.orgs_total, b.rows_done,
        pg_catalog.round(100.0 * b.orgs_done / GREATEST(b.orgs_total, 1), 1) AS percent,
-       b.started_at, b.updated_at, b.finished_at
+       b.started_at, b.updated_at, b.finished_at, t.name AS tracking
   FROM org_stats.backfill_state b JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) b.table_id;
 
--- Per tracked table: what is counted, what still awaits backfill, how the last recalculation went.
+-- Per tracking: what is counted, what still awaits backfill, how the last recalculation went.
 CREATE VIEW org_stats.health AS
 SELECT t.relid AS table_name,
        (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM org_stats.counters c
@@ -118,7 +134,8 @@ SELECT t.relid AS table_name,
             ELSE b.orgs_total OPERATOR(pg_catalog.-) b.orgs_done END AS orgs_not_backfilled,
        t.backfilled_at,
        t.last_recalculated,
-       t.last_groups_repaired
+       t.last_groups_repaired,
+       t.name AS tracking
   FROM org_stats.tracked t
   LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id;
 

@@ -1,24 +1,25 @@
 //! Counting rows that already exist: in one pass when a table is tracked, or online, a batch of
 //! orgs per transaction, for `track(..., backfill => false)` followed by `CALL org_stats.backfill()`.
 
+use crate::deltas::Delta;
 use crate::drift;
 use crate::registry::{RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
-use pgrx::pg_sys;
+use crate::sums;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-/// The live (org, status, count) groups of `relation` (the tracked table or one of its
-/// partitions), for one org in status order or for all orgs, read on the active snapshot. The
-/// caller runs it with the extension's rights.
+/// The live (org, status, count and sums) groups of `relation` (the tracked table or one of its
+/// partitions) that tracking `t` counts, for one org in status order or for all orgs, read on the
+/// active snapshot. The caller runs it with the extension's rights.
 pub fn group_counts(
     t: &Tracked,
     relation: RegClass,
     org_id: Option<&str>,
-) -> Vec<(String, Option<String>, i64)> {
+) -> Vec<(String, Option<String>, Delta)> {
     let (org, status) = (t.org_sql(), t.status_sql());
-    let (filter, order) = match org_id {
+    let (rows, order) = match org_id {
         Some(_) => (format!("{org} OPERATOR(pg_catalog.=) $1"), " ORDER BY 2"),
         None => (
             format!("{} IS NOT NULL", quote_identifier(&t.org_column)),
@@ -26,23 +27,35 @@ pub fn group_counts(
         ),
     };
     let query = format!(
-        "SELECT {org}, {status}, pg_catalog.count(*) FROM {} WHERE {filter} GROUP BY 1, 2{order}",
-        relation.qualified()
+        "SELECT {org}, {status}, pg_catalog.count(*), {sums} FROM {table} WHERE {rows} GROUP BY 1, 2{order}",
+        sums = t.sums_sql(),
+        table = relation.qualified(),
+        rows = t.counted_sql(&rows),
     );
     let args: Vec<_> = org_id.into_iter().map(|o| o.into()).collect();
     let mut groups = Vec::new();
     sql::once(&query, &args, Access::Read, |row| {
-        groups.push((row.get(1).unwrap(), row.get(2), row.get(3).unwrap()))
+        let counted = Delta {
+            n: row.get(3).unwrap(),
+            sums: sums::from_numerics(row.get(4)),
+        };
+        groups.push((row.get(1).unwrap(), row.get(2), counted))
     });
     groups
 }
 
-/// Starts (or resumes) the backfill of `tbl`: the orgs still to count, in order, and the progress
-/// row of `org_stats.backfill_state`. Orgs counted by an earlier, interrupted run are skipped.
-/// Called by the `org_stats.backfill` procedure.
-#[pg_extern(volatile, parallel_unsafe)]
-fn backfill_start(tbl: RegClass) -> Vec<String> {
-    let t = drift::targets(Some(tbl), "backfill").remove(0);
+/// The tracking a backfill step works on (`tracking` as `backfill_targets` gave it), if the
+/// caller owns its table.
+fn target(tracking: &str) -> Tracked {
+    drift::targets_named(Some(tracking), "backfill").remove(0)
+}
+
+/// Starts (or resumes) the backfill of a tracking: the orgs still to count, in order, and the
+/// progress row of `org_stats.backfill_state`. Orgs counted by an earlier, interrupted run are
+/// skipped. Called by the `org_stats.backfill` procedure.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn backfill_start(tracking: &str) -> Vec<String> {
+    let t = target(tracking);
     security::as_extension_owner(|| {
         let mut orgs = Vec::new();
         sql::once(
@@ -79,10 +92,10 @@ fn backfill_start(tbl: RegClass) -> Vec<String> {
 /// Counts one batch of orgs of `tbl` exactly (see `drift`), marks them backfilled and records
 /// progress; returns the rows counted. Called by the `org_stats.backfill` procedure, which
 /// commits after each batch.
-#[pg_extern(volatile, parallel_unsafe)]
-fn backfill_batch(tbl: RegClass, orgs: Vec<String>) -> i64 {
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn backfill_batch(tracking: &str, orgs: Vec<String>) -> i64 {
     drift::require_read_committed("org_stats.backfill()");
-    let t = drift::targets(Some(tbl), "backfill").remove(0);
+    let t = target(tracking);
     security::as_extension_owner(|| {
         if !drift::lock_table(&t) {
             return 0;
@@ -101,10 +114,10 @@ fn backfill_batch(tbl: RegClass, orgs: Vec<String>) -> i64 {
     })
 }
 
-/// Marks `tbl` backfilled: from now on every org is answered from the counters.
-#[pg_extern(volatile, parallel_unsafe)]
-fn backfill_finish(tbl: RegClass) {
-    let t = drift::targets(Some(tbl), "backfill").remove(0);
+/// Marks a tracking backfilled: from now on every org is answered from the counters.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn backfill_finish(tracking: &str) {
+    let t = target(tracking);
     security::as_extension_owner(|| {
         for statement in [
             "UPDATE org_stats.tracked t SET backfilled_at = pg_catalog.now() WHERE t.table_id OPERATOR(pg_catalog.=) $1",
@@ -116,13 +129,13 @@ fn backfill_finish(tbl: RegClass) {
     });
 }
 
-/// The tracked tables `backfill(tbl)` covers: `tbl`, or every tracked table the caller owns
-/// that is not yet backfilled.
+/// The trackings `backfill(tbl)` covers, as references the steps above take: every tracking of
+/// `tbl`, or every tracking of a table the caller owns that is not yet backfilled.
 #[pg_extern(stable, parallel_safe)]
-fn backfill_targets(tbl: Option<RegClass>) -> Vec<pg_sys::Oid> {
+fn backfill_targets(tbl: Option<RegClass>) -> Vec<String> {
     drift::targets(tbl, "backfill")
         .into_iter()
         .filter(|t| tbl.is_some() || !t.counted)
-        .map(|t| t.relid.0)
+        .map(|t| t.reference())
         .collect()
 }

@@ -17,6 +17,7 @@
 use crate::deltas;
 use crate::drift;
 use crate::errors::raise;
+use crate::filter;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
@@ -27,47 +28,64 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::RefCell;
 
-/// A tracked table as it was before a DDL command.
+/// A tracking as it was before a DDL command.
 struct Before {
     table_id: i32,
-    /// (attribute number, type) of the org and status columns.
-    columns: [(i16, pg_sys::Oid); 2],
+    /// (attribute number, type) of the org, status, summed and filter columns, in that order.
+    columns: Vec<(i16, pg_sys::Oid)>,
+    /// The filter's parse tree, which names columns by number.
+    filter: Option<String>,
     tree: Vec<RegClass>,
+}
+
+/// (attribute number, type) of each named column of `relid`.
+fn positions(relid: RegClass, names: &[&str]) -> Vec<(i16, pg_sys::Oid)> {
+    names
+        .iter()
+        .map(|name| {
+            let name = std::ffi::CString::new(*name).expect("a column name has no NUL");
+            // SAFETY: syscache lookups of an existing relation's columns.
+            unsafe {
+                let attnum = pg_sys::get_attnum(relid.0, name.as_ptr());
+                (attnum, pg_sys::get_atttype(relid.0, attnum))
+            }
+        })
+        .collect()
+}
+
+/// The tracked columns of `t`, in the order `Before::columns` keeps them.
+fn tracked_columns(t: &Tracked) -> Vec<&str> {
+    [t.org_column.as_str(), t.status_column.as_str()]
+        .into_iter()
+        .chain(t.sum_columns.iter().map(String::as_str))
+        .chain(t.filter_columns.iter().map(String::as_str))
+        .collect()
 }
 
 thread_local! {
     static BEFORE: RefCell<Vec<Before>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Notes the tracked tables' columns and partitions. Called by the `org_stats_ddl_start` event
-/// trigger before every ALTER TABLE and CREATE TABLE.
+/// Notes the trackings' columns, filters and partitions. Called by the `org_stats_ddl_start`
+/// event trigger before every ALTER TABLE and CREATE TABLE.
 #[pg_extern(volatile, parallel_unsafe)]
 fn ddl_start() {
     let before = security::as_extension_owner(|| {
-        let mut found = Vec::new();
-        sql::kept(
-            "SELECT t.table_id, o.attnum, o.atttypid, s.attnum, s.atttypid, t.relid FROM org_stats.tracked t \
-               JOIN pg_catalog.pg_attribute o ON o.attrelid OPERATOR(pg_catalog.=) t.relid AND o.attname OPERATOR(pg_catalog.=) t.org_column \
-               JOIN pg_catalog.pg_attribute s ON s.attrelid OPERATOR(pg_catalog.=) t.relid AND s.attname OPERATOR(pg_catalog.=) t.status_column",
-            &[],
-            Access::Write,
-            |row| {
-                found.push((
-                    row.get::<i32>(1).unwrap(),
-                    [
-                        (row.get::<i16>(2).unwrap(), row.get::<pg_sys::Oid>(3).unwrap()),
-                        (row.get::<i16>(4).unwrap(), row.get::<pg_sys::Oid>(5).unwrap()),
-                    ],
-                    row.get::<RegClass>(6).unwrap(),
-                ))
-            },
-        );
-        found
+        registry::all()
             .into_iter()
-            .map(|(table_id, columns, relid)| Before {
-                table_id,
-                columns,
-                tree: tracking::partition_tree(relid),
+            .filter_map(|t| {
+                let columns = positions(t.relid, &tracked_columns(&t));
+                // A column gone while event triggers did not fire: nothing to follow (writes and
+                // reads say so).
+                if columns.iter().any(|&(attnum, _)| attnum <= 0) {
+                    return None;
+                }
+                Some(Before {
+                    table_id: t.table_id,
+                    columns,
+                    filter: t.filter.as_deref().map(|f| filter::tree(t.relid.0, f)),
+                    tree: tracking::partition_tree(t.relid),
+                })
             })
             .collect()
     });
@@ -109,32 +127,78 @@ fn column_at(table: RegClass, attnum: i16) -> (String, pg_sys::Oid) {
     found.expect("a tracked column cannot be dropped (see on_sql_drop)")
 }
 
-/// Follows renames of the tracked columns and recounts after a change of their type.
+fn refuse_type(t: &Tracked, column: &str, supported: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        format!(
+            "column \"{column}\" of table {} is tracked by org_stats and cannot have this type",
+            t.relid.display()
+        ),
+        format!("Supported types: {supported}. Untrack the table first to give the column another type."),
+    )
+}
+
+/// Follows renames of the tracked columns (org, status, summed, and those the filter reads,
+/// whose text is printed again from its parse tree) and recounts after a change of their type,
+/// checking the filter again first.
 fn follow_columns(t: Tracked, was: &Before) -> Tracked {
-    let now = was.columns.map(|(attnum, _)| column_at(t.relid, attnum));
-    for (name, type_oid) in &now {
-        if text_form::for_type(*type_oid).is_none() {
-            raise(
-                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                format!("column \"{name}\" of table {} is tracked by org_stats and cannot have this type", t.relid.display()),
-                "Supported types: text, varchar, char(n), name, uuid, smallint, integer, bigint, enums, \
-                 and domains over them. Untrack the table first to give the column another type.",
+    let now: Vec<(String, pg_sys::Oid)> = was
+        .columns
+        .iter()
+        .map(|&(attnum, _)| column_at(t.relid, attnum))
+        .collect();
+    let sums = 2..2 + t.sum_columns.len();
+    for (i, (name, type_oid)) in now.iter().enumerate() {
+        if i < 2 && text_form::for_type(*type_oid).is_none() {
+            refuse_type(
+                &t,
+                name,
+                "text, varchar, char(n), name, uuid, smallint, integer, bigint, enums, and domains over them",
+            );
+        }
+        if sums.contains(&i) && text_form::for_sum(*type_oid).is_none() {
+            refuse_type(
+                &t,
+                name,
+                "smallint, integer, bigint, numeric, and domains over them",
             );
         }
     }
-    let renamed = now[0].0 != t.org_column || now[1].0 != t.status_column;
-    let retyped = now[0].1 != was.columns[0].1 || now[1].1 != was.columns[1].1;
-    if renamed {
+    let names: Vec<&str> = now.iter().map(|(name, _)| name.as_str()).collect();
+    let renamed = names != tracked_columns(&t);
+    let retyped = now.iter().zip(&was.columns).any(|(a, b)| a.1 != b.1);
+    let filter = was.filter.as_deref().map(|tree| {
+        let text = filter::deparse(t.relid.0, tree);
+        if retyped || Some(&text) != t.filter.as_ref() {
+            // Still a filter org_stats may evaluate, on the columns as they are now.
+            filter::check(t.relid.0, &text);
+        }
+        text
+    });
+    if renamed || filter != t.filter {
+        let sum_columns = &names[sums.clone()];
+        let filter_columns = &names[sums.end..];
         sql::kept(
-            "UPDATE org_stats.tracked t SET org_column = $2, status_column = $3 WHERE t.table_id OPERATOR(pg_catalog.=) $1",
-            &[t.table_id.into(), now[0].0.as_str().into(), now[1].0.as_str().into()],
+            "UPDATE org_stats.tracked t SET org_column = $2, status_column = $3, \
+                    sum_columns = NULLIF($4::pg_catalog.text[], '{}'), filter_columns = NULLIF($5::pg_catalog.text[], '{}'), \
+                    filter = $6 \
+              WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+            &[
+                t.table_id.into(),
+                names[0].into(),
+                names[1].into(),
+                sum_columns.to_vec().into(),
+                filter_columns.to_vec().into(),
+                filter.as_deref().into(),
+            ],
             Access::Write,
             |_| {},
         );
         // The trigger arguments name the columns: re-create the triggers with the new names.
+        let renamed = registry::find_by_id(t.table_id).expect("tracked, as read just above");
         let relations = tracking::relations_with_triggers(t.table_id);
         tracking::remove_triggers(&relations, t.table_id);
-        tracking::install_triggers(Some(t.relid), &relations, t.table_id, &now[0].0, &now[1].0);
+        tracking::install_triggers(Some(t.relid), &relations, &renamed);
     }
     let t = registry::find_by_id(t.table_id).expect("tracked, as read just above");
     if retyped {
@@ -164,7 +228,7 @@ fn follow_partitions(t: &Tracked, tree_before: &[RegClass]) {
     }
     write_path::add_rows_of(t, &joined, 1);
     write_path::add_rows_of(t, &left, -1);
-    tracking::install_triggers(None, &joined, t.table_id, &t.org_column, &t.status_column);
+    tracking::install_triggers(None, &joined, t);
     tracking::remove_triggers(&left, t.table_id);
     write_path::write(deltas::take_current());
 }

@@ -7,8 +7,10 @@
 //! one into a subtransaction that may still roll back.
 //!
 //! The map is keyed so that a row of a group already in it costs no allocation: (subtransaction,
-//! table) → org → a short list of (status, delta).
+//! tracking) → org → a short list of (status, delta). A delta is a change of the row count and,
+//! for a tracking with summed columns, of each sum.
 
+use crate::sums::{self, Sum};
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
@@ -20,8 +22,34 @@ pub struct Group {
     pub status: Option<String>,
 }
 
+/// The change of one group: rows counted, and each summed column's sum (empty without sums).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub n: i64,
+    pub sums: Vec<Sum>,
+}
+
+impl Delta {
+    pub fn add(&mut self, other: &Delta) {
+        self.n += other.n;
+        sums::add_all(&mut self.sums, &other.sums);
+    }
+
+    /// The change that undoes this one.
+    pub fn negated(&self) -> Delta {
+        Delta {
+            n: -self.n,
+            sums: self.sums.iter().map(Sum::negated).collect(),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.n == 0 && self.sums.iter().all(Sum::is_zero)
+    }
+}
+
 type SubXact = pg_sys::SubTransactionId;
-type Statuses = Vec<(Option<String>, i64)>;
+type Statuses = Vec<(Option<String>, Delta)>;
 
 #[derive(Default)]
 struct Pending {
@@ -50,7 +78,7 @@ fn current_subxact() -> SubXact {
     unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
-pub fn add(table_id: i32, org_id: &str, status: Option<&str>, delta: i64) {
+pub fn add(table_id: i32, org_id: &str, status: Option<&str>, delta: &Delta) {
     let subxact = current_subxact();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -61,9 +89,9 @@ pub fn add(table_id: i32, org_id: &str, status: Option<&str>, delta: i64) {
             None => orgs.entry(org_id.to_owned()).or_default(),
         };
         match statuses.iter_mut().find(|(s, _)| s.as_deref() == status) {
-            Some((_, d)) => *d += delta,
+            Some((_, d)) => d.add(delta),
             None => {
-                statuses.push((status.map(str::to_owned), delta));
+                statuses.push((status.map(str::to_owned), delta.clone()));
                 *groups += 1;
             }
         }
@@ -75,7 +103,7 @@ pub fn len() -> usize {
 }
 
 /// Removes and returns the non-zero deltas selected by `keep`, merged per group, in key order.
-fn take(keep: impl Fn(SubXact) -> bool) -> Vec<(Group, i64)> {
+fn take(keep: impl Fn(SubXact) -> bool) -> Vec<(Group, Delta)> {
     let mut out = Vec::new();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -97,40 +125,48 @@ fn take(keep: impl Fn(SubXact) -> bool) -> Vec<(Group, i64)> {
         }
         p.recount();
     });
-    out.sort_unstable();
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     // The same group may come from several subtransactions: merge, and drop what cancelled out.
-    let mut merged: Vec<(Group, i64)> = Vec::with_capacity(out.len());
+    let mut merged: Vec<(Group, Delta)> = Vec::with_capacity(out.len());
     for (group, delta) in out {
         match merged.last_mut() {
-            Some((last, d)) if *last == group => *d += delta,
+            Some((last, d)) if *last == group => d.add(&delta),
             _ => merged.push((group, delta)),
         }
     }
-    merged.retain(|(_, d)| *d != 0);
+    merged.retain(|(_, d)| !d.is_zero());
     merged
 }
 
 /// The deltas of the current subtransaction (what a statement flushes).
-pub fn take_current() -> Vec<(Group, i64)> {
+pub fn take_current() -> Vec<(Group, Delta)> {
     let current = current_subxact();
     take(|s| s == current)
 }
 
 /// Every pending delta (what commit flushes; by then all subtransactions have ended).
-pub fn take_all() -> Vec<(Group, i64)> {
+pub fn take_all() -> Vec<(Group, Delta)> {
     take(|_| true)
 }
 
-/// Unflushed deltas of one org of one table, per status (a status may repeat, once per
-/// subtransaction), so reads inside a statement are exact too.
-pub fn pending_for_org(table_id: i32, org_id: &str) -> Vec<(Option<String>, i64)> {
+/// Unflushed deltas of one org of one tracking (or of all its orgs), per status (a status may
+/// repeat, once per subtransaction), so reads inside a statement are exact too.
+pub fn pending(table_id: i32, org_id: Option<&str>) -> Vec<(String, Option<String>, Delta)> {
     PENDING.with(|p| {
-        p.borrow()
-            .map
-            .iter()
-            .filter(|((_, table), _)| *table == table_id)
-            .flat_map(|(_, orgs)| orgs.get(org_id).into_iter().flatten().cloned())
-            .collect()
+        let p = p.borrow();
+        let mut out = Vec::new();
+        for (_, orgs) in p.map.iter().filter(|((_, table), _)| *table == table_id) {
+            for (org, statuses) in orgs {
+                if org_id.is_none_or(|o| o == org) {
+                    out.extend(
+                        statuses
+                            .iter()
+                            .map(|(s, d)| (org.clone(), s.clone(), d.clone())),
+                    );
+                }
+            }
+        }
+        out
     })
 }
 
@@ -160,7 +196,7 @@ pub fn promote_subxact(subxact: SubXact, parent: SubXact) {
                 let target = into.entry(org_id).or_default();
                 for (status, delta) in statuses {
                     match target.iter_mut().find(|(s, _)| *s == status) {
-                        Some((_, d)) => *d += delta,
+                        Some((_, d)) => d.add(&delta),
                         None => target.push((status, delta)),
                     }
                 }

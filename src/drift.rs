@@ -11,13 +11,15 @@
 //! them never add the same difference twice; each must then read a snapshot taken after that lock,
 //! which READ COMMITTED guarantees.
 
-use crate::deltas::Group;
+use crate::deltas::{Delta, Group};
+use crate::errors;
 use crate::errors::raise;
 use crate::pool;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
 use crate::storage;
+use crate::sums::{self, Sum};
 use crate::write_path;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -37,8 +39,9 @@ pub enum Orgs<'a> {
 pub struct Drift {
     pub org_id: String,
     pub status: Option<String>,
-    pub stored: i64,
-    pub actual: i64,
+    /// The count and sums stored, and those of the table.
+    pub stored: Delta,
+    pub actual: Delta,
 }
 
 pub struct Scan {
@@ -111,24 +114,42 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
     } else {
         ""
     };
+    // Summed columns: each group's stored and actual sums, part by part (see `sums`).
+    let parts = t.sum_columns.len() * sums::PARTS;
+    let summed = |side: &str| {
+        if parts == 0 {
+            return "NULL::pg_catalog.numeric[]".to_owned();
+        }
+        let each: Vec<String> = (1..=parts)
+            .map(|i| format!("COALESCE(pg_catalog.sum(g.{side}[{i}]), 0)"))
+            .collect();
+        format!("ARRAY[{}]::pg_catalog.numeric[]", each.join(", "))
+    };
     let query = format!(
         "WITH groups AS (
             SELECT g.org_id, g.status, pg_catalog.sum(g.stored)::pg_catalog.int8 AS stored,
-                   pg_catalog.sum(g.actual)::pg_catalog.int8 AS actual
-              FROM (SELECT {org}, {status}, 0::pg_catalog.int8, pg_catalog.count(*)
+                   pg_catalog.sum(g.actual)::pg_catalog.int8 AS actual,
+                   {stored_sums} AS stored_sums, {actual_sums} AS actual_sums
+              FROM (SELECT {org}, {status}, 0::pg_catalog.int8, pg_catalog.count(*),
+                           NULL::pg_catalog.numeric[], {sums}
                       FROM {table} WHERE {table_filter} GROUP BY 1, 2
                     UNION ALL
-                    SELECT c.org_id, c.status, c.n, 0 FROM org_stats.counters c
+                    SELECT c.org_id, c.status, c.n, 0, c.sums, NULL FROM org_stats.counters c
                      WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND {counter_filter}
-                   ) AS g(org_id, status, stored, actual)
+                   ) AS g(org_id, status, stored, actual, stored_sums, actual_sums)
              GROUP BY 1, 2),
-         drift AS (SELECT * FROM groups g WHERE g.stored OPERATOR(pg_catalog.<>) g.actual),
+         drift AS (SELECT * FROM groups g WHERE g.stored OPERATOR(pg_catalog.<>) g.actual
+                                             OR g.stored_sums IS DISTINCT FROM g.actual_sums),
          {checked}
          totals AS (SELECT pg_catalog.count(DISTINCT g.org_id) AS orgs,
                            COALESCE(pg_catalog.sum(g.actual), 0)::pg_catalog.int8 AS rows FROM groups g)
-         SELECT d.org_id, d.status, d.stored, d.actual, s.orgs, s.rows
+         SELECT d.org_id, d.status, d.stored, d.actual, s.orgs, s.rows, d.stored_sums, d.actual_sums
            FROM totals s LEFT JOIN drift d ON true ORDER BY d.org_id, d.status",
         table = t.relid.qualified(),
+        table_filter = t.counted_sql(&table_filter),
+        sums = t.sums_sql(),
+        stored_sums = summed("stored_sums"),
+        actual_sums = summed("actual_sums"),
     );
     let mut args = vec![t.table_id.into()];
     args.extend(arg);
@@ -145,8 +166,14 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             out.drift.push(Drift {
                 org_id,
                 status: row.get(2),
-                stored: row.get(3).unwrap(),
-                actual: row.get(4).unwrap(),
+                stored: Delta {
+                    n: row.get(3).unwrap(),
+                    sums: sums::from_numerics(row.get(7)),
+                },
+                actual: Delta {
+                    n: row.get(4).unwrap(),
+                    sums: sums::from_numerics(row.get(8)),
+                },
             });
         }
     });
@@ -160,7 +187,9 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
                         org_id: d.org_id.clone(),
                         status: d.status.clone(),
                     };
-                    (group, d.actual - d.stored)
+                    let mut difference = d.actual.clone();
+                    difference.add(&d.stored.negated());
+                    (group, difference)
                 })
                 .collect(),
         );
@@ -191,78 +220,99 @@ pub fn fold(t: &Tracked) {
     pool::fold(&storage::counters(pg_sys::RowExclusiveLock), &groups);
 }
 
-/// The tables a maintenance call covers: `tbl` (owned by the caller), or every tracked table the
-/// caller owns.
+/// The trackings a maintenance call covers: every tracking of `tbl` (owned by the caller), or
+/// every tracking of a table the caller owns.
 pub fn targets(tbl: Option<RegClass>, action: &str) -> Vec<Tracked> {
     match tbl {
         Some(table) => {
             let name = table.display();
             security::require_owner(table, action);
-            vec![security::as_extension_owner(|| {
-                registry::require_named(table, &name, None)
-            })]
+            let all = security::as_extension_owner(|| registry::all_of(table));
+            if all.is_empty() {
+                errors::not_tracked(&name);
+            }
+            all
         }
-        None => {
-            let caller = security::current_role();
-            security::as_extension_owner(|| registry::all_owned_by(caller))
-        }
+        None => all_owned(),
     }
 }
 
-/// (table_name, org_id, status, stored, actual), the rows check_drift and recalculate return.
-type DriftRow = (RegClass, String, Option<String>, i64, i64);
+/// The tracking `tracking` names (owned by the caller), or with None every tracking of a table
+/// the caller owns.
+pub fn targets_named(tracking: Option<&str>, action: &str) -> Vec<Tracked> {
+    match tracking {
+        Some(reference) => {
+            let t = registry::resolve(reference, None);
+            security::require_owner(t.relid, action);
+            vec![t]
+        }
+        None => all_owned(),
+    }
+}
+
+fn all_owned() -> Vec<Tracked> {
+    let caller = security::current_role();
+    security::as_extension_owner(|| registry::all_owned_by(caller))
+}
+
+/// (table_name, org_id, status, stored, actual, tracking, stored_sums, actual_sums): the rows
+/// check_drift and recalculate return.
+type DriftRow = (
+    RegClass,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    Option<pgrx::JsonB>,
+    Option<pgrx::JsonB>,
+);
 
 fn rows_of(t: &Tracked, drift: Vec<Drift>) -> impl Iterator<Item = DriftRow> + '_ {
-    drift
-        .into_iter()
-        .map(move |d| (t.relid, d.org_id, d.status, d.stored, d.actual))
+    let json = |sums: &[Sum]| {
+        (!t.sum_columns.is_empty()).then(|| {
+            pgrx::JsonB(serde_json::Value::Object(
+                t.sum_columns
+                    .iter()
+                    .cloned()
+                    .zip(sums.iter().map(Sum::json))
+                    .collect(),
+            ))
+        })
+    };
+    drift.into_iter().map(move |d| {
+        (
+            t.relid,
+            d.org_id,
+            d.status,
+            d.stored.n,
+            d.actual.n,
+            t.name.clone(),
+            json(&d.stored.sums),
+            json(&d.actual.sums),
+        )
+    })
 }
 
-/// One row per (table, org, status) whose stored count differs from the table; changes nothing.
-#[pg_extern(stable, parallel_restricted)]
-fn check_drift(
-    tbl: default!(Option<RegClass>, "NULL"),
-    org_id: default!(Option<&str>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(table_name, RegClass),
-        name!(org_id, String),
-        name!(status, Option<String>),
-        name!(stored, i64),
-        name!(actual, i64),
-    ),
-> {
+/// The drift of `trackings`; changes nothing.
+fn check(trackings: Vec<Tracked>, org_id: Option<&str>) -> Vec<DriftRow> {
     let mut rows = Vec::new();
-    for t in targets(tbl, "check_drift") {
+    for t in &trackings {
         let orgs = org_id.map_or(Orgs::All, Orgs::One);
-        let found = security::as_extension_owner(|| scan(&t, orgs, false));
-        rows.extend(rows_of(&t, found.drift));
+        let found = security::as_extension_owner(|| scan(t, orgs, false));
+        rows.extend(rows_of(t, found.drift));
     }
-    TableIterator::new(rows)
+    rows
 }
 
-/// Repairs drift and returns what it repaired (stored = before, actual = after).
-#[pg_extern(volatile, parallel_unsafe)]
-fn recalculate(
-    tbl: default!(Option<RegClass>, "NULL"),
-    org_id: default!(Option<&str>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(table_name, RegClass),
-        name!(org_id, String),
-        name!(status, Option<String>),
-        name!(stored, i64),
-        name!(actual, i64),
-    ),
-> {
+/// Repairs the drift of `trackings` and returns what it repaired (stored = before, actual =
+/// after).
+fn repair(trackings: Vec<Tracked>, org_id: Option<&str>) -> Vec<DriftRow> {
     require_read_committed("org_stats.recalculate()");
-    let tables = targets(tbl, "recalculate");
     let mut rows = Vec::new();
     let mut orgs_checked = 0;
     security::as_extension_owner(|| {
-        for t in &tables {
+        for t in &trackings {
             if !lock_table(t) {
                 continue;
             }
@@ -280,7 +330,7 @@ fn recalculate(
             rows.extend(rows_of(t, found.drift));
         }
         // Last, so the rows it claims stay held for as short a time as possible.
-        for t in &tables {
+        for t in &trackings {
             fold(t);
         }
         sql::kept(
@@ -289,10 +339,61 @@ fn recalculate(
              VALUES (pg_catalog.now(), pg_catalog.clock_timestamp(), $1, $2, $3, \
                      CASE WHEN pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.=) 'pg_cron' \
                           THEN 'cron' ELSE 'manual' END)",
-            &[(tables.len() as i32).into(), orgs_checked.into(), (rows.len() as i64).into()],
+            &[(trackings.len() as i32).into(), orgs_checked.into(), (rows.len() as i64).into()],
             Access::Write,
             |_| {},
         );
     });
-    TableIterator::new(rows)
+    rows
 }
+
+/// Declares one of the drift functions: the two of a table (every tracking of it) and the two of
+/// a tracking reference, which differ only in their first argument and what they call, and return
+/// the same rows; one declaration keeps their result type in one place.
+macro_rules! drift_function {
+    ($(#[$doc:meta])* $rust:ident = $sql:literal, $volatility:ident, $parallel:ident,
+     $arg:ident [$($param:tt)*], $targets:expr, $action:literal, $run:ident) => {
+        $(#[$doc])*
+        #[pg_extern($volatility, $parallel, name = $sql)]
+        fn $rust(
+            $($param)*,
+            org_id: default!(Option<&str>, "NULL"),
+        ) -> TableIterator<
+            'static,
+            (
+                name!(table_name, RegClass),
+                name!(org_id, String),
+                name!(status, Option<String>),
+                name!(stored, i64),
+                name!(actual, i64),
+                name!(tracking, Option<String>),
+                name!(stored_sums, Option<pgrx::JsonB>),
+                name!(actual_sums, Option<pgrx::JsonB>),
+            ),
+        > {
+            TableIterator::new($run($targets($arg, $action), org_id))
+        }
+    };
+}
+
+drift_function!(
+    /// One row per (tracking, org, status) whose stored count or sums differ from the table, for
+    /// every tracking of `tbl` (NULL: of every table the caller owns); changes nothing.
+    check_drift = "check_drift", stable, parallel_restricted,
+    tbl [tbl: default!(Option<RegClass>, "NULL")], targets, "check_drift", check
+);
+drift_function!(
+    /// `check_drift()` of the tracking `tracking` names.
+    check_drift_of = "check_drift", stable, parallel_restricted,
+    tracking [tracking: Option<&str>], targets_named, "check_drift", check
+);
+drift_function!(
+    /// Repairs drift and returns what it repaired (stored = before, actual = after).
+    recalculate = "recalculate", volatile, parallel_unsafe,
+    tbl [tbl: default!(Option<RegClass>, "NULL")], targets, "recalculate", repair
+);
+drift_function!(
+    /// `recalculate()` of the tracking `tracking` names.
+    recalculate_of = "recalculate", volatile, parallel_unsafe,
+    tracking [tracking: Option<&str>], targets_named, "recalculate", repair
+);

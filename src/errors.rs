@@ -21,6 +21,15 @@ pub fn not_tracked(table: &str) -> ! {
     )
 }
 
+pub fn no_such_tracking(name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("no tracking or table is named \"{name}\""),
+        "Name a tracking, or a tracked table as a regclass would (schema-qualified if it is not on the search \
+         path); org_stats.tracked_tables lists each tracking's table and name.",
+    )
+}
+
 pub fn cannot_read(table: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

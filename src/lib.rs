@@ -4,7 +4,9 @@
 //! - `tracking`: track()/untrack(), the tracking DDL
 //! - `ddl`: following DDL on tracked tables (event triggers in sql/ddl.sql)
 //! - `write_path` and `deltas`: the triggers and the per-statement delta map they fill
-//! - `reads`: count_by_status(), count(), counts()
+//! - `reads`: count_by_status(), count(), counts(), totals(), for one org, many, or all
+//! - `filter`: checking and evaluating a tracking's filter
+//! - `sums`: exact sums of a tracking's summed columns
 //! - `compat`: the calls whose form differs between PostgreSQL majors
 //! - `backfill`: counting rows that already exist (at track() time, or online with backfill())
 //! - `drift`: check_drift()/recalculate(), and the exact diff they and backfill share
@@ -25,6 +27,7 @@ mod ddl;
 mod deltas;
 mod drift;
 mod errors;
+mod filter;
 mod pool;
 mod reads;
 mod registry;
@@ -32,6 +35,7 @@ mod scheduling;
 mod security;
 mod sql;
 mod storage;
+mod sums;
 mod text_form;
 mod tracking;
 mod write_path;
@@ -63,6 +67,7 @@ pub extern "C-unwind" fn _PG_init() {
     text_form::init();
     security::init();
     storage::init();
+    filter::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

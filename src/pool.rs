@@ -27,9 +27,10 @@
 //! flush, after which nothing reads, may take any.
 
 use crate::compat;
-use crate::deltas::Group;
+use crate::deltas::{Delta, Group};
 use crate::errors;
 use crate::storage::{self, Indexed, Key};
+use crate::sums;
 use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
@@ -70,12 +71,12 @@ thread_local! {
 }
 
 /// A counter row this transaction may update: its position, held locked until dropped, and the
-/// latest version's slot and count.
+/// latest version's slot, count and sums.
 struct Claimed {
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
     slot: i32,
-    n: i64,
+    counted: Delta,
 }
 
 impl Drop for Claimed {
@@ -109,7 +110,7 @@ fn claim(
         rel,
         tid,
         slot: 0,
-        n: 0,
+        counted: Delta::default(),
     };
     let any = &raw mut pg_sys::SnapshotAnyData;
     // SAFETY: the relation is open; any position may be read; what is kept is copied.
@@ -127,12 +128,18 @@ fn claim(
             let n = row
                 .get(storage::N_COLUMN)
                 .and_then(|d| i64::from_datum(d, false));
-            same.then(|| (int(row.get(4)).unwrap(), n.unwrap()))
+            same.then(|| {
+                let counted = Delta {
+                    n: n.unwrap(),
+                    sums: sums::from_datum(row.get(storage::SUMS_COLUMN)),
+                };
+                (int(row.get(4)).unwrap(), counted)
+            })
         })
     };
-    let (slot, n) = found.flatten()?;
+    let (slot, counted) = found.flatten()?;
     claimed.slot = slot;
-    claimed.n = n;
+    claimed.counted = counted;
     Some(claimed)
 }
 
@@ -168,17 +175,21 @@ fn versions_of(
 
 /// Adds `delta` to a row of `group` this transaction may take (see the module comment),
 /// creating one if every row is held.
-pub fn add(counters: &Indexed, group: &Group, delta: i64, visible: Visible) {
+pub fn add(counters: &Indexed, group: &Group, delta: &Delta, visible: Visible) {
+    let added = |row: &Claimed| {
+        let mut total = row.counted.clone();
+        total.add(delta);
+        update(counters, row, group, &total)
+    };
     let remembered = LAST_WRITTEN.with(|w| w.borrow().get(group).copied());
     if let Some(row) = remembered.and_then(|tid| claim(counters, tid, group, visible, true)) {
-        if update(counters, &row, group, row.n + delta) {
+        if added(&row) {
             return;
         }
     }
-    let rows = rows_of(counters, group);
-    for &(tid, _) in &rows {
+    for (tid, _) in rows_of(counters, group) {
         if let Some(row) = claim(counters, tid, group, visible, false) {
-            if update(counters, &row, group, row.n + delta) {
+            if added(&row) {
                 return;
             }
         }
@@ -201,8 +212,9 @@ fn new_slot(counters: &Indexed, group: &Group) -> i32 {
     slot
 }
 
-/// A counter row of `group` with count `n`, ready to write.
-fn form(counters: &Indexed, group: &Group, slot: i32, n: i64) -> pg_sys::HeapTuple {
+/// A counter row of `group` with count and sums `counted`, ready to write.
+fn form(counters: &Indexed, group: &Group, slot: i32, counted: &Delta) -> pg_sys::HeapTuple {
+    let sums = sums::to_datum(&counted.sums);
     let mut values = [
         group.org_id.as_str().into_datum().unwrap(),
         group.table_id.into_datum().unwrap(),
@@ -212,9 +224,17 @@ fn form(counters: &Indexed, group: &Group, slot: i32, n: i64) -> pg_sys::HeapTup
             .into_datum()
             .unwrap_or(pg_sys::Datum::from(0)),
         slot.into_datum().unwrap(),
-        n.into_datum().unwrap(),
+        counted.n.into_datum().unwrap(),
+        sums.unwrap_or(pg_sys::Datum::from(0)),
     ];
-    let mut nulls = [false, false, group.status.is_none(), false, false];
+    let mut nulls = [
+        false,
+        false,
+        group.status.is_none(),
+        false,
+        false,
+        sums.is_none(),
+    ];
     // SAFETY: the values have the counters' column types, in order.
     unsafe {
         pg_sys::heap_form_tuple(
@@ -230,10 +250,10 @@ fn remember(group: &Group, tuple: pg_sys::HeapTuple) {
     storage::remember(&LAST_WRITTEN, group.clone(), unsafe { (*tuple).t_self });
 }
 
-/// Sets a claimed row's count to `n`; false if the row changed after all (only a write that
+/// Sets a claimed row's count and sums; false if the row changed after all (only a write that
 /// bypasses claiming, such as a manual UPDATE of the counters, can do that).
-fn update(counters: &Indexed, row: &Claimed, group: &Group, n: i64) -> bool {
-    let tuple = form(counters, group, row.slot, n);
+fn update(counters: &Indexed, row: &Claimed, group: &Group, counted: &Delta) -> bool {
+    let tuple = form(counters, group, row.slot, counted);
     let mut tid = row.tid;
     // SAFETY: the new version has the key of the old one and the counters' column types; the
     // claim keeps every other claimant off, so heap_update finds nothing to wait for.
@@ -250,8 +270,8 @@ fn update(counters: &Indexed, row: &Claimed, group: &Group, n: i64) -> bool {
 }
 
 /// Writes a new row of `group` in `slot`.
-fn insert(counters: &Indexed, group: &Group, slot: i32, n: i64) {
-    let tuple = form(counters, group, slot, n);
+fn insert(counters: &Indexed, group: &Group, slot: i32, counted: &Delta) {
+    let tuple = form(counters, group, slot, counted);
     // SAFETY: a row of the counters' descriptor; its key is new (see `new_slot`).
     unsafe {
         pg_sys::heap_insert(
@@ -296,22 +316,22 @@ pub fn fold(counters: &Indexed, groups: &[Group]) {
             .into_iter()
             .filter_map(|(tid, _)| claim(counters, tid, group, Visible::Any, false))
             .collect();
-        if rows.len() < 2 && rows.iter().all(|r| r.n != 0) {
+        if rows.len() < 2 && rows.iter().all(|r| !r.counted.is_zero()) {
             continue;
         }
         rows.sort_by_key(|r| pgrx::itemptr::item_pointer_get_both(r.tid));
         let keep = rows.remove(0);
-        let mut total = keep.n;
+        let mut total = keep.counted.clone();
         for row in &rows {
             if !delete(counters, row) {
                 errors::claim_broken();
             }
-            total += row.n;
+            total.add(&row.counted);
         }
-        let done = if total == 0 {
+        let done = if total.is_zero() {
             delete(counters, &keep)
         } else {
-            update(counters, &keep, group, total)
+            update(counters, &keep, group, &total)
         };
         if !done {
             errors::claim_broken();

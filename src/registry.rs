@@ -3,6 +3,7 @@
 //! so they survive dump/restore and renames.
 
 use crate::errors;
+use crate::security;
 use crate::sql::{self, Access};
 use crate::text_form::{self, TextForm};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
@@ -94,6 +95,31 @@ unsafe impl SqlTranslatable for RegClass {
         Ok(ReturnsRef::One(SqlMappingRef::literal("regclass")));
 }
 
+/// The table `name` names, as a `regclass` argument would read it (search path, quoting), if
+/// there is one.
+pub fn regclass_of(name: &str) -> Option<RegClass> {
+    // SAFETY: to_regclass reads a text and returns an OID or NULL.
+    unsafe { pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::to_regclass, &[name.into_datum()]) }
+        .map(RegClass)
+}
+
+/// The tracking a text reference names: the tracking of that name, or else the default tracking
+/// of the table of that name (read as `regclass` reads it); `named` looks a name up, `of_table` a
+/// table. Raises the error of a table not tracked, or of a name that is neither.
+pub fn resolve_with<T>(
+    reference: &str,
+    named: impl FnOnce(&str) -> Option<T>,
+    of_table: impl FnOnce(RegClass) -> Option<T>,
+) -> T {
+    if let Some(found) = named(reference) {
+        return found;
+    }
+    match regclass_of(reference) {
+        Some(table) => of_table(table).unwrap_or_else(|| errors::not_tracked(reference)),
+        None => errors::no_such_tracking(reference),
+    }
+}
+
 /// A `name` argument (a column name), as `pg_attribute.attname` stores it.
 pub struct Name(pub String);
 
@@ -125,12 +151,20 @@ unsafe impl SqlTranslatable for Name {
         Ok(ReturnsRef::One(SqlMappingRef::literal("name")));
 }
 
-/// One registered table.
+/// One tracking of a table: its registration. `table_id` names the tracking (a table tracked
+/// twice has two).
 pub struct Tracked {
     pub relid: RegClass,
     pub table_id: i32,
     pub org_column: String,
     pub status_column: String,
+    /// None for the table's default tracking, read by the table's name.
+    pub name: Option<String>,
+    /// The rows counted: those satisfying it (see `filter`); None counts every row.
+    pub filter: Option<String>,
+    /// The columns summed per group, and the columns the filter reads.
+    pub sum_columns: Vec<String>,
+    pub filter_columns: Vec<String>,
     /// Whether the counters are authoritative: the whole table was backfilled, or (when asked
     /// about one org) that org was.
     pub counted: bool,
@@ -154,6 +188,50 @@ impl Tracked {
     pub fn status_sql(&self) -> String {
         self.form(&self.status_column, self.status_type)
             .sql(&quote_identifier(&self.status_column))
+    }
+
+    /// A name that reads and maintenance resolve to this tracking whatever the search path: its
+    /// name, or its table's schema-qualified name (tracking names have no dot).
+    pub fn reference(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.relid.qualified())
+    }
+
+    /// SQL selecting the rows this tracking counts, among those `rows` (SQL) selects: the rows
+    /// also satisfying its filter, if it has one.
+    pub fn counted_sql(&self, rows: &str) -> String {
+        match &self.filter {
+            Some(filter) => format!("({rows}) AND ({filter})"),
+            None => rows.to_owned(),
+        }
+    }
+
+    /// SQL aggregating, over a group's rows, the sums of the summed columns as a counter row
+    /// stores them (`sums::PARTS` numbers per column, see `sums`), or NULL with no summed column.
+    pub fn sums_sql(&self) -> String {
+        if self.sum_columns.is_empty() {
+            return "NULL::pg_catalog.numeric[]".into();
+        }
+        let parts: Vec<String> = self
+            .sum_columns
+            .iter()
+            .map(|column| {
+                let column = quote_identifier(column);
+                let value = format!("{column}::pg_catalog.numeric");
+                let special = |v: &str| {
+                    format!(
+                        "pg_catalog.count(*) FILTER (WHERE {value} OPERATOR(pg_catalog.=) '{v}'::pg_catalog.numeric)"
+                    )
+                };
+                format!(
+                    "COALESCE(pg_catalog.sum({value}) FILTER (WHERE {value} OPERATOR(pg_catalog.<>) \
+                     ALL ('{{NaN,Infinity,-Infinity}}'::pg_catalog.numeric[])), 0), pg_catalog.count({column}), {}, {}, {}",
+                    special("NaN"),
+                    special("Infinity"),
+                    special("-Infinity")
+                )
+            })
+            .collect();
+        format!("ARRAY[{}]::pg_catalog.numeric[]", parts.join(", "))
     }
 
     /// SQL testing the org column against `$n`, an array of org ids taken from the table: a typed
@@ -185,6 +263,10 @@ fn tracked_from(row: &sql::Row) -> Tracked {
         counted: row.get(5).unwrap(),
         org_type: row.get(6).unwrap_or(pg_sys::Oid::INVALID),
         status_type: row.get(7).unwrap_or(pg_sys::Oid::INVALID),
+        name: row.get(8),
+        filter: row.get(9),
+        sum_columns: row.get(10).unwrap_or_default(),
+        filter_columns: row.get(11).unwrap_or_default(),
     }
 }
 
@@ -200,7 +282,8 @@ macro_rules! tracked_query {
                     (SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) t.relid \
                         AND a.attname OPERATOR(pg_catalog.=) t.org_column AND NOT a.attisdropped), \
                     (SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) t.relid \
-                        AND a.attname OPERATOR(pg_catalog.=) t.status_column AND NOT a.attisdropped) \
+                        AND a.attname OPERATOR(pg_catalog.=) t.status_column AND NOT a.attisdropped), \
+                    t.name, t.filter, t.sum_columns, t.filter_columns \
                FROM org_stats.tracked t ",
             $tail
         )
@@ -213,15 +296,24 @@ fn lookup(query: &'static str, args: &[pgrx::datum::DatumWithOid], access: Acces
     found
 }
 
-/// The registration of `table`, if it is tracked, with whether `org_id`'s counters are
+/// The default tracking of `table`, if it is tracked, with whether `org_id`'s counters are
 /// authoritative. Reads the caller's snapshot; run with the extension's rights.
 pub fn find(table: RegClass, org_id: Option<&str>) -> Option<Tracked> {
     lookup(
-        tracked_query!("WHERE t.relid OPERATOR(pg_catalog.=) $1"),
+        tracked_query!("WHERE t.relid OPERATOR(pg_catalog.=) $1 AND t.name IS NULL"),
         &[table.into(), org_id.into()],
         Access::Read,
     )
     .pop()
+}
+
+/// Every tracking of `table`, in table_id order (maintenance of a table covers them all).
+pub fn all_of(table: RegClass) -> Vec<Tracked> {
+    lookup(
+        tracked_query!("WHERE t.relid OPERATOR(pg_catalog.=) $1 ORDER BY t.table_id"),
+        &[table.into(), None::<String>.into()],
+        Access::Read,
+    )
 }
 
 /// The registration with this table_id (what triggers carry), if it still exists. Reads a fresh
@@ -235,13 +327,43 @@ pub fn find_by_id(table_id: i32) -> Option<Tracked> {
     .pop()
 }
 
+/// The tracking `reference` names: the tracking of that name, or else the default tracking of the
+/// table of that name (as a `regclass` argument reads it), with whether `org_id`'s counters are
+/// authoritative; or the not-tracked error. Run as the caller (the table name is read with the
+/// caller's search path); the registry is read with the extension's rights.
+pub fn resolve(reference: &str, org_id: Option<&str>) -> Tracked {
+    resolve_with(
+        reference,
+        |name| {
+            security::as_extension_owner(|| {
+                lookup(
+                    tracked_query!("WHERE t.name OPERATOR(pg_catalog.=) $1"),
+                    &[name.into(), org_id.into()],
+                    Access::Read,
+                )
+                .pop()
+            })
+        },
+        |table| security::as_extension_owner(|| find(table, org_id)),
+    )
+}
+
 /// The registration of `table`, or the not-tracked error naming it `name` (as the caller wrote it;
 /// under the extension's pinned search_path `display()` would qualify it).
 pub fn require_named(table: RegClass, name: &str, org_id: Option<&str>) -> Tracked {
     find(table, org_id).unwrap_or_else(|| errors::not_tracked(name))
 }
 
-/// Every tracked table owned by `role` (or a role it is a member of), in table_id order.
+/// Every tracking, in table_id order.
+pub fn all() -> Vec<Tracked> {
+    lookup(
+        tracked_query!("ORDER BY t.table_id"),
+        &[None::<String>.into(), None::<String>.into()],
+        Access::Write,
+    )
+}
+
+/// Every tracking of a table owned by `role` (or a role it is a member of), in table_id order.
 pub fn all_owned_by(role: pg_sys::Oid) -> Vec<Tracked> {
     lookup(
         tracked_query!(

@@ -7,7 +7,9 @@
 //! Everything off the hot paths (new counter rows, bulk statements, maintenance) stays SQL.
 
 use crate::compat;
+use crate::deltas::Delta;
 use crate::errors;
+use crate::sums;
 use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
@@ -15,9 +17,11 @@ use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
-/// The number of columns of `org_stats.counters`; the last, `n`, is the count.
-const COUNTER_COLUMNS: usize = 5;
+/// The number of columns of `org_stats.counters`: the key (org_id, table_id, status, slot), then
+/// `n`, the count, and `sums`, the summed columns' sums (see `sums`).
+const COUNTER_COLUMNS: usize = 6;
 pub const N_COLUMN: i32 = 5;
+pub const SUMS_COLUMN: i32 = 6;
 
 /// A search key for one index column.
 pub enum Key<'a> {
@@ -39,8 +43,10 @@ impl Key<'_> {
 enum Own {
     Counters,
     CountersKey,
+    CountersByTable,
     Tracked,
     TrackedRelidKey,
+    TrackedNameKey,
 }
 
 impl Own {
@@ -48,8 +54,10 @@ impl Own {
         match self {
             Own::Counters => c"counters",
             Own::CountersKey => c"counters_key",
+            Own::CountersByTable => c"counters_by_table",
             Own::Tracked => c"tracked",
             Own::TrackedRelidKey => c"tracked_relid_key",
+            Own::TrackedNameKey => c"tracked_name_key",
         }
     }
 }
@@ -57,7 +65,7 @@ impl Own {
 thread_local! {
     /// The OIDs of `Own`'s relations, looked up by name once per backend instead of on every
     /// read and write; forgotten when one of them is invalidated (dropped, for one).
-    static RELIDS: Cell<[pg_sys::Oid; 4]> = const { Cell::new([pg_sys::Oid::INVALID; 4]) };
+    static RELIDS: Cell<[pg_sys::Oid; 6]> = const { Cell::new([pg_sys::Oid::INVALID; 6]) };
 }
 
 /// The OID of `org_stats.<rel>`.
@@ -86,7 +94,7 @@ fn relid(rel: Own) -> pg_sys::Oid {
 unsafe extern "C-unwind" fn forget_relids(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     RELIDS.with(|r| {
         if relid == pg_sys::Oid::INVALID || r.get().contains(&relid) {
-            r.set([pg_sys::Oid::INVALID; 4]);
+            r.set([pg_sys::Oid::INVALID; 6]);
         }
     });
 }
@@ -334,28 +342,75 @@ pub fn status_collation(counters: &Indexed) -> pg_sys::Oid {
     unsafe { *(*counters.index()).rd_indcollation.add(2) }
 }
 
+/// How a read names the tracking it reads.
+#[derive(Clone, Copy)]
+pub enum Lookup<'a> {
+    /// The default tracking of the table with this OID.
+    Table(pg_sys::Oid),
+    /// The tracking with this name.
+    Name(&'a str),
+}
+
+/// A tracking as reads need it.
+pub struct Registration {
+    pub table_id: i32,
+    pub relid: pg_sys::Oid,
+    /// Whether every org of it is counted (`backfilled_at` is set).
+    pub all_backfilled: bool,
+    /// The columns it sums (read only when asked for).
+    pub sum_columns: Vec<String>,
+}
+
 thread_local! {
-    /// Where each tracked table's registration row was last found: a read first checks whether
-    /// its snapshot sees that row version, before probing the index.
+    /// Where each tracking's registration row was last found, by table OID (default trackings)
+    /// and by name: a read first checks whether its snapshot sees that row version, before
+    /// probing the index.
     static REGISTRATIONS: RefCell<FxHashMap<pg_sys::Oid, pg_sys::ItemPointerData>> =
+        RefCell::new(FxHashMap::default());
+    static NAMED_REGISTRATIONS: RefCell<FxHashMap<String, pg_sys::ItemPointerData>> =
         RefCell::new(FxHashMap::default());
 }
 
-/// A tracked table's `table_id`, and whether every org of it is counted (`backfilled_at` is
-/// set), as `snapshot` sees `org_stats.tracked`; `None` if the table is not tracked.
-pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i32, bool)> {
-    let tracked = Indexed::open(Own::Tracked, Own::TrackedRelidKey, pg_sys::AccessShareLock);
-    // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), backfilled_at (6).
+/// The tracking `lookup` names, as `snapshot` sees `org_stats.tracked`, with its summed columns
+/// if `sums`; `None` if there is none.
+pub fn registration(
+    lookup: Lookup,
+    snapshot: pg_sys::Snapshot,
+    sums: bool,
+) -> Option<Registration> {
+    let index = match lookup {
+        Lookup::Table(_) => Own::TrackedRelidKey,
+        Lookup::Name(_) => Own::TrackedNameKey,
+    };
+    let tracked = Indexed::open(Own::Tracked, index, pg_sys::AccessShareLock);
+    // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), backfilled_at (6),
+    // name (9), sum_columns (11).
     let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>| {
         // SAFETY: the datums are the columns' values, of these types.
-        let of = unsafe { get(2).and_then(|d| pg_sys::Oid::from_datum(d, false)) };
-        let table_id = unsafe { get(1).and_then(|d| i32::from_datum(d, false)) };
-        (of == Some(relid)).then(|| (table_id.unwrap(), get(6).is_some()))
+        let relid = unsafe { get(2).and_then(|d| pg_sys::Oid::from_datum(d, false)) }?;
+        let name = unsafe { get(9).and_then(|d| String::from_datum(d, false)) };
+        let wanted = match lookup {
+            Lookup::Table(oid) => relid == oid && name.is_none(),
+            Lookup::Name(wanted) => name.as_deref() == Some(wanted),
+        };
+        wanted.then(|| Registration {
+            table_id: unsafe { get(1).and_then(|d| i32::from_datum(d, false)) }.unwrap(),
+            relid,
+            all_backfilled: get(6).is_some(),
+            sum_columns: sums
+                .then(|| unsafe { get(11).and_then(|d| Vec::<String>::from_datum(d, false)) })
+                .flatten()
+                .unwrap_or_default(),
+        })
     };
-    if let Some(tid) = REGISTRATIONS.with(|r| r.borrow().get(&relid).copied()) {
+    let remembered = match lookup {
+        Lookup::Table(oid) => REGISTRATIONS.with(|r| r.borrow().get(&oid).copied()),
+        Lookup::Name(name) => NAMED_REGISTRATIONS.with(|r| r.borrow().get(name).copied()),
+    };
+    if let Some(tid) = remembered {
         // SAFETY: the relation is open; a visible row version there is the one this snapshot
-        // sees (relid is unique), whatever has been written since. Registrations are rarely
-        // updated: their page is left for other accesses to prune.
+        // sees (the lookup key is unique), whatever has been written since. Registrations are
+        // rarely updated: their page is left for other accesses to prune.
         let found = unsafe {
             row_at(tracked.heap, tid, snapshot, false, |row| {
                 read(&mut |attnum| row.get(attnum))
@@ -366,14 +421,21 @@ pub fn registration(relid: pg_sys::Oid, snapshot: pg_sys::Snapshot) -> Option<(i
         }
     }
     let mut found = None;
-    tracked.scan(&[Key::Oid(relid)], snapshot, |row| {
+    let key = match lookup {
+        Lookup::Table(oid) => Key::Oid(oid),
+        Lookup::Name(name) => Key::Text(name),
+    };
+    tracked.scan(&[key], snapshot, |row| {
         // SAFETY: a row of org_stats.tracked, pinned in the slot.
         let mut get = |attnum| unsafe { value(row, attnum) };
         found = read(&mut get).map(|registration| (unsafe { (*row).tts_tid }, registration));
         false
     });
     let (tid, registration) = found?;
-    remember(&REGISTRATIONS, relid, tid);
+    match lookup {
+        Lookup::Table(oid) => remember(&REGISTRATIONS, oid, tid),
+        Lookup::Name(name) => remember(&NAMED_REGISTRATIONS, name.to_owned(), tid),
+    }
     Some(registration)
 }
 
@@ -392,30 +454,67 @@ pub fn remember<K: Eq + std::hash::Hash>(
     });
 }
 
-/// The table's rows of one org summed over the slots, per status in the index's order (the
-/// status column's collation, NULL last), as `snapshot` sees them.
+/// One counter row as reads sum it: its org, status, count and (when `sum_columns` is not
+/// zero) sums.
+///
+/// # Safety
+/// `slot` holds a row of org_stats.counters.
+unsafe fn counted(
+    slot: *mut pg_sys::TupleTableSlot,
+    sum_columns: usize,
+) -> (String, Option<String>, Delta) {
+    let mut sums = Vec::new();
+    if sum_columns > 0 {
+        sums::add_all(&mut sums, &sums::from_datum(value(slot, SUMS_COLUMN)));
+        sums.resize(sum_columns, Default::default());
+    }
+    (
+        column::<String>(slot, 1).unwrap(),
+        column::<String>(slot, 3),
+        Delta {
+            n: column::<i64>(slot, N_COLUMN).unwrap(),
+            sums,
+        },
+    )
+}
+
+/// A tracking's counts (and sums) of one org summed over its rows, per status in the index's
+/// order (the status column's collation, NULL last), as `snapshot` sees them.
 pub fn org_counts(
     counters: &Indexed,
     table_id: i32,
     org_id: &str,
+    sum_columns: usize,
     snapshot: pg_sys::Snapshot,
-) -> Vec<(Option<String>, i64)> {
-    let mut counts: Vec<(Option<String>, i64)> = Vec::new();
+) -> Vec<(Option<String>, Delta)> {
+    let mut counts: Vec<(Option<String>, Delta)> = Vec::new();
     counters.scan(&[Key::Text(org_id), Key::Int(table_id)], snapshot, |slot| {
-        // SAFETY: a row of org_stats.counters: status text, n bigint.
-        let (status, n) = unsafe {
-            (
-                column::<String>(slot, 3),
-                column::<i64>(slot, N_COLUMN).unwrap(),
-            )
-        };
+        // SAFETY: a row of org_stats.counters.
+        let (_, status, delta) = unsafe { counted(slot, sum_columns) };
         match counts.last_mut() {
-            Some((last, sum)) if *last == status => *sum += n,
-            _ => counts.push((status, n)),
+            Some((last, sum)) if *last == status => sum.add(&delta),
+            _ => counts.push((status, delta)),
         }
         true
     });
     counts
+}
+
+/// A tracking's counts (and sums) of every org, per (org, status), as `snapshot` sees them, in
+/// no particular order.
+pub fn all_counts(
+    table_id: i32,
+    sum_columns: usize,
+    snapshot: pg_sys::Snapshot,
+) -> Vec<(String, Option<String>, Delta)> {
+    let by_table = Indexed::open(Own::Counters, Own::CountersByTable, pg_sys::AccessShareLock);
+    let mut rows = Vec::new();
+    by_table.scan(&[Key::Int(table_id)], snapshot, |slot| {
+        // SAFETY: a row of org_stats.counters.
+        rows.push(unsafe { counted(slot, sum_columns) });
+        true
+    });
+    rows
 }
 
 /// Remembered row positions beyond this many are forgotten (a write path touching more orgs

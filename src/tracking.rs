@@ -1,9 +1,12 @@
-//! Tracking DDL: `track()` validates a table, registers it, installs its triggers and (unless told
-//! not to) counts its existing rows, all in the caller's transaction; `untrack()` undoes all of it.
+//! Tracking DDL: `track()` validates a table (and a tracking's filter, summed columns and name),
+//! registers the tracking, installs its triggers and (unless told not to) counts the existing
+//! rows, all in the caller's transaction; `untrack()` undoes all of it. A table has at most one
+//! default (unnamed) tracking, read by the table's name, and any number of named ones.
 
 use crate::drift;
 use crate::errors::raise;
-use crate::registry::{self, Name, RegClass};
+use crate::filter;
+use crate::registry::{self, Name, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
 use crate::text_form;
@@ -11,34 +14,35 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_literal;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
-/// The triggers of one tracked table; the table_id in their names lets a partition be tracked on
-/// its own as well as through its parent, and tells a dropped trigger's table (see `ddl`).
+/// The triggers of one tracking; the table_id in their names lets a table be tracked more than
+/// once and a partition on its own as well as through its parent, and tells a dropped trigger's
+/// tracking (see `ddl`).
 fn trigger_names(table_id: i32) -> [String; 3] {
     ["row", "flush", "truncate"].map(|kind| format!("org_stats_{kind}_{table_id}"))
 }
 
-/// The arguments every org_stats trigger carries: which tracked table, by which columns.
-fn trigger_args(table_id: i32, org_column: &str, status_column: &str) -> String {
-    format!(
-        "'{table_id}', {}, {}",
-        quote_literal(org_column),
-        quote_literal(status_column)
-    )
+/// The arguments every org_stats trigger carries: which tracking, by which columns, and, for a
+/// tracking with a filter or summed columns, the filter (empty for none) and those columns.
+fn trigger_args(t: &Tracked) -> String {
+    let mut args = vec![
+        format!("'{}'", t.table_id),
+        quote_literal(&t.org_column),
+        quote_literal(&t.status_column),
+    ];
+    if t.filter.is_some() || !t.sum_columns.is_empty() {
+        args.push(quote_literal(t.filter.as_deref().unwrap_or("")));
+        args.extend(t.sum_columns.iter().map(quote_literal));
+    }
+    args.join(", ")
 }
 
 /// Installs the triggers of a tracked table: the row trigger on `table` (PostgreSQL clones it
 /// onto every partition, now and later) and the statement triggers on `relations` (the table and
 /// its partitions; statement triggers are not cloned). On a logical-replication subscriber they
 /// fire ALWAYS, since the apply worker runs as a replica and would skip them.
-pub fn install_triggers(
-    table: Option<RegClass>,
-    relations: &[RegClass],
-    table_id: i32,
-    org_column: &str,
-    status_column: &str,
-) {
-    let [row, flush, truncate] = trigger_names(table_id);
-    let args = trigger_args(table_id, org_column, status_column);
+pub fn install_triggers(table: Option<RegClass>, relations: &[RegClass], t: &Tracked) {
+    let [row, flush, truncate] = trigger_names(t.table_id);
+    let args = trigger_args(t);
     let mut created = Vec::new();
     if let Some(table) = table {
         sql::exec(
@@ -145,7 +149,7 @@ pub fn remove_triggers(relations: &[RegClass], table_id: i32) {
 }
 
 /// Refuses what org_stats cannot count exactly, before anything is changed.
-fn validate(table: RegClass, org_column: &str, status_column: &str) {
+fn validate(table: RegClass, org_column: &str, status_column: &str, default_tracking: bool) {
     let name = table.display();
     let mut class = None;
     sql::kept(
@@ -178,7 +182,9 @@ fn validate(table: RegClass, org_column: &str, status_column: &str) {
         );
     }
     security::require_owner(table, "track");
-    refuse_if_tracked(table, &name);
+    if default_tracking {
+        refuse_if_tracked(table, &name);
+    }
     let mut inherited = false;
     sql::kept(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits i \
@@ -239,7 +245,7 @@ fn refuse_if_tracked(table: RegClass, name: &str) {
     let mut tracked = false;
     security::as_extension_owner(|| {
         sql::kept(
-            "SELECT EXISTS (SELECT FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1)",
+            "SELECT EXISTS (SELECT FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1 AND t.name IS NULL)",
             &[table.into()],
             Access::Write,
             |row| tracked = row.get(1).unwrap(),
@@ -249,22 +255,139 @@ fn refuse_if_tracked(table: RegClass, name: &str) {
         raise(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             format!("table {name} is already tracked by org_stats"),
-            "To change its columns, call org_stats.untrack() first, then org_stats.track() again.",
+            "To change its columns, call org_stats.untrack() first, then org_stats.track() again; to track it \
+             another way as well, give the new tracking a name => '...'.",
         );
     }
 }
 
-/// Starts counting `tbl`. See the README for the semantics.
-#[pg_extern(volatile, strict, parallel_unsafe)]
+/// Refuses summed columns org_stats cannot sum exactly, or names twice.
+fn validate_sums(table: RegClass, columns: &[String]) {
+    let name = table.display();
+    for (i, column) in columns.iter().enumerate() {
+        if columns[..i].contains(column) {
+            raise(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
+                format!("column \"{column}\" is named twice in sum_columns"),
+                "Name each summed column once.",
+            );
+        }
+        let mut type_oid = None;
+        sql::kept(
+            "SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 \
+                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+            &[table.into(), column.as_str().into()],
+            Access::Read,
+            |row| type_oid = row.get::<pg_sys::Oid>(1),
+        );
+        let Some(type_oid) = type_oid else {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{column}\" of relation {name} does not exist"),
+                "Name the summed columns with sum_columns => ARRAY['...']; column names are case-sensitive.",
+            );
+        };
+        if text_form::for_sum(type_oid).is_none() {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("column \"{column}\" of relation {name} has a type org_stats cannot sum"),
+                "Summed columns must be smallint, integer, bigint or numeric (or domains over them): \
+                 their sums are kept exactly, without float.",
+            );
+        }
+    }
+}
+
+/// Refuses a tracking name that is empty, has a dot, or names a relation (a read of that name
+/// would be ambiguous).
+fn validate_name(tracking: &str) {
+    if tracking.is_empty() || tracking.contains('.') {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("invalid tracking name \"{tracking}\""),
+            "A tracking name is not empty and has no dot (a name with a dot is a schema-qualified table's); \
+             leave name NULL for the table's default tracking, read by the table's name.",
+        );
+    }
+    let mut relation = false;
+    sql::kept(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[tracking.into()],
+        Access::Read,
+        |row| relation = row.get(1).unwrap(),
+    );
+    if relation {
+        raise(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("tracking name \"{tracking}\" is the name of a relation"),
+            "Reads take a tracking's name or a table's name, so the two must differ: pick another name, \
+             for example the table's name with what it counts, such as loads_by_lane.",
+        );
+    }
+}
+
+/// Raises 42710 if a tracking named `tracking` exists, as seen by a fresh snapshot.
+fn refuse_if_named(tracking: &str) {
+    let mut exists = false;
+    security::as_extension_owner(|| {
+        sql::kept(
+            "SELECT EXISTS (SELECT FROM org_stats.tracked t WHERE t.name OPERATOR(pg_catalog.=) $1)",
+            &[tracking.into()],
+            Access::Write,
+            |row| exists = row.get(1).unwrap(),
+        )
+    });
+    if exists {
+        raise(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("tracking \"{tracking}\" already exists"),
+            "Tracking names are unique; untrack it first, or pick another name.",
+        );
+    }
+}
+
+fn required<T>(value: Option<T>, argument: &str) -> T {
+    value.unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("org_stats.track(): {argument} must not be NULL"),
+            "Leave the argument out to take its default.",
+        )
+    })
+}
+
+/// Starts counting `tbl`: its rows per (org, status) or, with `filter`, only the rows satisfying
+/// it, and with `sum_columns` also the sums of those columns; a `name` makes it one more
+/// tracking of the table, read by that name. See the README for the semantics.
+#[pg_extern(volatile, parallel_unsafe)]
 fn track(
-    tbl: RegClass,
-    org_column: default!(Name, "'workos_org_id'"),
-    status_column: default!(Name, "'status'"),
-    backfill: default!(bool, true),
+    tbl: Option<RegClass>,
+    org_column: default!(Option<Name>, "'workos_org_id'"),
+    status_column: default!(Option<Name>, "'status'"),
+    backfill: default!(Option<bool>, true),
+    filter: default!(Option<&str>, "NULL"),
+    sum_columns: default!(Option<Vec<Option<String>>>, "NULL"),
+    name: default!(Option<&str>, "NULL"),
 ) {
-    let (org_column, status_column) = (org_column.0, status_column.0);
-    let name = tbl.display();
-    validate(tbl, &org_column, &status_column);
+    let tbl = required(tbl, "tbl");
+    let org_column = required(org_column, "org_column").0;
+    let status_column = required(status_column, "status_column").0;
+    let backfill = required(backfill, "backfill");
+    let sum_columns: Vec<String> = sum_columns
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| required(c, "an element of sum_columns"))
+        .collect();
+    let table_name = tbl.display();
+    validate(tbl, &org_column, &status_column, name.is_none());
+    validate_sums(tbl, &sum_columns);
+    if let Some(tracking) = name {
+        validate_name(tracking);
+        refuse_if_named(tracking);
+    }
+    // As the caller: checking the filter parses it.
+    let filter = filter.map(|f| filter::check(tbl.0, f));
     // SAFETY: reads the transaction's isolation level.
     if backfill && unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         raise(
@@ -280,25 +403,36 @@ fn track(
             &format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", tbl.qualified()),
             &[],
         );
-        // A concurrent track() of the same table may have committed while this one waited.
-        refuse_if_tracked(tbl, &name);
+        // A concurrent track() of the same table or name may have committed while this one waited.
+        match name {
+            None => refuse_if_tracked(tbl, &table_name),
+            Some(tracking) => refuse_if_named(tracking),
+        }
         let mut table_id = 0;
+        let (filter_text, filter_columns) = match &filter {
+            Some(f) => (Some(f.text.as_str()), f.columns.clone()),
+            None => (None, Vec::new()),
+        };
         sql::kept(
-            "INSERT INTO org_stats.tracked (relid, org_column, status_column) VALUES ($1, $2, $3) RETURNING table_id",
-            &[tbl.into(), org_column.as_str().into(), status_column.as_str().into()],
+            "INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns, filter_columns) \
+             VALUES ($1, $2, $3, $4, $5, NULLIF($6::pg_catalog.text[], '{}'), NULLIF($7::pg_catalog.text[], '{}')) \
+             RETURNING table_id",
+            &[
+                tbl.into(),
+                org_column.as_str().into(),
+                status_column.as_str().into(),
+                name.into(),
+                filter_text.into(),
+                sum_columns.into(),
+                filter_columns.into(),
+            ],
             Access::Write,
             |row| table_id = row.get(1).unwrap(),
         );
-        install_triggers(
-            Some(tbl),
-            &partition_tree(tbl),
-            table_id,
-            &org_column,
-            &status_column,
-        );
+        let tracked = registry::find_by_id(table_id).expect("registered just above");
+        install_triggers(Some(tbl), &partition_tree(tbl), &tracked);
         if backfill {
-            // Counting the existing rows is repairing the drift of a table with no counts yet.
-            let tracked = registry::find_by_id(table_id).expect("registered just above");
+            // Counting the existing rows is repairing the drift of a tracking with no counts yet.
             drift::scan(&tracked, drift::Orgs::All, true);
             sql::kept(
                 "UPDATE org_stats.tracked t SET backfilled_at = pg_catalog.now() \
@@ -311,16 +445,16 @@ fn track(
     });
 }
 
-/// Stops counting `tbl`: drops its triggers, its counters and its registration.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-fn untrack(tbl: RegClass) {
-    let name = tbl.display();
-    let tracked = security::as_extension_owner(|| registry::require_named(tbl, &name, None));
-    security::require_owner(tbl, "untrack");
+/// Stops a tracking: drops its triggers, its counters and its registration.
+fn untrack_tracking(tracked: Tracked) {
+    security::require_owner(tracked.relid, "untrack");
     security::as_extension_owner(|| {
         // The parent first, as writers lock it: dropping a partition's trigger first could deadlock.
         sql::exec(
-            &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tbl.qualified()),
+            &format!(
+                "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+                tracked.relid.qualified()
+            ),
             &[],
         );
         remove_triggers(&relations_with_triggers(tracked.table_id), tracked.table_id);
@@ -333,4 +467,19 @@ fn untrack(tbl: RegClass) {
             sql::exec(delete, &[tracked.table_id.into()]);
         }
     });
+}
+
+/// Stops the default tracking of `tbl`.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn untrack(tbl: RegClass) {
+    let name = tbl.display();
+    untrack_tracking(security::as_extension_owner(|| {
+        registry::require_named(tbl, &name, None)
+    }));
+}
+
+/// Stops the tracking `tracking` names (a tracking's name, or a table's: its default tracking).
+#[pg_extern(volatile, strict, parallel_unsafe, name = "untrack")]
+fn untrack_by_name(tracking: &str) {
+    untrack_tracking(registry::resolve(tracking, None));
 }

@@ -5,7 +5,8 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use crate::deltas::{self, Group};
+    use crate::deltas::{self, Delta, Group};
+    use crate::sums::Sum;
     use crate::text_form;
     use pgrx::prelude::*;
 
@@ -73,17 +74,24 @@ mod tests {
     }
 
     fn pending(org: &str) -> i64 {
-        deltas::pending_for_org(1, org).iter().map(|(_, n)| n).sum()
+        deltas::pending(1, Some(org))
+            .iter()
+            .map(|(_, _, d)| d.n)
+            .sum()
+    }
+
+    fn rows(n: i64) -> Delta {
+        Delta { n, sums: vec![] }
     }
 
     #[pg_test]
     fn pending_deltas_follow_subtransactions() {
         deltas::clear();
-        deltas::add(1, "a", Some("Open"), 2);
+        deltas::add(1, "a", Some("Open"), &rows(2));
         unsafe {
             pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            deltas::add(1, "a", Some("Open"), 5);
-            deltas::add(1, "b", Some("Open"), 1);
+            deltas::add(1, "a", Some("Open"), &rows(5));
+            deltas::add(1, "b", Some("Open"), &rows(1));
             assert_eq!((pending("a"), pending("b")), (7, 1));
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
@@ -94,14 +102,53 @@ mod tests {
         );
         unsafe {
             pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            deltas::add(1, "b", Some("Open"), 3);
+            deltas::add(1, "b", Some("Open"), &rows(3));
             pg_sys::ReleaseCurrentSubTransaction();
         }
         assert_eq!(
             deltas::take_current(),
-            vec![(group("a"), 2), (group("b"), 3)],
+            vec![(group("a"), rows(2)), (group("b"), rows(3))],
             "a released savepoint's deltas belong to the parent"
         );
         assert_eq!(deltas::len(), 0);
+    }
+
+    #[pg_test]
+    fn sums_add_exactly_and_print_as_numeric() {
+        let mut s = Sum::of(Some("1.50"), 1);
+        s.add(&Sum::of(Some("2.5"), 1));
+        s.add(&Sum::of(Some("-0.005"), 1));
+        assert_eq!(s.value().as_deref(), Some("3.995"));
+        s.add(&Sum::of(Some("3.995"), -1));
+        assert_eq!(s.value().as_deref(), Some("0.000"));
+        let big = "123456789012345678901234567890123456789012345678901234567890";
+        let mut b = Sum::of(Some(big), 1);
+        b.add(&Sum::of(Some(big), 1));
+        assert_eq!(
+            b.value().as_deref(),
+            Some("246913578024691357802469135780246913578024691357802469135780")
+        );
+        assert_eq!(Sum::of(Some("-0.5"), 1).value().as_deref(), Some("-0.5"));
+        assert_eq!(
+            Sum::of(Some("0.05"), 1).negated().value().as_deref(),
+            Some("-0.05")
+        );
+    }
+
+    #[pg_test]
+    fn sums_of_nulls_and_special_values_behave_as_sum_does_and_come_out_again() {
+        let mut s = Sum::of(None, 1);
+        assert_eq!(s.value(), None);
+        s.add(&Sum::of(Some("Infinity"), 1));
+        assert_eq!(s.value().as_deref(), Some("Infinity"));
+        s.add(&Sum::of(Some("-Infinity"), 1));
+        assert_eq!(s.value().as_deref(), Some("NaN"));
+        s.add(&Sum::of(Some("Infinity"), -1));
+        assert_eq!(s.value().as_deref(), Some("-Infinity"));
+        s.add(&Sum::of(Some("-Infinity"), -1));
+        assert_eq!(s.value(), None);
+        assert!(s.is_zero());
+        let round_trip = Sum::from_parts(&Sum::of(Some("-12.340"), 1).parts());
+        assert_eq!(round_trip.value().as_deref(), Some("-12.340"));
     }
 }

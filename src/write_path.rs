@@ -10,13 +10,15 @@
 //! triggers), and a huge statement flushes early to keep memory bounded.
 
 use crate::backfill;
-use crate::deltas::{self, Group};
+use crate::deltas::{self, Delta, Group};
 use crate::errors;
+use crate::filter;
 use crate::pool;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
 use crate::storage;
+use crate::sums::Sum;
 use crate::text_form;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -24,6 +26,7 @@ use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::ffi::CStr;
+use std::rc::Rc;
 
 /// A statement touching more distinct groups than this flushes early, bounding backend memory.
 const FLUSH_THRESHOLD: usize = 50_000;
@@ -37,7 +40,7 @@ thread_local! {
 /// Adds a statement's `deltas` to the counters, one row per group (see `pool`), only onto row
 /// versions that the snapshot its later reads use sees: at REPEATABLE READ and SERIALIZABLE the
 /// transaction's, at READ COMMITTED the statement's.
-pub fn write(deltas: Vec<(Group, i64)>) {
+pub fn write(deltas: Vec<(Group, Delta)>) {
     // SAFETY: reads the snapshot stack; inside a statement there is an active snapshot.
     let snapshot = unsafe {
         if pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 {
@@ -49,7 +52,7 @@ pub fn write(deltas: Vec<(Group, i64)>) {
     write_to(deltas, pool::Visible::To(snapshot));
 }
 
-fn write_to(deltas: Vec<(Group, i64)>, visible: pool::Visible) {
+fn write_to(deltas: Vec<(Group, Delta)>, visible: pool::Visible) {
     if deltas.is_empty() {
         return;
     }
@@ -60,17 +63,21 @@ fn write_to(deltas: Vec<(Group, i64)>, visible: pool::Visible) {
     // this command (TRUNCATE's) see the writes.
     unsafe { pg_sys::CommandCounterIncrement() };
     for (group, delta) in &deltas {
-        pool::add(&counters, group, *delta, visible);
+        pool::add(&counters, group, delta, visible);
     }
     unsafe { pg_sys::CommandCounterIncrement() };
 }
 
-/// The tracked table a trigger counts for, from the trigger's own arguments (partitions fire with
-/// their own relation, so the firing relation cannot say which table is tracked).
+/// The tracking a trigger counts for, from the trigger's own arguments (partitions fire with
+/// their own relation, so the firing relation cannot say which table is tracked): its table_id,
+/// org and status columns and, when it has them (trackings made before 0.2.0 do not), its filter
+/// (empty for none) and summed columns.
 struct TriggerArgs<'a> {
     table_id: i32,
     org_column: &'a CStr,
     status_column: &'a CStr,
+    filter: Option<&'a CStr>,
+    sum_columns: Vec<&'a CStr>,
 }
 
 fn trigger_args<'a>(trigger: &'a PgTrigger<'a>) -> TriggerArgs<'a> {
@@ -83,10 +90,13 @@ fn trigger_args<'a>(trigger: &'a PgTrigger<'a>) -> TriggerArgs<'a> {
     // SAFETY: tgargs holds tgnargs C strings for the life of the trigger call.
     unsafe {
         let arg = |i: usize| CStr::from_ptr(*t.tgargs.add(i));
+        let count = t.tgnargs as usize;
         TriggerArgs {
             table_id: arg(0).to_str().unwrap().parse().expect("table_id argument"),
             org_column: arg(1),
             status_column: arg(2),
+            filter: (count > 3).then(|| arg(3)).filter(|f| !f.is_empty()),
+            sum_columns: (4..count).map(arg).collect(),
         }
     }
 }
@@ -101,18 +111,18 @@ struct Column {
     length: i16,
 }
 
-/// The org and status columns in the rows of one relation.
-#[derive(Clone, Copy)]
+/// The org, status and summed columns in the rows of one relation.
 struct Columns {
     org: Column,
     status: Column,
+    sums: Vec<Column>,
 }
 
 thread_local! {
     /// Columns per (trigger, relation), so a row costs no lookup by name; checked against the
     /// relation's descriptor on every use (name and type at the cached position), so a renamed,
     /// re-added or retyped column is looked up again.
-    static COLUMNS: RefCell<FxHashMap<(pg_sys::Oid, pg_sys::Oid), Columns>> = RefCell::new(FxHashMap::default());
+    static COLUMNS: RefCell<FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<Columns>>> = RefCell::new(FxHashMap::default());
 }
 
 /// The attribute of `desc` at `attnum`, if there is a live one.
@@ -138,21 +148,27 @@ fn still_valid(desc: pg_sys::TupleDesc, column: &Column, name: &CStr) -> bool {
     })
 }
 
-fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs) -> Columns {
+fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs) -> Rc<Columns> {
     // SAFETY: rel is the open relation the trigger fired on.
     let (desc, relid) = unsafe { ((*rel).rd_att, (*rel).rd_id) };
     let key = (trigger.tgoid, relid);
-    if let Some(cols) = COLUMNS.with(|c| c.borrow().get(&key).copied()) {
+    if let Some(cols) = COLUMNS.with(|c| c.borrow().get(&key).cloned()) {
         if still_valid(desc, &cols.org, args.org_column)
             && still_valid(desc, &cols.status, args.status_column)
+            && cols.sums.len() == args.sum_columns.len()
+            && cols
+                .sums
+                .iter()
+                .zip(&args.sum_columns)
+                .all(|(c, name)| still_valid(desc, c, name))
         {
             return cols;
         }
     }
-    let find = |name: &CStr| {
+    let find = |name: &CStr, form_of: fn(pg_sys::Oid) -> Option<text_form::TextForm>| {
         // SAFETY: as above; SPI_fnumber only reads the descriptor.
         let attr = unsafe { attribute(desc, pg_sys::SPI_fnumber(desc, name.as_ptr())) };
-        match attr.and_then(|a| Some((a, text_form::for_type(a.atttypid)?))) {
+        match attr.and_then(|a| Some((a, form_of(a.atttypid)?))) {
             Some((a, form)) => Column {
                 attnum: a.attnum as i32,
                 type_oid: a.atttypid,
@@ -168,11 +184,16 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
             ),
         }
     };
-    let cols = Columns {
-        org: find(args.org_column),
-        status: find(args.status_column),
-    };
-    COLUMNS.with(|c| c.borrow_mut().insert(key, cols));
+    let cols = Rc::new(Columns {
+        org: find(args.org_column, text_form::for_type),
+        status: find(args.status_column, text_form::for_type),
+        sums: args
+            .sum_columns
+            .iter()
+            .map(|name| find(name, text_form::for_sum))
+            .collect(),
+    });
+    COLUMNS.with(|c| c.borrow_mut().insert(key, cols.clone()));
     cols
 }
 
@@ -188,13 +209,14 @@ fn value(
     (!isnull).then_some(datum)
 }
 
-/// Counts a row of `rel` with `delta`; rows whose org is NULL belong to no organization.
+/// Counts a row of `rel` once, with `sign` (+1 or -1): its org and status, and its summed
+/// columns' values. Rows whose org is NULL belong to no organization.
 fn count(
     table_id: i32,
     tuple: pg_sys::HeapTuple,
     rel: pg_sys::Relation,
     cols: &Columns,
-    delta: i64,
+    sign: i64,
 ) {
     let Some(org) = value(tuple, rel, &cols.org) else {
         return;
@@ -203,9 +225,19 @@ fn count(
     // SAFETY: the datums are values of the columns' types; the text borrows memory of this
     // trigger call, which outlives its use here.
     unsafe {
+        let text =
+            |column: &Column| value(tuple, rel, column).map(|v| text_form::to_text(column.form, v));
+        let delta = Delta {
+            n: sign,
+            sums: cols
+                .sums
+                .iter()
+                .map(|column| Sum::of(text(column).as_deref(), sign))
+                .collect(),
+        };
         let org = text_form::to_text(cols.org.form, org);
         let status = status.map(|s| text_form::to_text(cols.status.form, s));
-        deltas::add(table_id, &org, status.as_deref(), delta);
+        deltas::add(table_id, &org, status.as_deref(), &delta);
     }
 }
 
@@ -261,13 +293,29 @@ fn org_stats_row_trigger<'a>(
     let cols = columns(trigger.trigger(), rel, &args);
     let event = data.tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
     let (old, new) = (data.tg_trigtuple, data.tg_newtuple);
+    let counted = |tuple| {
+        args.filter
+            .is_none_or(|f| filter::matches(args.table_id, rel, f, tuple))
+    };
     match event {
-        pg_sys::TRIGGER_EVENT_INSERT => count(args.table_id, old, rel, &cols, 1),
-        pg_sys::TRIGGER_EVENT_DELETE => count(args.table_id, old, rel, &cols, -1),
+        pg_sys::TRIGGER_EVENT_INSERT if counted(old) => count(args.table_id, old, rel, &cols, 1),
+        pg_sys::TRIGGER_EVENT_DELETE if counted(old) => count(args.table_id, old, rel, &cols, -1),
+        pg_sys::TRIGGER_EVENT_INSERT | pg_sys::TRIGGER_EVENT_DELETE => {}
         pg_sys::TRIGGER_EVENT_UPDATE => {
-            if !(unchanged(old, new, rel, &cols.org) && unchanged(old, new, rel, &cols.status)) {
-                count(args.table_id, old, rel, &cols, -1);
-                count(args.table_id, new, rel, &cols, 1);
+            // A row moves between groups, into or out of the filter, or changes a sum; an
+            // UPDATE of other columns changes nothing.
+            let (was, is) = (counted(old), counted(new));
+            let same = [&cols.org, &cols.status]
+                .into_iter()
+                .chain(&cols.sums)
+                .all(|column| unchanged(old, new, rel, column));
+            if !(was && is && same) {
+                if was {
+                    count(args.table_id, old, rel, &cols, -1);
+                }
+                if is {
+                    count(args.table_id, new, rel, &cols, 1);
+                }
             }
         }
         _ => panic!("org_stats_row_trigger fired for an unexpected event {event}"),
@@ -311,18 +359,13 @@ fn org_stats_truncate_trigger<'a>(
         };
         if relid == t.relid.0 && !partitioned {
             // The stored counts: this also clears any drift, as the table is now empty.
-            let mut stored = Vec::new();
-            sql::on_latest_snapshot(|| {
-                sql::kept(
-                    "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM org_stats.counters c \
-                      WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2",
-                    &[t.table_id.into()],
-                    Access::Read,
-                    |row| stored.push((row.get::<String>(1).unwrap(), row.get::<String>(2), row.get::<i64>(3).unwrap())),
-                )
+            let stored = sql::on_latest_snapshot(|| {
+                // SAFETY: on_latest_snapshot has just made it the active snapshot.
+                let latest = unsafe { pg_sys::GetActiveSnapshot() };
+                storage::all_counts(t.table_id, t.sum_columns.len(), latest)
             });
-            for (org_id, status, n) in stored {
-                deltas::add(t.table_id, &org_id, status.as_deref(), -n);
+            for (org_id, status, counted) in stored {
+                deltas::add(t.table_id, &org_id, status.as_deref(), &counted.negated());
             }
         } else if relid != t.relid.0 && !partitioned && is_partition_of(relid, &t) {
             add_rows_of(&t, &[RegClass(relid)], -1);
@@ -344,8 +387,9 @@ pub fn add_rows_of(t: &Tracked, relations: &[RegClass], sign: i64) {
             .flat_map(|rel| backfill::group_counts(t, *rel, None))
             .collect()
     });
-    for (org_id, status, n) in groups {
-        deltas::add(t.table_id, &org_id, status.as_deref(), sign * n);
+    for (org_id, status, counted) in groups {
+        let delta = if sign < 0 { counted.negated() } else { counted };
+        deltas::add(t.table_id, &org_id, status.as_deref(), &delta);
     }
 }
 

@@ -25,6 +25,36 @@ BEGIN
 END
 $fn$;
 
+-- Every (org, status) where org_stats.totals() of `tracking` disagrees with a live GROUP BY of
+-- the rows of `tbl` satisfying `filter`: the count and, if `sum_col` is given, the sum() of that
+-- column. The orgs checked are those with rows plus those any tracking of `tbl` has counts for.
+CREATE FUNCTION totals_mismatches(tracking text, tbl regclass, filter text DEFAULT 'true',
+                                  sum_col name DEFAULT NULL, org_col name DEFAULT 'workos_org_id',
+                                  status_col name DEFAULT 'status')
+RETURNS TABLE (org_id text, status text, counted bigint, actual bigint, counted_sum numeric, actual_sum numeric)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        WITH actual AS (
+            SELECT %1$I::text AS org_id, %2$I::text AS status, count(*) AS n, %5$s AS s
+              FROM %3$s WHERE %1$I IS NOT NULL AND (%4$s) GROUP BY 1, 2),
+        orgs AS (
+            SELECT t.%1$I::text AS org_id FROM %3$s t WHERE t.%1$I IS NOT NULL
+            UNION SELECT s.org_id FROM org_stats.organization_stats s WHERE s.table_name = %3$L::regclass),
+        counted AS (
+            SELECT o.org_id, t.status, t.count, (t.sums ->> %6$L)::numeric AS s
+              FROM orgs o, org_stats.totals(%7$L, o.org_id) t)
+        SELECT coalesce(a.org_id, c.org_id), coalesce(a.status, c.status), c.count, a.n, c.s, a.s
+          FROM actual a FULL JOIN counted c
+            ON a.org_id = c.org_id AND a.status IS NOT DISTINCT FROM c.status
+         WHERE a.n IS DISTINCT FROM c.count OR a.s IS DISTINCT FROM c.s
+         ORDER BY 1, 2 $q$,
+        org_col, status_col, tbl, filter,
+        CASE WHEN sum_col IS NULL THEN 'NULL::numeric' ELSE format('sum(%I)::numeric', sum_col) END,
+        sum_col, tracking);
+END
+$fn$;
+
 -- The freight app's tables.
 CREATE TYPE load_status AS ENUM ('Open', 'Dispatched', 'Delivered', 'Cancelled');
 CREATE TABLE loads (
