@@ -79,9 +79,9 @@ CREATE  FUNCTION "track"(
 	"sum_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
 	"name" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS void
-VOLATILE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'track_wrapper';
+AS 'MODULE_PATHNAME', 'start_tracking_wrapper';
 
 CREATE  FUNCTION "untrack"(
 	"tracking" TEXT /* & str */
@@ -178,7 +178,7 @@ CREATE  FUNCTION "check_drift"(
 )
 STABLE PARALLEL RESTRICTED 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'check_drift_wrapper';
+AS 'MODULE_PATHNAME', 'check_drift_of_table_wrapper';
 
 CREATE  FUNCTION "check_drift"(
 	"tracking" TEXT, /* Option < & str > */
@@ -212,7 +212,7 @@ CREATE  FUNCTION "recalculate"(
 )
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'recalculate_wrapper';
+AS 'MODULE_PATHNAME', 'recalculate_of_table_wrapper';
 
 CREATE  FUNCTION "recalculate"(
 	"tracking" TEXT, /* Option < & str > */
@@ -234,31 +234,31 @@ AS 'MODULE_PATHNAME', 'recalculate_of_wrapper';
 CREATE  FUNCTION "backfill_targets"(
 	"tbl" regclass /* Option < RegClass > */
 ) RETURNS TEXT[] /* Vec < String > */
-STABLE PARALLEL SAFE
+STABLE PARALLEL SAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_targets_wrapper';
+AS 'MODULE_PATHNAME', 'trackings_to_backfill_wrapper';
 
 CREATE  FUNCTION "backfill_start"(
 	"tracking" TEXT /* & str */
 ) RETURNS TEXT[] /* Vec < String > */
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_start_wrapper';
+AS 'MODULE_PATHNAME', 'backfill_start_tracking_wrapper';
 
 CREATE  FUNCTION "backfill_batch"(
 	"tracking" TEXT, /* & str */
 	"orgs" TEXT[] /* Vec < String > */
 ) RETURNS bigint /* i64 */
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_batch_wrapper';
+AS 'MODULE_PATHNAME', 'backfill_batch_tracking_wrapper';
 
 CREATE  FUNCTION "backfill_finish"(
 	"tracking" TEXT /* & str */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_finish_wrapper';
+AS 'MODULE_PATHNAME', 'backfill_finish_tracking_wrapper';
 
 CREATE FUNCTION org_stats.count_by_status(tracking text, org_id text)
     RETURNS TABLE (status text, count bigint)

@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:45
+-- src/lib.rs:47
 -- bootstrap
 -- org_stats storage. Users read it through the views and functions below; only the extension's
 -- owner writes it (the triggers write as that owner, see src/security.rs).
@@ -155,7 +155,7 @@ GRANT SELECT ON org_stats.tracked_tables, org_stats.organization_stats TO PUBLIC
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:61
+-- src/lib.rs:63
 -- count_by_status() returns its rows in one call (materialize mode), which #[pg_extern] cannot
 -- declare; the other reads are declared by pgrx from src/reads.rs.
 CREATE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
@@ -179,9 +179,9 @@ CREATE  FUNCTION "backfill_batch"(
 	"tracking" TEXT, /* & str */
 	"orgs" TEXT[] /* Vec < String > */
 ) RETURNS bigint /* i64 */
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_batch_wrapper';
+AS 'MODULE_PATHNAME', 'backfill_batch_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -190,9 +190,9 @@ AS 'MODULE_PATHNAME', 'backfill_batch_wrapper';
 CREATE  FUNCTION "backfill_finish"(
 	"tracking" TEXT /* & str */
 ) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_finish_wrapper';
+AS 'MODULE_PATHNAME', 'backfill_finish_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -201,9 +201,9 @@ AS 'MODULE_PATHNAME', 'backfill_finish_wrapper';
 CREATE  FUNCTION "backfill_start"(
 	"tracking" TEXT /* & str */
 ) RETURNS TEXT[] /* Vec < String > */
-STRICT VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_start_wrapper';
+AS 'MODULE_PATHNAME', 'backfill_start_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -212,18 +212,18 @@ AS 'MODULE_PATHNAME', 'backfill_start_wrapper';
 CREATE  FUNCTION "backfill_targets"(
 	"tbl" regclass /* Option < RegClass > */
 ) RETURNS TEXT[] /* Vec < String > */
-STABLE PARALLEL SAFE
+STABLE PARALLEL SAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'backfill_targets_wrapper';
+AS 'MODULE_PATHNAME', 'trackings_to_backfill_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:46
+-- src/lib.rs:48
 -- requires:
---   backfill::backfill_targets
---   backfill::backfill_start
---   backfill::backfill_batch
---   backfill::backfill_finish
+--   backfill::trackings_to_backfill
+--   backfill::backfill_start_tracking
+--   backfill::backfill_batch_tracking
+--   backfill::backfill_finish_tracking
 
 -- CALL org_stats.backfill(): counts the existing rows of tables tracked with backfill => false,
 -- online: one transaction per batch of orgs, so writers are never held up for more than one batch
@@ -272,28 +272,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:379
--- org_stats::drift::check_drift
-CREATE  FUNCTION "check_drift"(
-	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
-	"org_id" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS TABLE (
-	"table_name" regclass,  /* RegClass */
-	"org_id" TEXT,  /* String */
-	"status" TEXT,  /* Option < String > */
-	"stored" bigint,  /* i64 */
-	"actual" bigint,  /* i64 */
-	"tracking" TEXT,  /* Option < String > */
-	"stored_sums" jsonb,  /* Option < pgrx :: JsonB > */
-	"actual_sums" jsonb  /* Option < pgrx :: JsonB > */
-)
-STABLE PARALLEL RESTRICTED 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'check_drift_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/drift.rs:385
+-- src/drift.rs:387
 -- org_stats::drift::check_drift
 CREATE  FUNCTION "check_drift"(
 	"tracking" TEXT, /* Option < & str > */
@@ -311,6 +290,27 @@ CREATE  FUNCTION "check_drift"(
 STABLE PARALLEL RESTRICTED 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'check_drift_of_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/drift.rs:381
+-- org_stats::drift::check_drift
+CREATE  FUNCTION "check_drift"(
+	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
+	"org_id" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"table_name" regclass,  /* RegClass */
+	"org_id" TEXT,  /* String */
+	"status" TEXT,  /* Option < String > */
+	"stored" bigint,  /* i64 */
+	"actual" bigint,  /* i64 */
+	"tracking" TEXT,  /* Option < String > */
+	"stored_sums" jsonb,  /* Option < pgrx :: JsonB > */
+	"actual_sums" jsonb  /* Option < pgrx :: JsonB > */
+)
+STABLE PARALLEL RESTRICTED 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_drift_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -404,7 +404,7 @@ AS 'MODULE_PATHNAME', 'counts_by_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:97
+-- src/ddl.rs:98
 -- org_stats::ddl::ddl_end
 CREATE  FUNCTION "ddl_end"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -413,7 +413,7 @@ AS 'MODULE_PATHNAME', 'ddl_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:71
+-- src/ddl.rs:72
 -- org_stats::ddl::ddl_start
 CREATE  FUNCTION "ddl_start"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -422,7 +422,28 @@ AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:390
+-- src/drift.rs:397
+-- org_stats::drift::recalculate
+CREATE  FUNCTION "recalculate"(
+	"tracking" TEXT, /* Option < & str > */
+	"org_id" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"table_name" regclass,  /* RegClass */
+	"org_id" TEXT,  /* String */
+	"status" TEXT,  /* Option < String > */
+	"stored" bigint,  /* i64 */
+	"actual" bigint,  /* i64 */
+	"tracking" TEXT,  /* Option < String > */
+	"stored_sums" jsonb,  /* Option < pgrx :: JsonB > */
+	"actual_sums" jsonb  /* Option < pgrx :: JsonB > */
+)
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'recalculate_of_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/drift.rs:392
 -- org_stats::drift::recalculate
 CREATE  FUNCTION "recalculate"(
 	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
@@ -439,15 +460,15 @@ CREATE  FUNCTION "recalculate"(
 )
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'recalculate_wrapper';
+AS 'MODULE_PATHNAME', 'recalculate_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:56
+-- src/lib.rs:58
 -- requires:
 --   ddl::ddl_start
 --   ddl::ddl_end
---   drift::recalculate
+--   drift::recalculate_of_table
 
 -- Event triggers that keep org_stats in step with DDL on tracked tables (see src/ddl.rs).
 
@@ -526,27 +547,6 @@ REVOKE EXECUTE ON FUNCTION org_stats.ddl_start(), org_stats.ddl_end() FROM PUBLI
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:395
--- org_stats::drift::recalculate
-CREATE  FUNCTION "recalculate"(
-	"tracking" TEXT, /* Option < & str > */
-	"org_id" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS TABLE (
-	"table_name" regclass,  /* RegClass */
-	"org_id" TEXT,  /* String */
-	"status" TEXT,  /* Option < String > */
-	"stored" bigint,  /* i64 */
-	"actual" bigint,  /* i64 */
-	"tracking" TEXT,  /* Option < String > */
-	"stored_sums" jsonb,  /* Option < pgrx :: JsonB > */
-	"actual_sums" jsonb  /* Option < pgrx :: JsonB > */
-)
-VOLATILE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'recalculate_of_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/scheduling.rs:34
 -- org_stats::scheduling::schedule_recalculation
 CREATE  FUNCTION "schedule_recalculation"(
@@ -617,9 +617,15 @@ CREATE  FUNCTION "track"(
 	"sum_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
 	"name" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS void
-VOLATILE PARALLEL UNSAFE
+VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'track_wrapper';
+AS 'MODULE_PATHNAME', 'start_tracking_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/tracking.rs:392
+-- org_stats::tracking::track
+-- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -632,7 +638,7 @@ AS 'MODULE_PATHNAME', 'unschedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:473
+-- src/tracking.rs:513
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tbl" regclass /* RegClass */
@@ -643,7 +649,7 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:482
+-- src/tracking.rs:522
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tracking" TEXT /* & str */
@@ -681,7 +687,7 @@ CREATE FUNCTION "org_stats_truncate_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:62
+-- src/lib.rs:64
 -- finalize
 -- Only track() (running as the extension owner) may attach the trigger functions to a table:
 -- a role that could create its own trigger with them could forge another table's counts.

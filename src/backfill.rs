@@ -53,8 +53,8 @@ fn target(tracking: &str) -> Tracked {
 /// Starts (or resumes) the backfill of a tracking: the orgs still to count, in order, and the
 /// progress row of `org_stats.backfill_state`. Orgs counted by an earlier, interrupted run are
 /// skipped. Called by the `org_stats.backfill` procedure.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-fn backfill_start(tracking: &str) -> Vec<String> {
+#[pg_extern(volatile, strict, parallel_unsafe, name = "backfill_start")]
+fn backfill_start_tracking(tracking: &str) -> Vec<String> {
     let t = target(tracking);
     security::as_extension_owner(|| {
         let mut orgs = Vec::new();
@@ -92,8 +92,8 @@ fn backfill_start(tracking: &str) -> Vec<String> {
 /// Counts one batch of orgs of `tbl` exactly (see `drift`), marks them backfilled and records
 /// progress; returns the rows counted. Called by the `org_stats.backfill` procedure, which
 /// commits after each batch.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-fn backfill_batch(tracking: &str, orgs: Vec<String>) -> i64 {
+#[pg_extern(volatile, strict, parallel_unsafe, name = "backfill_batch")]
+fn backfill_batch_tracking(tracking: &str, orgs: Vec<String>) -> i64 {
     drift::require_read_committed("org_stats.backfill()");
     let t = target(tracking);
     security::as_extension_owner(|| {
@@ -115,8 +115,8 @@ fn backfill_batch(tracking: &str, orgs: Vec<String>) -> i64 {
 }
 
 /// Marks a tracking backfilled: from now on every org is answered from the counters.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-fn backfill_finish(tracking: &str) {
+#[pg_extern(volatile, strict, parallel_unsafe, name = "backfill_finish")]
+fn backfill_finish_tracking(tracking: &str) {
     let t = target(tracking);
     security::as_extension_owner(|| {
         for statement in [
@@ -131,8 +131,8 @@ fn backfill_finish(tracking: &str) {
 
 /// The trackings `backfill(tbl)` covers, as references the steps above take: every tracking of
 /// `tbl`, or every tracking of a table the caller owns that is not yet backfilled.
-#[pg_extern(stable, parallel_safe)]
-fn backfill_targets(tbl: Option<RegClass>) -> Vec<String> {
+#[pg_extern(stable, parallel_safe, name = "backfill_targets")]
+fn trackings_to_backfill(tbl: Option<RegClass>) -> Vec<String> {
     drift::targets(tbl, "backfill")
         .into_iter()
         .filter(|t| tbl.is_some() || !t.counted)

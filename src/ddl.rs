@@ -21,6 +21,7 @@ use crate::filter;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
+use crate::storage;
 use crate::text_form;
 use crate::tracking;
 use crate::write_path;
@@ -70,6 +71,11 @@ thread_local! {
 /// event trigger before every ALTER TABLE and CREATE TABLE.
 #[pg_extern(volatile, parallel_unsafe)]
 fn ddl_start() {
+    // org_stats' own scripts (CREATE or ALTER EXTENSION) change only its own tables.
+    // SAFETY: reads a backend global.
+    if unsafe { pg_sys::creating_extension } {
+        return;
+    }
     let before = security::as_extension_owner(|| {
         registry::all()
             .into_iter()
@@ -179,21 +185,28 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
         let sum_columns = &names[sums.clone()];
         let filter_columns = &names[sums.end..];
         sql::kept(
-            "UPDATE org_stats.tracked t SET org_column = $2, status_column = $3, \
-                    sum_columns = NULLIF($4::pg_catalog.text[], '{}'), filter_columns = NULLIF($5::pg_catalog.text[], '{}'), \
-                    filter = $6 \
+            "UPDATE org_stats.tracked t SET org_column = $2, status_column = $3 \
               WHERE t.table_id OPERATOR(pg_catalog.=) $1",
-            &[
-                t.table_id.into(),
-                names[0].into(),
-                names[1].into(),
-                sum_columns.to_vec().into(),
-                filter_columns.to_vec().into(),
-                filter.as_deref().into(),
-            ],
+            &[t.table_id.into(), names[0].into(), names[1].into()],
             Access::Write,
             |_| {},
         );
+        // 0.1.0's registry has none of these (see `storage::schema_current`).
+        if storage::schema_current() {
+            sql::kept(
+                "UPDATE org_stats.tracked t SET sum_columns = NULLIF($2::pg_catalog.text[], '{}'), \
+                        filter_columns = NULLIF($3::pg_catalog.text[], '{}'), filter = $4 \
+                  WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+                &[
+                    t.table_id.into(),
+                    sum_columns.to_vec().into(),
+                    filter_columns.to_vec().into(),
+                    filter.as_deref().into(),
+                ],
+                Access::Write,
+                |_| {},
+            );
+        }
         // The trigger arguments name the columns: re-create the triggers with the new names.
         let renamed = registry::find_by_id(t.table_id).expect("tracked, as read just above");
         let relations = tracking::relations_with_triggers(t.table_id);

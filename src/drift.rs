@@ -134,7 +134,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
                            NULL::pg_catalog.numeric[], {sums}
                       FROM {table} WHERE {table_filter} GROUP BY 1, 2
                     UNION ALL
-                    SELECT c.org_id, c.status, c.n, 0, c.sums, NULL FROM org_stats.counters c
+                    SELECT c.org_id, c.status, c.n, 0, {stored_sums_column}, NULL FROM org_stats.counters c
                      WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND {counter_filter}
                    ) AS g(org_id, status, stored, actual, stored_sums, actual_sums)
              GROUP BY 1, 2),
@@ -149,6 +149,8 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         table_filter = t.counted_sql(&table_filter),
         sums = t.sums_sql(),
         stored_sums = summed("stored_sums"),
+        // 0.1.0's counters have no sums (see `storage::schema_current`).
+        stored_sums_column = if storage::schema_current() { "c.sums" } else { "NULL" },
         actual_sums = summed("actual_sums"),
     );
     let mut args = vec![t.table_id.into()];
@@ -379,7 +381,7 @@ macro_rules! drift_function {
 drift_function!(
     /// One row per (tracking, org, status) whose stored count or sums differ from the table, for
     /// every tracking of `tbl` (NULL: of every table the caller owns); changes nothing.
-    check_drift = "check_drift", stable, parallel_restricted,
+    check_drift_of_table = "check_drift", stable, parallel_restricted,
     tbl [tbl: default!(Option<RegClass>, "NULL")], targets, "check_drift", check
 );
 drift_function!(
@@ -389,7 +391,7 @@ drift_function!(
 );
 drift_function!(
     /// Repairs drift and returns what it repaired (stored = before, actual = after).
-    recalculate = "recalculate", volatile, parallel_unsafe,
+    recalculate_of_table = "recalculate", volatile, parallel_unsafe,
     tbl [tbl: default!(Option<RegClass>, "NULL")], targets, "recalculate", repair
 );
 drift_function!(

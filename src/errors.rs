@@ -84,6 +84,15 @@ pub fn claim_broken() -> ! {
     )
 }
 
+pub fn superseded(function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("org_stats.{function}() of this database's org_stats version is served by a newer library"),
+        "Run ALTER EXTENSION org_stats UPDATE in this database; until then writes are counted and reads \
+         answered as before, and the functions whose arguments or results changed are unavailable.",
+    )
+}
+
 pub fn set_not_accepted(function: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,

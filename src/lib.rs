@@ -17,6 +17,7 @@
 //! - `sql`: SPI with kept plans and the caller's snapshot
 //! - `pool`: which counter row a delta goes to, without waiting on other writers
 //! - `storage`: direct index and heap access to the counters on the hot paths
+//! - `superseded`: clear errors for functions of 0.1.0's SQL this library no longer serves
 //! - `errors`: every error, with its SQLSTATE and HINT
 
 use pgrx::prelude::*;
@@ -36,6 +37,7 @@ mod security;
 mod sql;
 mod storage;
 mod sums;
+mod superseded;
 mod text_form;
 mod tracking;
 mod write_path;
@@ -47,16 +49,16 @@ extension_sql_file!(
     "../sql/backfill.sql",
     name = "backfill_procedure",
     requires = [
-        backfill::backfill_targets,
-        backfill::backfill_start,
-        backfill::backfill_batch,
-        backfill::backfill_finish
+        backfill::trackings_to_backfill,
+        backfill::backfill_start_tracking,
+        backfill::backfill_batch_tracking,
+        backfill::backfill_finish_tracking
     ]
 );
 extension_sql_file!(
     "../sql/ddl.sql",
     name = "ddl_event_triggers",
-    requires = [ddl::ddl_start, ddl::ddl_end, drift::recalculate]
+    requires = [ddl::ddl_start, ddl::ddl_end, drift::recalculate_of_table]
 );
 extension_sql_file!("../sql/reads.sql", name = "reads");
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

@@ -5,6 +5,7 @@
 use crate::errors;
 use crate::security;
 use crate::sql::{self, Access};
+use crate::storage;
 use crate::text_form::{self, TextForm};
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::pg_sys;
@@ -271,9 +272,18 @@ fn tracked_from(row: &sql::Row) -> Tracked {
 }
 
 /// A registry query: the columns `tracked_from` reads, then `$tail` (a WHERE clause on `t`).
-/// `$2` is the org whose backfill state decides `counted`.
+/// `$2` is the org whose backfill state decides `counted`. Made twice: for this version's
+/// registry, and for 0.1.0's, whose trackings have no name, filter or sums (see
+/// `storage::schema_current`).
 macro_rules! tracked_query {
     ($tail:literal) => {
+        [tracked_query!($tail, "org_stats.tracked t "), tracked_query!($tail,
+            "(SELECT t.table_id, t.relid, t.org_column, t.status_column, t.tracked_at, t.backfilled_at, \
+                     NULL::pg_catalog.text AS name, NULL::pg_catalog.text AS filter, \
+                     NULL::pg_catalog.text[] AS sum_columns, NULL::pg_catalog.text[] AS filter_columns \
+                FROM org_stats.tracked t) t ")]
+    };
+    ($tail:literal, $from:literal) => {
         concat!(
             "SELECT t.relid, t.table_id, t.org_column::pg_catalog.text, t.status_column::pg_catalog.text, \
                     t.backfilled_at IS NOT NULL OR EXISTS ( \
@@ -284,13 +294,19 @@ macro_rules! tracked_query {
                     (SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) t.relid \
                         AND a.attname OPERATOR(pg_catalog.=) t.status_column AND NOT a.attisdropped), \
                     t.name, t.filter, t.sum_columns, t.filter_columns \
-               FROM org_stats.tracked t ",
+               FROM ",
+            $from,
             $tail
         )
     };
 }
 
-fn lookup(query: &'static str, args: &[pgrx::datum::DatumWithOid], access: Access) -> Vec<Tracked> {
+fn lookup(
+    queries: [&'static str; 2],
+    args: &[pgrx::datum::DatumWithOid],
+    access: Access,
+) -> Vec<Tracked> {
+    let query = queries[usize::from(!storage::schema_current())];
     let mut found = Vec::new();
     sql::kept(query, args, access, |row| found.push(tracked_from(row)));
     found
@@ -303,6 +319,17 @@ pub fn find(table: RegClass, org_id: Option<&str>) -> Option<Tracked> {
         tracked_query!("WHERE t.relid OPERATOR(pg_catalog.=) $1 AND t.name IS NULL"),
         &[table.into(), org_id.into()],
         Access::Read,
+    )
+    .pop()
+}
+
+/// The default tracking of `table`, as a fresh snapshot sees it (so after a lock it also sees a
+/// registration committed while the caller waited). Run with the extension's rights.
+pub fn find_latest(table: RegClass) -> Option<Tracked> {
+    lookup(
+        tracked_query!("WHERE t.relid OPERATOR(pg_catalog.=) $1 AND t.name IS NULL"),
+        &[table.into(), None::<String>.into()],
+        Access::Write,
     )
     .pop()
 }

@@ -9,6 +9,7 @@
 use crate::compat;
 use crate::deltas::Delta;
 use crate::errors;
+use crate::sql::{self, Access};
 use crate::sums;
 use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
@@ -95,8 +96,28 @@ unsafe extern "C-unwind" fn forget_relids(_arg: pg_sys::Datum, relid: pg_sys::Oi
     RELIDS.with(|r| {
         if relid == pg_sys::Oid::INVALID || r.get().contains(&relid) {
             r.set([pg_sys::Oid::INVALID; 6]);
+            SCHEMA_CURRENT.with(|s| s.set(None));
         }
     });
+}
+
+thread_local! {
+    /// Whether this database has this version's schema; see `schema_current`.
+    static SCHEMA_CURRENT: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Whether this database has 0.2.0's schema (tracking names, filters, sums, the counters' index
+/// by tracking). A database still on 0.1.0's, between installing this library and `ALTER
+/// EXTENSION org_stats UPDATE`, is served without them: its writes are counted and its reads
+/// answered as 0.1.0 did.
+pub fn schema_current() -> bool {
+    if let Some(current) = SCHEMA_CURRENT.with(Cell::get) {
+        return current;
+    }
+    // SAFETY: a syscache lookup of an existing relation's column.
+    let current = unsafe { pg_sys::get_attnum(relid(Own::Counters), c"sums".as_ptr()) > 0 };
+    SCHEMA_CURRENT.with(|s| s.set(Some(current)));
+    current
 }
 
 /// Registers the relcache invalidation; called once per backend from `_PG_init`.
@@ -224,6 +245,10 @@ impl Drop for Indexed {
 /// # Safety
 /// `slot` holds a row with a column `attnum`.
 pub unsafe fn value(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<pg_sys::Datum> {
+    // A column an older schema does not have (see `schema_current`) is NULL.
+    if attnum > (*(*slot).tts_tupleDescriptor).natts {
+        return None;
+    }
     let mut isnull = false;
     let datum = pg_sys::slot_getattr(slot, attnum, &mut isnull);
     (!isnull).then_some(datum)
@@ -241,10 +266,11 @@ pub unsafe fn column<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: i3
 pub fn counters(mode: u32) -> Indexed {
     let counters = Indexed::open(Own::Counters, Own::CountersKey, mode);
     // SAFETY: the relation is open.
-    let natts = unsafe { (*(*counters.heap).rd_att).natts };
-    assert_eq!(
-        natts as usize, COUNTER_COLUMNS,
-        "org_stats.counters has the columns of this version"
+    let natts = unsafe { (*(*counters.heap).rd_att).natts } as usize;
+    // 0.1.0's counters have no sums (see `schema_current`).
+    assert!(
+        natts == COUNTER_COLUMNS || natts + 1 == COUNTER_COLUMNS,
+        "org_stats.counters has the columns of this version or of 0.1.0"
     );
     counters
 }
@@ -378,6 +404,9 @@ pub fn registration(
     snapshot: pg_sys::Snapshot,
     sums: bool,
 ) -> Option<Registration> {
+    if matches!(lookup, Lookup::Name(_)) && !schema_current() {
+        return None;
+    }
     let index = match lookup {
         Lookup::Table(_) => Own::TrackedRelidKey,
         Lookup::Name(_) => Own::TrackedNameKey,
@@ -507,8 +536,24 @@ pub fn all_counts(
     sum_columns: usize,
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(String, Option<String>, Delta)> {
-    let by_table = Indexed::open(Own::Counters, Own::CountersByTable, pg_sys::AccessShareLock);
     let mut rows = Vec::new();
+    if !schema_current() {
+        // 0.1.0's counters have no index by tracking, and no sums.
+        sql::kept(
+            "SELECT c.org_id, c.status, c.n FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
+            &[table_id.into()],
+            Access::Read,
+            |row| {
+                let counted = Delta {
+                    n: row.get(3).unwrap(),
+                    sums: Vec::new(),
+                };
+                rows.push((row.get(1).unwrap(), row.get(2), counted))
+            },
+        );
+        return rows;
+    }
+    let by_table = Indexed::open(Own::Counters, Own::CountersByTable, pg_sys::AccessShareLock);
     by_table.scan(&[Key::Int(table_id)], snapshot, |slot| {
         // SAFETY: a row of org_stats.counters.
         rows.push(unsafe { counted(slot, sum_columns) });
@@ -533,6 +578,11 @@ impl Version {
     /// Column `attnum`; `None` for NULL. A by-reference value points into the shared buffer:
     /// copy what is kept.
     pub fn get(&mut self, attnum: i32) -> Option<pg_sys::Datum> {
+        // A column an older schema does not have (see `schema_current`) is NULL.
+        // SAFETY: the descriptor is the open relation's.
+        if attnum > unsafe { (*self.desc).natts } {
+            return None;
+        }
         let mut isnull = false;
         // SAFETY: the tuple is pinned in its buffer for the life of `self`.
         let datum =

@@ -9,6 +9,7 @@ use crate::filter;
 use crate::registry::{self, Name, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
+use crate::storage;
 use crate::text_form;
 use pgrx::prelude::*;
 use pgrx::spi::quote_literal;
@@ -242,16 +243,7 @@ fn validate(table: RegClass, org_column: &str, status_column: &str, default_trac
 /// Raises 42710 if `table` is tracked, as seen by a fresh snapshot (so after track()'s lock it also
 /// sees a concurrent track() that committed while this one waited).
 fn refuse_if_tracked(table: RegClass, name: &str) {
-    let mut tracked = false;
-    security::as_extension_owner(|| {
-        sql::kept(
-            "SELECT EXISTS (SELECT FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1 AND t.name IS NULL)",
-            &[table.into()],
-            Access::Write,
-            |row| tracked = row.get(1).unwrap(),
-        )
-    });
-    if tracked {
+    if security::as_extension_owner(|| registry::find_latest(table)).is_some() {
         raise(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             format!("table {name} is already tracked by org_stats"),
@@ -360,8 +352,8 @@ fn required<T>(value: Option<T>, argument: &str) -> T {
 /// Starts counting `tbl`: its rows per (org, status) or, with `filter`, only the rows satisfying
 /// it, and with `sum_columns` also the sums of those columns; a `name` makes it one more
 /// tracking of the table, read by that name. See the README for the semantics.
-#[pg_extern(volatile, parallel_unsafe)]
-fn track(
+#[pg_extern(volatile, parallel_unsafe, name = "track")]
+fn start_tracking(
     tbl: Option<RegClass>,
     org_column: default!(Option<Name>, "'workos_org_id'"),
     status_column: default!(Option<Name>, "'status'"),
@@ -370,18 +362,50 @@ fn track(
     sum_columns: default!(Option<Vec<Option<String>>>, "NULL"),
     name: default!(Option<&str>, "NULL"),
 ) {
-    let tbl = required(tbl, "tbl");
-    let org_column = required(org_column, "org_column").0;
-    let status_column = required(status_column, "status_column").0;
-    let backfill = required(backfill, "backfill");
     let sum_columns: Vec<String> = sum_columns
         .unwrap_or_default()
         .into_iter()
         .map(|c| required(c, "an element of sum_columns"))
         .collect();
+    track_table(
+        required(tbl, "tbl"),
+        &required(org_column, "org_column").0,
+        &required(status_column, "status_column").0,
+        required(backfill, "backfill"),
+        filter,
+        &sum_columns,
+        name,
+    );
+}
+
+/// 0.1.0's `track()`, which 0.1.0's SQL calls by this function's symbol until `ALTER EXTENSION
+/// org_stats UPDATE` (see `storage::schema_current`); the current install script does not
+/// declare it.
+#[pg_extern(volatile, strict, parallel_unsafe, sql = false)]
+fn track(tbl: RegClass, org_column: Name, status_column: Name, backfill: bool) {
+    track_table(
+        tbl,
+        &org_column.0,
+        &status_column.0,
+        backfill,
+        None,
+        &[],
+        None,
+    );
+}
+
+fn track_table(
+    tbl: RegClass,
+    org_column: &str,
+    status_column: &str,
+    backfill: bool,
+    filter: Option<&str>,
+    sum_columns: &[String],
+    name: Option<&str>,
+) {
     let table_name = tbl.display();
-    validate(tbl, &org_column, &status_column, name.is_none());
-    validate_sums(tbl, &sum_columns);
+    validate(tbl, org_column, status_column, name.is_none());
+    validate_sums(tbl, sum_columns);
     if let Some(tracking) = name {
         validate_name(tracking);
         refuse_if_named(tracking);
@@ -413,22 +437,25 @@ fn track(
             Some(f) => (Some(f.text.as_str()), f.columns.clone()),
             None => (None, Vec::new()),
         };
-        sql::kept(
-            "INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns, filter_columns) \
-             VALUES ($1, $2, $3, $4, $5, NULLIF($6::pg_catalog.text[], '{}'), NULLIF($7::pg_catalog.text[], '{}')) \
-             RETURNING table_id",
-            &[
-                tbl.into(),
-                org_column.as_str().into(),
-                status_column.as_str().into(),
+        let mut args = vec![tbl.into(), org_column.into(), status_column.into()];
+        // 0.1.0's registry has none of the rest (see `storage::schema_current`), and 0.1.0's
+        // track() passes none of them.
+        let query = if storage::schema_current() {
+            args.extend([
                 name.into(),
                 filter_text.into(),
-                sum_columns.into(),
+                sum_columns.to_vec().into(),
                 filter_columns.into(),
-            ],
-            Access::Write,
-            |row| table_id = row.get(1).unwrap(),
-        );
+            ]);
+            "INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns, filter_columns) \
+             VALUES ($1, $2, $3, $4, $5, NULLIF($6::pg_catalog.text[], '{}'), NULLIF($7::pg_catalog.text[], '{}')) \
+             RETURNING table_id"
+        } else {
+            "INSERT INTO org_stats.tracked (relid, org_column, status_column) VALUES ($1, $2, $3) RETURNING table_id"
+        };
+        sql::kept(query, &args, Access::Write, |row| {
+            table_id = row.get(1).unwrap()
+        });
         let tracked = registry::find_by_id(table_id).expect("registered just above");
         install_triggers(Some(tbl), &partition_tree(tbl), &tracked);
         if backfill {

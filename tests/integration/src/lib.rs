@@ -66,6 +66,58 @@ pub fn mismatches(
         .collect()
 }
 
+/// Every (org, status) where `org_stats.totals(tracking, org)` disagrees with a live GROUP BY of
+/// the rows of `table` satisfying `filter`: the count and the sum() of each of `sums`, as
+/// readable lines; empty when all agree. The orgs checked are `orgs` plus every org with rows.
+/// One statement, so one snapshot.
+pub fn totals_mismatches(
+    client: &mut impl GenericClient,
+    tracking: &str,
+    table: &str,
+    columns: (&str, &str),
+    filter: &str,
+    sums: &[&str],
+    orgs: &[String],
+) -> Vec<String> {
+    let (org_column, status_column) = columns;
+    let actual_sums: String = sums
+        .iter()
+        .map(|c| format!(", sum({c})::numeric AS {c}"))
+        .collect();
+    let counted_sums: String = sums
+        .iter()
+        .map(|c| format!(", (t.sums ->> '{c}')::numeric AS {c}"))
+        .collect();
+    let differ: String = sums
+        .iter()
+        .map(|c| format!(" OR a.{c} IS DISTINCT FROM c.{c}"))
+        .collect();
+    let shown: String = sums
+        .iter()
+        .map(|c| format!(" || ' {c} ' || coalesce(c.{c}::text, 'NULL') || '/' || coalesce(a.{c}::text, 'NULL')"))
+        .collect();
+    let sql = format!(
+        "WITH actual AS (
+             SELECT {org_column}::text AS org_id, {status_column}::text AS status, count(*) AS n{actual_sums}
+               FROM {table} WHERE {org_column} IS NOT NULL AND ({filter}) GROUP BY 1, 2),
+         orgs AS (SELECT unnest($1::text[]) AS org_id
+                  UNION SELECT {org_column}::text FROM {table} WHERE {org_column} IS NOT NULL),
+         counted AS (SELECT o.org_id, t.status, t.count{counted_sums}
+                       FROM orgs o, org_stats.totals('{tracking}', o.org_id) t)
+         SELECT format('%s %s %s: counted %s, actual %s', '{tracking}', coalesce(a.org_id, c.org_id),
+                       coalesce(a.status, c.status, 'NULL'), c.count, a.n){shown}
+           FROM actual a FULL JOIN counted c
+             ON a.org_id = c.org_id AND a.status IS NOT DISTINCT FROM c.status
+          WHERE a.n IS DISTINCT FROM c.count{differ}"
+    );
+    client
+        .query(&sql, &[&orgs])
+        .expect("oracle query runs")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// A program of the PostgreSQL installation the tests run against (ORG_STATS_PGBIN).
 pub fn pg_program(name: &str) -> std::process::Command {
     let bin = std::env::var("ORG_STATS_PGBIN").expect("ORG_STATS_PGBIN is set by pg_test.sh");

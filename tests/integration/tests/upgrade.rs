@@ -1,8 +1,14 @@
 //! Upgrades: install the oldest SQL script committed in sql/, track and write, ALTER EXTENSION
-//! UPDATE to the current version, write more, and find no drift. (pg_test.sh separately fails when
-//! the generated install script of the current version differs from the committed one.)
+//! UPDATE to the current version, write more, and find no drift; the new version's features work
+//! on the upgraded database; and its objects (functions, tables, indexes, constraints, views,
+//! rights, dump configuration) are exactly those of a fresh install of the current version.
+//! (pg_test.sh separately fails when the generated install script of the current version
+//! differs from the committed one.)
 
-use org_stats_integration_tests::{drift, drop_database, empty_database};
+use org_stats_integration_tests::{
+    drift, drop_database, empty_database, fresh_database, totals_mismatches,
+};
+use postgres::Client;
 
 fn committed_versions() -> Vec<String> {
     let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql");
@@ -67,6 +73,83 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
         0,
         "no drift across the upgrade from {oldest}"
     );
+    // What the new version adds works on the upgraded database, beside the old tracking.
+    db.batch_execute(
+        "ALTER TABLE loads ADD COLUMN amount numeric, ADD COLUMN deleted_at timestamptz;
+         UPDATE loads SET amount = id * 1.5, deleted_at = CASE WHEN id % 5 = 0 THEN now() END;
+         SELECT org_stats.track('loads', filter => 'deleted_at IS NULL', sum_columns => ARRAY['amount'],
+                                name => 'live_loads');
+         UPDATE loads SET deleted_at = NULL WHERE id % 10 = 0;
+         INSERT INTO loads (workos_org_id, status, amount) VALUES ('org2', 'Open', 7.25);",
+    )
+    .unwrap();
+    let orgs: Vec<String> = Vec::new();
+    let bad = totals_mismatches(
+        &mut db,
+        "live_loads",
+        "loads",
+        ("workos_org_id", "status"),
+        "deleted_at IS NULL",
+        &["amount"],
+        &orgs,
+    );
+    assert!(bad.is_empty(), "upgraded database: {bad:?}");
+    assert_eq!(
+        drift(&mut db),
+        0,
+        "no drift in the upgraded database's trackings"
+    );
+    let upgraded = objects(&mut db);
     drop(db);
     drop_database("upgrade_test");
+
+    let mut fresh = fresh_database("upgrade_fresh");
+    let installed = objects(&mut fresh);
+    drop(fresh);
+    drop_database("upgrade_fresh");
+    let missing: Vec<&String> = installed.iter().filter(|o| !upgraded.contains(o)).collect();
+    let extra: Vec<&String> = upgraded.iter().filter(|o| !installed.contains(o)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "the upgrade from {oldest} does not make what a fresh install makes:\n\
+         only in a fresh install:\n{missing:#?}\nonly after the upgrade:\n{extra:#?}"
+    );
+}
+
+/// Every object of the extension in schema org_stats, described with what defines it.
+fn objects(db: &mut Client) -> Vec<String> {
+    db.query(
+        "SELECT concat_ws(' ', 'function', p.oid::regprocedure, pg_get_function_arguments(p.oid),
+                          pg_get_function_result(p.oid), p.provolatile, p.proisstrict, p.proparallel, p.prosecdef,
+                          p.proconfig, p.prosrc, coalesce(p.proacl::text, 'default rights'))
+           FROM pg_proc p WHERE p.pronamespace = 'org_stats'::regnamespace
+         UNION ALL
+         SELECT concat_ws(' ', 'column', c.relname || '.' || a.attname, a.attnum, format_type(a.atttypid, a.atttypmod),
+                          a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+          WHERE c.relnamespace = 'org_stats'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+         UNION ALL
+         SELECT concat_ws(' ', 'relation', c.relname, c.relkind, c.reloptions, coalesce(c.relacl::text, 'default rights'),
+                          CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END)
+           FROM pg_class c WHERE c.relnamespace = 'org_stats'::regnamespace
+         UNION ALL
+         SELECT concat_ws(' ', 'index', pg_get_indexdef(i.indexrelid))
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'org_stats'::regnamespace
+         UNION ALL
+         SELECT concat_ws(' ', 'constraint', conname, pg_get_constraintdef(oid))
+           FROM pg_constraint WHERE connamespace = 'org_stats'::regnamespace
+         UNION ALL
+         SELECT concat_ws(' ', 'event trigger', evtname, evtevent, evtfoid::regproc, evttags)
+           FROM pg_event_trigger
+         UNION ALL
+         SELECT concat_ws(' ', 'dumped', c::regclass, w)
+           FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(c, w) WHERE e.extname = 'org_stats'
+         ORDER BY 1",
+        &[],
+    )
+    .expect("catalog query runs")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }
