@@ -110,6 +110,17 @@ run_workload() { # workload variant
         bulk_insert_20k)
             timed "$w" "$v" "INSERT INTO loads (workos_org_id, status) SELECT 'org_new', 'Open' FROM generate_series(1, $BULK_SMALL)" ;;
         insert_1_client) pgbench_tps "$w" "$v" 1 insert_100_orgs.sql ;;
+        insert_1_client_filtered | insert_1_client_summed)
+            # The same inserts, counted by a tracking with a filter or with a sum: compared with
+            # insert_1_client's plain tracking.
+            [ "$v" = org_stats ] || return 0
+            sql -c "SELECT org_stats.untrack('loads')" >/dev/null
+            if [ "$w" = insert_1_client_filtered ]; then
+                sql -c "SELECT org_stats.track('loads', filter => 'note IS NULL')" >/dev/null
+            else
+                sql -c "SELECT org_stats.track('loads', sum_columns => ARRAY['id'])" >/dev/null
+            fi
+            pgbench_tps "$w" "$v" 1 insert_100_orgs.sql ;;
         insert_8_clients_100_orgs) pgbench_tps "$w" "$v" 8 insert_100_orgs.sql ;;
         insert_plus_counter_update_1_client)
             [ "$v" = none ] || return 0   # a reference point, not a variant
@@ -208,7 +219,8 @@ run_pooled() { # variant
 }
 
 # ORG_STATS_BENCH_WORKLOADS="w1 w2" measures only those workloads (and no maintenance).
-ALL_WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_plus_counter_update_1_client
+ALL_WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_1_client_filtered
+           insert_1_client_summed insert_plus_counter_update_1_client
            insert_8_clients_100_orgs insert_plus_counter_update_8_clients status_update_8_clients_one_org
            insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor
            pooled_60_clients)

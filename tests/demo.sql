@@ -34,6 +34,17 @@ INSERT INTO loads (workos_org_id, status) VALUES ('org_acme', 'Open');
 SELECT * FROM org_stats.count_by_status('loads', 'org_acme');
 SELECT org_stats.count('invoices', 'org_acme', 'VOID') AS acme_void_invoices;
 
+\echo '== invoice amounts by status (sums kept with the counts), and soft-deleted loads left out (a filter)'
+SELECT org_stats.track('invoices', sum_columns => ARRAY['amount'], name => 'invoice_amounts');
+SELECT * FROM org_stats.totals('invoice_amounts', 'org_acme');
+ALTER TABLE loads ADD COLUMN deleted_at timestamptz;
+SELECT org_stats.track('loads', filter => 'deleted_at IS NULL', name => 'live_loads');
+UPDATE loads SET deleted_at = now() WHERE workos_org_id = 'org_acme' AND status = 'Cancelled' AND id % 2 = 0;
+SELECT l.status, l.count AS live, a.count AS all_loads
+  FROM org_stats.count_by_status('live_loads', 'org_acme') l
+  JOIN org_stats.count_by_status('loads', 'org_acme') a USING (status);
+SELECT * FROM org_stats.count_by_status('live_loads', ARRAY['org_0', 'org_1', 'org_2']);
+
 \echo '== same answer, two ways: live GROUP BY vs org_stats (200 runs each)'
 DO $$
 DECLARE

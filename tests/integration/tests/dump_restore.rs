@@ -1,7 +1,9 @@
 //! pg_dump / pg_restore, plain and custom format, into a fresh database: tracking, counters,
 //! last_recalculated and recalculation_log survive (they are extension configuration tables),
-//! the triggers fire after the restore, and there is no drift. A data-only restore of base tables
-//! with triggers disabled leaves drift that recalculate() repairs.
+//! the triggers fire after the restore, and there is no drift; a named tracking with a filter and
+//! sums keeps them, and its enum filter (whose type gets a new OID) still binds after the restore.
+//! A data-only restore of base tables with triggers disabled leaves drift that recalculate()
+//! repairs.
 
 use org_stats_integration_tests::{
     connect_to, drift, drop_database, empty_database, fresh_database, run_on,
@@ -10,8 +12,12 @@ use postgres::Client;
 
 fn snapshot(db: &mut Client) -> Vec<String> {
     let queries = [
-        "SELECT table_name::text || org_column || status_column || (backfilled_at IS NOT NULL) FROM org_stats.tracked_tables ORDER BY 1",
-        "SELECT format('%s %s %s %s %s', table_name, org_id, status, count, last_recalculated) FROM org_stats.organization_stats ORDER BY 1",
+        "SELECT concat_ws(' ', table_name, org_column, status_column, backfilled_at IS NOT NULL, tracking, filter, sum_columns) \
+           FROM org_stats.tracked_tables ORDER BY 1",
+        "SELECT format('%s %s %s %s %s %s', table_name, org_id, status, count, last_recalculated, tracking) \
+           FROM org_stats.organization_stats ORDER BY 1",
+        "SELECT format('%s %s %s %s', o, t.status, t.count, t.sums) \
+           FROM unnest(ARRAY['org0', 'org1', 'org2', 'org3']) o, org_stats.totals('live_loads', o) t ORDER BY 1",
         "SELECT format('%s %s %s %s', tables, orgs_checked, groups_repaired, triggered_by) FROM org_stats.recalculation_log ORDER BY id",
     ];
     queries
@@ -30,11 +36,14 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
     let mut src = fresh_database("dump_src");
     src.batch_execute(
         "CREATE TYPE state AS ENUM ('Open', 'Closed');
-         CREATE TABLE loads (id serial PRIMARY KEY, workos_org_id text, status state);
+         CREATE TABLE loads (id serial PRIMARY KEY, workos_org_id text, status state, weight numeric);
          CREATE TABLE invoices (id serial PRIMARY KEY, workos_org_id uuid, status text);
-         INSERT INTO loads (workos_org_id, status) SELECT 'org' || (i % 4), (ARRAY['Open', 'Closed']::state[])[1 + i % 2] FROM generate_series(1, 200) i;
+         INSERT INTO loads (workos_org_id, status, weight)
+         SELECT 'org' || (i % 4), (ARRAY['Open', 'Closed']::state[])[1 + i % 2], i * 0.5 FROM generate_series(1, 200) i;
          INSERT INTO invoices (workos_org_id, status) SELECT ('00000000-0000-0000-0000-00000000000' || (i % 3))::uuid, 'DRAFT' FROM generate_series(1, 90) i;
          SELECT org_stats.track('loads');
+         SELECT org_stats.track('loads', filter => $$status <> 'Closed'$$, sum_columns => ARRAY['weight'],
+                                name => 'live_loads');
          SELECT org_stats.track('invoices', backfill => false);",
     )
     .unwrap();
@@ -70,7 +79,8 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
         );
         assert_eq!(drift(&mut dst), 0, "{how} restore has no drift");
         dst.batch_execute(
-            "INSERT INTO loads (workos_org_id, status) VALUES ('org1', 'Open'), ('org9', 'Closed');
+            "INSERT INTO loads (workos_org_id, status, weight) VALUES ('org1', 'Open', 2.5), ('org9', 'Closed', 1);
+             UPDATE loads SET status = 'Open' WHERE id = 20;
              DELETE FROM invoices WHERE id < 10;",
         )
         .unwrap();

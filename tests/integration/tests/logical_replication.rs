@@ -1,7 +1,8 @@
 //! Logical replication: base tables published by one cluster and tracked on the subscriber. The
 //! apply worker runs as a replica, so track() makes org_stats' triggers fire ALWAYS on
 //! subscription targets, and the apply worker's row triggers are flushed at commit. Under the
-//! publisher's write load the subscriber's counts stay exact.
+//! publisher's write load the subscriber's counts stay exact, and so do the counts and sums of a
+//! second, named tracking with a filter.
 
 use org_stats_integration_tests::{connect, drift};
 use postgres::{Client, NoTls};
@@ -42,13 +43,13 @@ fn subscriber_counts_stay_exact_under_publisher_load() {
     publisher
         .batch_execute(
             "DROP PUBLICATION IF EXISTS org_stats_pub; DROP TABLE IF EXISTS rep_loads;
-             CREATE TABLE rep_loads (id int PRIMARY KEY, workos_org_id text, status text);
-             INSERT INTO rep_loads SELECT i, 'org' || (i % 4), 'Open' FROM generate_series(1, 200) i;
+             CREATE TABLE rep_loads (id int PRIMARY KEY, workos_org_id text, status text, amount numeric);
+             INSERT INTO rep_loads SELECT i, 'org' || (i % 4), 'Open', i * 1.25 FROM generate_series(1, 200) i;
              CREATE PUBLICATION org_stats_pub FOR TABLE rep_loads;",
         )
         .unwrap();
     subscriber
-        .batch_execute("DROP TABLE IF EXISTS rep_loads; CREATE TABLE rep_loads (id int PRIMARY KEY, workos_org_id text, status text);")
+        .batch_execute("DROP TABLE IF EXISTS rep_loads; CREATE TABLE rep_loads (id int PRIMARY KEY, workos_org_id text, status text, amount numeric);")
         .unwrap();
     subscriber
         .batch_execute(&format!(
@@ -56,7 +57,11 @@ fn subscriber_counts_stay_exact_under_publisher_load() {
         ))
         .unwrap();
     subscriber
-        .batch_execute("SELECT org_stats.track('rep_loads')")
+        .batch_execute(
+            "SELECT org_stats.track('rep_loads');
+             SELECT org_stats.track('rep_loads', filter => $$status <> 'Done'$$, sum_columns => ARRAY['amount'],
+                                    name => 'rep_open_amounts');",
+        )
         .unwrap();
     let enabled: Vec<String> = subscriber
         .query("SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'rep_loads'::regclass AND tgname LIKE 'org_stats%'", &[])
@@ -66,7 +71,7 @@ fn subscriber_counts_stay_exact_under_publisher_load() {
         .collect();
     assert_eq!(
         enabled,
-        vec!["A"; 3],
+        vec!["A"; 6],
         "org_stats' triggers fire ALWAYS on a subscription target"
     );
 
@@ -74,7 +79,7 @@ fn subscriber_counts_stay_exact_under_publisher_load() {
         publisher
             .batch_execute(&format!(
                 "BEGIN;
-                 INSERT INTO rep_loads VALUES ({id}, 'org{org}', 'Open'), ({id} + 1, 'org{org}', 'Closed');
+                 INSERT INTO rep_loads VALUES ({id}, 'org{org}', 'Open', {id} * 0.5), ({id} + 1, 'org{org}', 'Closed', NULL);
                  UPDATE rep_loads SET status = 'Done' WHERE id = {upd};
                  UPDATE rep_loads SET workos_org_id = 'org{other}' WHERE id = {mv};
                  DELETE FROM rep_loads WHERE id = {del};
@@ -131,7 +136,7 @@ fn subscriber_counts_stay_exact_under_publisher_load() {
         .batch_execute("DROP SUBSCRIPTION org_stats_sub")
         .unwrap();
     subscriber
-        .batch_execute("SELECT org_stats.untrack('rep_loads'); DROP TABLE rep_loads;")
+        .batch_execute("SELECT org_stats.untrack('rep_open_amounts'); SELECT org_stats.untrack('rep_loads'); DROP TABLE rep_loads;")
         .unwrap();
     publisher
         .batch_execute("DROP PUBLICATION org_stats_pub; DROP TABLE rep_loads;")
