@@ -249,7 +249,7 @@ CONF
 start_cluster() {
     local dir
     dir=$(mktemp -d /tmp/org_stats_cluster.XXXXXX)
-    new_cluster "$dir" "$PORT" "shared_preload_libraries = 'pg_cron'
+    new_cluster "$dir" "$PORT" "shared_preload_libraries = 'pg_cron, org_stats'
 cron.database_name = 'postgres'
 cron.host = '$dir'"
     export PGHOST=$dir PGPORT=$PORT PGUSER=postgres
@@ -327,7 +327,7 @@ run_tests() {
     regress "$PGXS_TEST/regress/pg_regress" tests
     log "pg_isolation_regress: concurrent sessions"
     regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation
-    log "integration tests: randomized model, maintenance under load, pg_cron, crash, dump/restore, upgrade, memory, replication"
+    log "integration tests: randomized model, maintenance under load, pg_cron, crash, dump/restore, upgrade, memory, replication, notifications"
     if ! ORG_STATS_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
         cargo test --release --manifest-path tests/integration/Cargo.toml --target-dir "$CARGO_TARGET_DIR/integration" \
             --tests -- --nocapture --test-threads=1 2>&1 | tee /tmp/org_stats_integration.log; then

@@ -95,6 +95,24 @@ pgbench_tps() { # workload variant clients script
     fi
 }
 
+script_of() { # workload: its pgbench script
+    case $1 in
+        status_update_8_clients_one_org) echo status_update_one_org.sql ;;
+        insert_8_clients_one_org) echo insert_one_org.sql ;;
+    esac
+}
+
+# Runs a command while another session has run `listen` and stays connected (in a sleep that
+# outlasts the pgbench run, so notifications queue for it as for a busy dashboard).
+listening() { # listen-sql command...
+    local listener
+    sql -c "$1" -c "SELECT pg_sleep($DURATION + 2)" >/dev/null &
+    listener=$!
+    shift
+    "$@"
+    wait "$listener"
+}
+
 run_workload() { # workload variant
     local w=$1 v=$2
     if [ "$w" = pooled_60_clients ]; then
@@ -130,6 +148,21 @@ run_workload() { # workload variant
             pgbench_tps "$w" "$v" 8 insert_plus_counter_update.sql ;;
         status_update_8_clients_one_org) pgbench_tps "$w" "$v" 8 status_update_one_org.sql ;;
         insert_8_clients_one_org) pgbench_tps "$w" "$v" 8 insert_one_org.sql ;;
+        status_update_8_clients_one_org_notifying | insert_8_clients_one_org_notifying)
+            # The same writes while the tracking notifies and a session listens: compared with
+            # the rows above (org_stats without notifications).
+            [ "$v" = org_stats ] || return 0
+            sql -c "SELECT org_stats.set_notify('loads')" >/dev/null
+            listening "SELECT org_stats.listen('loads')" pgbench_tps "$w" "$v" 8 "$(script_of "${w%_notifying}")" ;;
+        status_update_8_clients_one_org_notify_trigger | insert_8_clients_one_org_notify_trigger)
+            # The reference: what one would write by hand, NOTIFY in the writer's transaction.
+            [ "$v" = org_stats ] || return 0
+            sql -c "CREATE FUNCTION notify_org() RETURNS trigger LANGUAGE plpgsql AS
+                        \$\$BEGIN PERFORM pg_notify('loads_changed', NEW.workos_org_id); RETURN NULL; END\$\$;
+                    CREATE TRIGGER loads_notify AFTER INSERT OR UPDATE ON loads
+                        FOR EACH ROW EXECUTE FUNCTION notify_org()" >/dev/null
+            listening "LISTEN loads_changed" pgbench_tps "$w" "$v" 8 "$(script_of "${w%_notify_trigger}")"
+            sql -c "DROP TRIGGER loads_notify ON loads; DROP FUNCTION notify_org()" >/dev/null ;;
         mixed_oltp_8_clients_10_orgs) pgbench_tps "$w" "$v" 8 mixed_oltp.sql ;;
         read_counts_big_org)
             case $v in
@@ -222,7 +255,9 @@ run_pooled() { # variant
 ALL_WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_1_client_filtered
            insert_1_client_summed insert_plus_counter_update_1_client
            insert_8_clients_100_orgs insert_plus_counter_update_8_clients status_update_8_clients_one_org
-           insert_8_clients_one_org mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor
+           insert_8_clients_one_org status_update_8_clients_one_org_notifying
+           status_update_8_clients_one_org_notify_trigger insert_8_clients_one_org_notifying
+           insert_8_clients_one_org_notify_trigger mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor
            pooled_60_clients)
 read -r -a WORKLOADS <<<"${ORG_STATS_BENCH_WORKLOADS:-${ALL_WORKLOADS[*]}}"
 

@@ -19,12 +19,15 @@ CREATE TABLE org_stats.tracked (
     last_recalculated    timestamptz,
     last_groups_repaired bigint,
     -- Since 0.2.0 (added at the end, as the upgrade adds them): the tracking's name (NULL: the
-    -- default tracking), the filter as stored (see src/filter.rs), the summed columns and the
-    -- columns the filter reads.
+    -- default tracking), the filter as stored (see src/filter.rs), the summed columns, the
+    -- columns the filter reads, and notifications.
     name           text CONSTRAINT tracked_name_key UNIQUE,
     filter         text,
     sum_columns    text[],
-    filter_columns text[]
+    filter_columns text[],
+    -- Whether the tracking sends change notifications, on its secret channel (src/live.rs).
+    notify         boolean NOT NULL DEFAULT false,
+    channel        text
 );
 CREATE UNIQUE INDEX tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;
@@ -94,7 +97,7 @@ REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_st
 
 CREATE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
-       t.name AS tracking, t.filter, t.sum_columns
+       t.name AS tracking, t.filter, t.sum_columns, t.notify
   FROM org_stats.tracked t;
 
 -- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled), for the

@@ -7,6 +7,7 @@
 //! - `reads`: count_by_status(), count(), counts(), totals(), for one org, many, or all
 //! - `filter`: checking and evaluating a tracking's filter
 //! - `sums`: exact sums of a tracking's summed columns
+//! - `live`: change notifications (shared memory, a notifier per database, listen/changed_since)
 //! - `compat`: the calls whose form differs between PostgreSQL majors
 //! - `backfill`: counting rows that already exist (at track() time, or online with backfill())
 //! - `drift`: check_drift()/recalculate(), and the exact diff they and backfill share
@@ -29,6 +30,7 @@ mod deltas;
 mod drift;
 mod errors;
 mod filter;
+mod live;
 mod pool;
 mod reads;
 mod registry;
@@ -70,6 +72,7 @@ pub extern "C-unwind" fn _PG_init() {
     security::init();
     storage::init();
     filter::init();
+    live::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

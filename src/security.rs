@@ -29,12 +29,18 @@ pub fn init() {
     );
 }
 
+/// Whether the caller may read `table`'s counts as far as row-level security goes: it does not
+/// apply to the caller, or counts have been allowed to such roles.
+pub fn rls_allows_counts(table: RegClass) -> bool {
+    // SAFETY: a catalog check for an existing relation, as the current user.
+    let rls = unsafe { pg_sys::check_enable_rls(table.0, pg_sys::Oid::INVALID, false) };
+    rls != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 || COUNT_UNDER_RLS.get()
+}
+
 /// Raises 42501 when row-level security applies to the caller on `relid` and counts have not
 /// been allowed to such roles.
 pub fn require_rls_allows_counts(table: RegClass) {
-    // SAFETY: a catalog check for an existing relation, as the current user.
-    let rls = unsafe { pg_sys::check_enable_rls(table.0, pg_sys::Oid::INVALID, false) };
-    if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 && !COUNT_UNDER_RLS.get() {
+    if !rls_allows_counts(table) {
         errors::raise(
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("row-level security on table {} applies to this role", table.display()),

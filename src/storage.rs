@@ -120,6 +120,11 @@ pub fn schema_current() -> bool {
     current
 }
 
+/// The OID of `org_stats.tracked` (whose invalidation tells the registry changed).
+pub fn tracked_relid() -> pg_sys::Oid {
+    relid(Own::Tracked)
+}
+
 /// Registers the relcache invalidation; called once per backend from `_PG_init`.
 pub fn init() {
     // SAFETY: registers a plain function with no argument.

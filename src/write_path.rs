@@ -13,6 +13,7 @@ use crate::backfill;
 use crate::deltas::{self, Delta, Group};
 use crate::errors;
 use crate::filter;
+use crate::live;
 use crate::pool;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
@@ -64,6 +65,7 @@ fn write_to(deltas: Vec<(Group, Delta)>, visible: pool::Visible) {
     unsafe { pg_sys::CommandCounterIncrement() };
     for (group, delta) in &deltas {
         pool::add(&counters, group, delta, visible);
+        live::changed(group.table_id, &group.org_id);
     }
     unsafe { pg_sys::CommandCounterIncrement() };
 }

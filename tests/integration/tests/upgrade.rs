@@ -94,6 +94,30 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
         &orgs,
     );
     assert!(bad.is_empty(), "upgraded database: {bad:?}");
+    // Notifications of the old tracking: a change shows in changed_since() once sent.
+    let token: String = db
+        .query_one("SELECT token FROM org_stats.changed_since(NULL)", &[])
+        .unwrap()
+        .get(0);
+    db.batch_execute("SELECT org_stats.set_notify('loads')")
+        .unwrap();
+    db.batch_execute("INSERT INTO loads (workos_org_id, status) VALUES ('org_new', 'Open')")
+        .unwrap();
+    let sent = std::time::Instant::now();
+    while db
+        .query(
+            "SELECT FROM org_stats.changed_since($1) WHERE org_id = 'org_new'",
+            &[&token],
+        )
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            sent.elapsed().as_secs() < 10,
+            "the change was sent within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(
         drift(&mut db),
         0,
