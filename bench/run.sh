@@ -102,11 +102,12 @@ script_of() { # workload: its pgbench script
     esac
 }
 
-# Runs a command while another session has run `listen` and stays connected (in a sleep that
-# outlasts the pgbench run, so notifications queue for it as for a busy dashboard).
+# Runs a command while another session has run `listen` and stays connected, idle, receiving
+# the notifications (not in a transaction: one held open, such as a pg_sleep, would keep vacuum
+# from pruning the rows the writers update and slow them for that reason alone).
 listening() { # listen-sql command...
     local listener
-    sql -c "$1" -c "SELECT pg_sleep($DURATION + 2)" >/dev/null &
+    { echo "$1;"; sleep $((DURATION + 2)); } | sql >/dev/null &
     listener=$!
     shift
     "$@"

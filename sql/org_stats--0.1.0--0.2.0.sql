@@ -284,7 +284,8 @@ CREATE  FUNCTION "changed_since"(
 	"table_name" regclass,  /* Option < RegClass > */
 	"tracking" TEXT,  /* Option < String > */
 	"org_id" TEXT,  /* Option < String > */
-	"token" TEXT  /* String */
+	"token" TEXT,  /* String */
+	"resync" bool  /* bool */
 )
 VOLATILE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */

@@ -275,7 +275,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:572
+-- src/live.rs:696
 -- org_stats::live::changed_since
 CREATE  FUNCTION "changed_since"(
 	"token" TEXT /* Option < & str > */
@@ -283,7 +283,8 @@ CREATE  FUNCTION "changed_since"(
 	"table_name" regclass,  /* Option < RegClass > */
 	"tracking" TEXT,  /* Option < String > */
 	"org_id" TEXT,  /* Option < String > */
-	"token" TEXT  /* String */
+	"token" TEXT,  /* String */
+	"resync" bool  /* bool */
 )
 VOLATILE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
@@ -441,7 +442,7 @@ AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:539
+-- src/live.rs:659
 -- org_stats::live::listen
 CREATE  FUNCTION "listen"(
 	"tracking" TEXT /* & str */
@@ -588,7 +589,7 @@ AS 'MODULE_PATHNAME', 'schedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:514
+-- src/live.rs:634
 -- org_stats::live::set_notify
 CREATE  FUNCTION "set_notify"(
 	"tracking" TEXT, /* & str */

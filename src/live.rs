@@ -9,7 +9,9 @@
 //! `NOTIFY` per (tracking, org) from a transaction of its own. Rolled-back work never reaches the
 //! set (it is published after the commit, and a rolled-back subtransaction's changes are
 //! dropped). Work committed by two-phase commit is not notified: `COMMIT PREPARED` runs in a
-//! session that has none of its changes.
+//! session that has none of its changes. Changes that cannot be kept (the set is full, a
+//! transaction changed too many orgs, a worker died holding them) are owed as a
+//! "resynchronize" to the database's listeners and `changed_since` readers, never dropped silently.
 //!
 //! Each notifying tracking has its own channel, named with a random secret only its registry row
 //! (readable by the extension's owner alone) holds; `org_stats.listen()` subscribes a session to it
@@ -39,16 +41,19 @@ const INTERVAL: Duration = Duration::from_millis(50);
 /// A worker with nothing to send for this long exits (so DROP DATABASE, which waits for the
 /// database's sessions a few seconds, never waits for it); the next notifying commit starts one.
 const IDLE_EXIT: Duration = Duration::from_secs(2);
+/// A worker asked for and not running after this long, in microseconds, never started.
+const START_GRACE: i64 = 10_000_000;
 /// Longer org ids are noted as "some org of this tracking" (NULL in payloads and rows).
 const ORG_BYTES: usize = 120;
-/// Changes waiting to be sent, coalesced; past this many, a database is told to resynchronize.
+/// Changes waiting to be sent, coalesced; past this many, listeners are told to resynchronize.
 const PENDING: usize = 2048;
 /// Sent changes kept for `changed_since`.
 const LOG: usize = 4096;
 /// Databases with a worker at once.
 const WORKERS: usize = 32;
 
-/// One (database, tracking, org) changed. `table_id` 0 marks a database-wide "resynchronize".
+/// One (database, tracking, org) changed; `table_id` 0 marks, in the log, that changes of the
+/// database were lost (its readers must resynchronize).
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Change {
@@ -63,22 +68,28 @@ impl Change {
     const EMPTY: Change = Change {
         db: 0,
         table_id: 0,
-        org_len: 0,
+        org_len: u16::MAX,
         org: [0; ORG_BYTES],
     };
 
-    fn new(db: pg_sys::Oid, table_id: i32, org: Option<&str>) -> Change {
+    fn new(db: u32, table_id: i32, org: &str) -> Change {
         let mut change = Change {
-            db: db.to_u32(),
+            db,
             table_id,
-            org_len: u16::MAX,
             ..Change::EMPTY
         };
-        if let Some(org) = org.filter(|o| o.len() <= ORG_BYTES) {
+        if org.len() <= ORG_BYTES {
             change.org[..org.len()].copy_from_slice(org.as_bytes());
             change.org_len = org.len() as u16;
         }
         change
+    }
+
+    fn lost(db: u32) -> Change {
+        Change {
+            db,
+            ..Change::EMPTY
+        }
     }
 
     fn org(&self) -> Option<String> {
@@ -102,13 +113,25 @@ impl Change {
     }
 }
 
+/// A database's notifier: free (`db` 0), asked for (`pid` 0, `since` when), running (`pid`), or
+/// dead (`pid` 0, `since` 0: it failed; the next commit in the database starts another, here).
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Worker {
     db: u32,
-    /// When it was started or last drained, in microseconds: a worker silent for much longer
-    /// than `INTERVAL` has died, and the next notifying commit starts another.
-    beat: i64,
+    pid: i32,
+    since: i64,
+    /// Changes of the database were lost: the worker tells its listeners to resynchronize.
+    resync: bool,
+}
+
+impl Worker {
+    const FREE: Worker = Worker {
+        db: 0,
+        pid: 0,
+        since: 0,
+        resync: false,
+    };
 }
 
 /// What the writers, workers and readers share.
@@ -122,6 +145,9 @@ struct Live {
     log: [Change; LOG],
     next_seq: u64,
     workers: [Worker; WORKERS],
+    /// Counts the times changes of a database without a worker slot were lost: every worker then
+    /// tells its listeners to resynchronize.
+    lost_everywhere: u64,
 }
 
 // SAFETY: plain data, no pointers.
@@ -134,44 +160,59 @@ impl Live {
         pending_count: 0,
         log: [Change::EMPTY; LOG],
         next_seq: 1,
-        workers: [Worker { db: 0, beat: 0 }; WORKERS],
+        workers: [Worker::FREE; WORKERS],
+        lost_everywhere: 0,
     };
 
-    /// Notes a change to send; a repeat of one waiting is the same change. When full, the
-    /// database is marked to resynchronize instead (in a slot every database's drain checks).
+    /// Notes a change to send; a repeat of one waiting is the same change. One slot stays free,
+    /// so probing ends; when only it is, the change is lost instead.
     fn note(&mut self, change: Change) {
         let mut slot = change.slot();
-        for _ in 0..PENDING {
-            if !self.used[slot] {
-                // The last `WORKERS` slots are kept for the databases' resynchronize marks.
-                if self.pending_count + WORKERS >= PENDING && change.table_id != 0 {
-                    self.note(Change::new(pg_sys::Oid::from(change.db), 0, None));
-                    return;
-                }
-                self.pending[slot] = change;
-                self.used[slot] = true;
-                self.pending_count += 1;
-                return;
-            }
+        while self.used[slot] {
             if self.pending[slot].key() == change.key() {
                 return;
             }
             slot = (slot + 1) % PENDING;
         }
+        if self.pending_count + 1 >= PENDING {
+            self.lose(change.db);
+            return;
+        }
+        self.pending[slot] = change;
+        self.used[slot] = true;
+        self.pending_count += 1;
+    }
+
+    fn log(&mut self, change: Change) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.log[(seq % LOG as u64) as usize] = change;
+        seq
+    }
+
+    /// Changes of `db` were lost: its `changed_since` readers and its listeners resynchronize.
+    fn lose(&mut self, db: u32) {
+        self.log(Change::lost(db));
+        match self.slot_of(db) {
+            Some(i) => self.workers[i].resync = true,
+            None => self.lost_everywhere += 1,
+        }
     }
 
     /// Takes the changes waiting for `db`, numbers and logs them; (seq, change) in order.
     fn drain(&mut self, db: u32) -> Vec<(u64, Change)> {
-        let mut taken = Vec::new();
-        for slot in 0..PENDING {
-            if self.used[slot] && self.pending[slot].db == db {
-                taken.push(self.pending[slot]);
-            }
+        let taken: Vec<Change> = (0..PENDING)
+            .filter(|&s| self.used[s] && self.pending[s].db == db)
+            .map(|s| self.pending[s])
+            .collect();
+        if !taken.is_empty() {
+            self.forget_pending(db);
         }
-        if taken.is_empty() {
-            return Vec::new();
-        }
-        // Free the slots and re-place what stays, so probe chains stay whole.
+        taken.into_iter().map(|c| (self.log(c), c)).collect()
+    }
+
+    /// Frees the slots of `db`'s changes and re-places the others, so probe chains stay whole.
+    fn forget_pending(&mut self, db: u32) {
         let kept: Vec<Change> = (0..PENDING)
             .filter(|&s| self.used[s] && self.pending[s].db != db)
             .map(|s| self.pending[s])
@@ -181,19 +222,35 @@ impl Live {
         for change in kept {
             self.note(change);
         }
-        taken
-            .into_iter()
-            .map(|change| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.log[(seq % LOG as u64) as usize] = change;
-                (seq, change)
-            })
-            .collect()
     }
 
-    fn worker(&mut self, db: u32) -> Option<&mut Worker> {
-        self.workers.iter_mut().find(|w| w.db == db)
+    fn slot_of(&self, db: u32) -> Option<usize> {
+        self.workers.iter().position(|w| w.db == db)
+    }
+
+    /// `db`'s worker slot, taken if it has none: a free one, else a dead one of another database
+    /// (whose waiting changes are then lost). None when every slot is in use.
+    fn claim(&mut self, db: u32, now: i64) -> Option<usize> {
+        if let Some(i) = self.slot_of(db) {
+            return Some(i);
+        }
+        let i = self.workers.iter().position(|w| w.db == 0).or_else(|| {
+            self.workers
+                .iter()
+                .position(|w| w.pid == 0 && now - w.since >= START_GRACE)
+        })?;
+        let previous = self.workers[i].db;
+        if previous != 0 {
+            self.forget_pending(previous);
+            self.workers[i] = Worker::FREE;
+            self.lose(previous);
+        }
+        self.workers[i] = Worker {
+            db,
+            since: now,
+            ..Worker::FREE
+        };
+        Some(i)
     }
 }
 
@@ -212,7 +269,6 @@ pub fn init() {
         }
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-        pg_sys::CacheRegisterRelcacheCallback(Some(forget_notifying), pg_sys::Datum::from(0));
     }
 }
 
@@ -232,6 +288,11 @@ fn now_micros() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
+fn my_db() -> u32 {
+    // SAFETY: set at connection time.
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
 /// A token: the server's start time and a change's number, so a token from before a restart is
 /// recognised as such.
 fn token(seq: u64) -> String {
@@ -241,136 +302,147 @@ fn token(seq: u64) -> String {
 
 // --- Writers ---------------------------------------------------------------------------------
 
-thread_local! {
-    /// The trackings of this database that notify, read once and kept until the registry
-    /// changes (`set_notify` invalidates it).
-    static NOTIFYING: RefCell<Option<FxHashSet<i32>>> = const { RefCell::new(None) };
-    /// org_stats.tracked's OID, to know which invalidation concerns `NOTIFYING`.
-    static TRACKED_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::Oid::INVALID) };
-    /// This transaction's changes of notifying trackings, by subtransaction: (subxact,
-    /// tracking, org).
-    static CHANGED: RefCell<Vec<(pg_sys::SubTransactionId, i32, String)>> = const { RefCell::new(Vec::new()) };
-    /// This transaction changed more than `PENDING` groups: `CHANGED` was let go (its memory stays
-    /// bounded) and listeners are told to resynchronize instead.
-    static OVERFLOWED: Cell<bool> = const { Cell::new(false) };
+/// This transaction's changes of notifying trackings.
+#[derive(Default)]
+struct Changed {
+    /// (subtransaction, tracking, org), each (tracking, org) once: a repeat in a subtransaction
+    /// adds nothing, as the first is in it or in one enclosing it.
+    list: Vec<(pg_sys::SubTransactionId, i32, String)>,
+    seen: FxHashSet<(i32, String)>,
+    /// More than `PENDING` orgs changed: the list was let go (its memory stays bounded) and
+    /// listeners are told to resynchronize instead.
+    overflowed: bool,
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn forget_notifying(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    if relid == pg_sys::Oid::INVALID || relid == TRACKED_RELID.with(Cell::get) {
-        NOTIFYING.with(|n| *n.borrow_mut() = None);
-    }
+thread_local! {
+    /// The trackings of this database that notify, and the registry generation they were read
+    /// at (see `storage::registry_generation`).
+    static NOTIFYING: RefCell<Option<(u64, FxHashSet<i32>)>> = const { RefCell::new(None) };
+    static CHANGED: RefCell<Option<Changed>> = const { RefCell::new(None) };
 }
 
 fn notifying(table_id: i32) -> bool {
     if !PRELOADED.load(Ordering::Relaxed) {
         return false;
     }
-    let known = NOTIFYING.with(|n| n.borrow().as_ref().map(|set| set.contains(&table_id)));
+    let generation = storage::registry_generation();
+    let known = NOTIFYING.with(|n| match &*n.borrow() {
+        Some((read_at, set)) if *read_at == generation => Some(set.contains(&table_id)),
+        _ => None,
+    });
     if let Some(known) = known {
         return known;
     }
     let mut set = FxHashSet::default();
     if storage::schema_current() {
-        security::as_extension_owner(|| {
-            sql::kept(
-                "SELECT t.table_id FROM org_stats.tracked t WHERE t.notify",
-                &[],
-                Access::Read,
-                |row| {
-                    set.insert(row.get::<i32>(1).unwrap());
-                },
-            );
+        // The latest snapshot: a change to the registry this backend has just been told of may
+        // be newer than the transaction's snapshot.
+        sql::on_latest_snapshot(|| {
+            security::as_extension_owner(|| {
+                sql::kept(
+                    "SELECT t.table_id FROM org_stats.tracked t WHERE t.notify",
+                    &[],
+                    Access::Read,
+                    |row| {
+                        set.insert(row.get::<i32>(1).unwrap());
+                    },
+                );
+            })
         });
     }
-    TRACKED_RELID.with(|r| r.set(storage::tracked_relid()));
     let found = set.contains(&table_id);
-    NOTIFYING.with(|n| *n.borrow_mut() = Some(set));
+    // Kept only if no invalidation arrived while reading (it may have been about this read).
+    if storage::registry_generation() == generation {
+        NOTIFYING.with(|n| *n.borrow_mut() = Some((generation, set)));
+    }
     found
 }
 
 /// Notes that this transaction changed the counts of `org_id` in tracking `table_id`, to be
 /// notified if the tracking notifies and the transaction commits.
 pub fn changed(table_id: i32, org_id: &str) {
-    if !notifying(table_id) || OVERFLOWED.get() {
+    if !notifying(table_id) {
         return;
     }
     // SAFETY: inside a transaction.
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
     CHANGED.with(|c| {
         let mut c = c.borrow_mut();
-        if c.len() >= PENDING {
-            *c = Vec::new();
-            OVERFLOWED.set(true);
-        } else {
-            c.push((subxact, table_id, org_id.to_owned()));
+        let c = c.get_or_insert_with(Changed::default);
+        if c.overflowed || c.seen.contains(&(table_id, org_id.to_owned())) {
+            return;
         }
+        if c.list.len() >= PENDING {
+            *c = Changed {
+                overflowed: true,
+                ..Changed::default()
+            };
+            return;
+        }
+        c.seen.insert((table_id, org_id.to_owned()));
+        c.list.push((subxact, table_id, org_id.to_owned()));
     });
-}
-
-fn forget_changes() {
-    CHANGED.with(|c| *c.borrow_mut() = Vec::new());
-    OVERFLOWED.set(false);
 }
 
 /// After a commit: the changes go to shared memory, and a worker is started for this database
 /// if none runs. Nothing here may raise an ERROR (the transaction has committed).
 fn publish() {
-    let mut changes = CHANGED.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    let overflowed = OVERFLOWED.replace(false);
-    if (changes.is_empty() && !overflowed) || !PRELOADED.load(Ordering::Relaxed) {
+    let Some(changed) = CHANGED.with(|c| c.borrow_mut().take()) else {
+        return;
+    };
+    if !PRELOADED.load(Ordering::Relaxed) || (changed.list.is_empty() && !changed.overflowed) {
         return;
     }
-    changes.sort_unstable_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
-    changes.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
-    // SAFETY: set at connection time.
-    let db = unsafe { pg_sys::MyDatabaseId };
+    let db = my_db();
     let now = now_micros();
     let start = {
         let mut live = LIVE.exclusive();
-        for (_, table_id, org) in &changes {
-            live.note(Change::new(db, *table_id, Some(org)));
+        // The slot first, so that changes lost below are owed to this database's listeners.
+        let running = live
+            .slot_of(db)
+            .is_some_and(|i| live.workers[i].pid != 0 || now - live.workers[i].since < START_GRACE);
+        let start = !running && live.claim(db, now).is_some();
+        if start {
+            let i = live.slot_of(db).expect("claimed");
+            live.workers[i].since = now;
         }
-        if overflowed {
-            live.note(Change::new(db, 0, None));
+        for (_, table_id, org) in &changed.list {
+            live.note(Change::new(db, *table_id, org));
         }
-        let mine = live.workers.iter().position(|w| w.db == db.to_u32());
-        let alive =
-            mine.is_some_and(|i| now - live.workers[i].beat < 20 * INTERVAL.as_micros() as i64);
-        // Claim a slot before starting, so concurrent commits start one worker, not many.
-        let slot = (!alive)
-            .then(|| mine.or_else(|| live.workers.iter().position(|w| w.db == 0)))
-            .flatten();
-        if let Some(i) = slot {
-            live.workers[i] = Worker {
-                db: db.to_u32(),
-                beat: now,
-            };
+        if changed.overflowed {
+            live.lose(db);
         }
-        slot.is_some()
+        start
     };
     if start {
         start_worker(db);
     }
 }
 
-fn start_worker(db: pg_sys::Oid) {
-    let started = BackgroundWorkerBuilder::new("org_stats notifier")
-        .set_type("org_stats notifier")
-        .set_library("org_stats")
-        .set_function("org_stats_notifier")
-        .set_argument(Some(pg_sys::Datum::from(db.to_u32())))
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(None)
-        .load_dynamic();
-    if started.is_err() {
+/// Asks the postmaster for a notifier of `db`; without a free worker process, the slot is marked
+/// dead so that the next commit asks again.
+fn start_worker(db: u32) {
+    let mut worker: pg_sys::BackgroundWorker =
+        (&BackgroundWorkerBuilder::new("org_stats notifier")
+            .set_type("org_stats notifier")
+            .set_library("org_stats")
+            .set_function("org_stats_notifier")
+            .set_argument(Some(pg_sys::Datum::from(db)))
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(None))
+            .into();
+    // SAFETY: a filled-in registration; without a handle to return it allocates nothing, so it
+    // cannot fail with an ERROR after the commit.
+    let started =
+        unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, std::ptr::null_mut()) };
+    if !started {
         pgrx::warning!(
-            "org_stats could not start its notifier (max_worker_processes reached); notifications wait until one starts"
+            "org_stats could not start its notifier (max_worker_processes reached); notifications wait for the next commit"
         );
         let mut live = LIVE.exclusive();
-        if let Some(w) = live.worker(db.to_u32()) {
-            w.db = 0;
+        if let Some(i) = live.slot_of(db) {
+            live.workers[i].since = 0;
         }
     }
 }
@@ -380,7 +452,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT => publish(),
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
-            forget_changes()
+            CHANGED.with(|c| *c.borrow_mut() = None)
         }
         _ => {}
     }
@@ -395,10 +467,14 @@ unsafe extern "C-unwind" fn on_subxact(
 ) {
     CHANGED.with(|c| {
         let mut c = c.borrow_mut();
+        let Some(c) = c.as_mut() else { return };
         match event {
-            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => c.retain(|(s, _, _)| *s != subxact),
+            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+                c.list.retain(|(s, _, _)| *s != subxact);
+                c.seen = c.list.iter().map(|(_, t, o)| (*t, o.clone())).collect();
+            }
             pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
-                for entry in c.iter_mut().filter(|(s, _, _)| *s == subxact) {
+                for entry in c.list.iter_mut().filter(|(s, _, _)| *s == subxact) {
                     entry.0 = parent;
                 }
             }
@@ -416,6 +492,31 @@ struct Channel {
     tracking: Option<String>,
 }
 
+thread_local! {
+    /// The worker has taken changes it has not sent yet.
+    static SENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// When a worker exits: its slot is marked dead (the next commit starts another) and changes it
+/// had taken and not sent are owed to the listeners as a resynchronization.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_worker_exit(_code: i32, arg: pg_sys::Datum) {
+    // SAFETY: as AbortTransaction would first; nothing else runs in this exiting process.
+    unsafe { pg_sys::LWLockReleaseAll() };
+    let db = arg.value() as u32;
+    let mut live = LIVE.exclusive();
+    if let Some(i) = live.slot_of(db) {
+        // SAFETY: set at process start.
+        if live.workers[i].pid == unsafe { pg_sys::MyProcPid } {
+            live.workers[i].pid = 0;
+            live.workers[i].since = 0;
+            if SENDING.get() {
+                live.lose(db);
+            }
+        }
+    }
+}
+
 /// The notifier of one database (its OID is the argument): drains that database's changes every
 /// `INTERVAL` and sends them, until idle for `IDLE_EXIT`.
 #[pg_guard]
@@ -423,98 +524,124 @@ struct Channel {
 pub extern "C-unwind" fn org_stats_notifier(arg: pg_sys::Datum) {
     let db = arg.value() as u32;
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    {
+        let mut live = LIVE.exclusive();
+        let Some(i) = live.claim(db, now_micros()) else {
+            return;
+        };
+        if live.workers[i].pid != 0 {
+            return; // another notifier of this database runs
+        }
+        // SAFETY: set at process start.
+        live.workers[i].pid = unsafe { pg_sys::MyProcPid };
+    }
+    // SAFETY: registers a plain function, with the database as its argument.
+    unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), arg) };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
+    // A database's own settings must not time the notifier out.
+    BackgroundWorker::transaction(|| {
+        Spi::run(
+            "SELECT pg_catalog.set_config('statement_timeout', '0', false), \
+                    pg_catalog.set_config('lock_timeout', '0', false)",
+        )
+        .expect("settings");
+    });
+    let mut seen_lost = LIVE.share().lost_everywhere;
     let mut idle = Duration::ZERO;
     while BackgroundWorker::wait_latch(Some(INTERVAL)) {
-        let batch = {
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way to reload the configuration in a worker.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let (batch, resync) = {
             let mut live = LIVE.exclusive();
+            let i = live.slot_of(db).expect("a running worker keeps its slot");
             let batch = live.drain(db);
-            let now = now_micros();
-            if batch.is_empty() && idle >= IDLE_EXIT {
+            let resync = live.workers[i].resync || live.lost_everywhere != seen_lost;
+            if batch.is_empty() && !resync && idle >= IDLE_EXIT {
                 // Nothing waits (checked under the lock writers take): give the slot up.
-                if let Some(w) = live.worker(db) {
-                    w.db = 0;
-                }
+                live.workers[i] = Worker::FREE;
                 return;
             }
-            if let Some(w) = live.worker(db) {
-                w.beat = now;
-            }
-            batch
+            live.workers[i].resync = false;
+            seen_lost = live.lost_everywhere;
+            let last = live.next_seq - 1;
+            (batch, resync.then_some(last))
         };
-        if batch.is_empty() {
+        if batch.is_empty() && resync.is_none() {
             idle += INTERVAL;
             continue;
         }
         idle = Duration::ZERO;
-        BackgroundWorker::transaction(|| send(&batch));
+        SENDING.set(true);
+        BackgroundWorker::transaction(|| send(&batch, resync));
+        SENDING.set(false);
     }
 }
 
-fn send(batch: &[(u64, Change)]) {
-    let mut channels: FxHashMap<i32, Channel> = FxHashMap::default();
-    // DROP EXTENSION may have run since these changes were noted.
-    if Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('org_stats.tracked') IS NULL")
-        == Ok(Some(true))
-    {
-        return;
-    }
-    Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT t.table_id, t.channel, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), t.name \
-                   FROM org_stats.tracked t JOIN pg_catalog.pg_class c ON c.oid = t.relid \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.notify",
-                None,
-                &[],
-            )
-            .expect("the registry is readable");
-        for row in rows {
-            let id: i32 = row.get(1).unwrap().unwrap();
-            channels.insert(
-                id,
-                Channel {
-                    channel: row.get(2).unwrap().unwrap(),
-                    table: row.get(3).unwrap().unwrap(),
-                    tracking: row.get(4).unwrap(),
-                },
-            );
+/// Sends a batch: a resynchronization (with the latest token) to every channel if changes were
+/// lost, then one notification per change.
+fn send(batch: &[(u64, Change)], resync: Option<u64>) {
+    security::as_extension_owner(|| {
+        // DROP EXTENSION may have run since these changes were noted.
+        let installed =
+            Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('org_stats.tracked') IS NOT NULL");
+        if installed != Ok(Some(true)) {
+            return;
         }
-    });
-    for (seq, change) in batch {
-        let payload = |c: &Channel, org: Option<String>| {
-            serde_json::json!({
-                "table": c.table,
-                "tracking": c.tracking,
-                "org_id": org,
-                "token": token(*seq),
-            })
-            .to_string()
-        };
-        let notices: Vec<(&Channel, String)> = if change.table_id == 0 {
-            // Changes were lost to a full set: every listener resynchronizes.
-            channels
-                .values()
-                .map(|c| {
-                    let resync = serde_json::json!({"resync": true, "token": token(*seq)});
-                    (c, resync.to_string())
-                })
-                .collect()
-        } else {
-            channels
-                .get(&change.table_id)
-                .map(|c| (c, payload(c, change.org())))
-                .into_iter()
-                .collect()
-        };
-        for (c, payload) in notices {
+        let mut channels: FxHashMap<i32, Channel> = FxHashMap::default();
+        Spi::connect(|client| {
+            let rows = client
+                .select(
+                    "SELECT t.table_id, t.channel, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' \
+                            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), t.name \
+                       FROM org_stats.tracked t \
+                       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid \
+                       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                      WHERE t.notify",
+                    None,
+                    &[],
+                )
+                .expect("the registry is readable");
+            for row in rows {
+                let id: i32 = row.get(1).unwrap().unwrap();
+                channels.insert(
+                    id,
+                    Channel {
+                        channel: row.get(2).unwrap().unwrap(),
+                        table: row.get(3).unwrap().unwrap(),
+                        tracking: row.get(4).unwrap(),
+                    },
+                );
+            }
+        });
+        let notify = |channel: &str, payload: serde_json::Value| {
             Spi::run_with_args(
                 "SELECT pg_catalog.pg_notify($1, $2)",
-                &[c.channel.as_str().into(), payload.as_str().into()],
+                &[channel.into(), payload.to_string().as_str().into()],
             )
             .expect("pg_notify");
+        };
+        if let Some(last) = resync {
+            for c in channels.values() {
+                notify(
+                    &c.channel,
+                    serde_json::json!({"resync": true, "token": token(last)}),
+                );
+            }
         }
-    }
+        for (seq, change) in batch {
+            if let Some(c) = channels.get(&change.table_id) {
+                let payload = serde_json::json!({
+                    "table": c.table,
+                    "tracking": c.tracking,
+                    "org_id": change.org(),
+                    "token": token(*seq),
+                });
+                notify(&c.channel, payload);
+            }
+        }
+    });
 }
 
 // --- SQL functions ---------------------------------------------------------------------------
@@ -578,10 +705,9 @@ fn listen(tracking: &str) -> String {
 }
 
 /// The (tracking, org) changes sent after `token`, one row each with the token of its latest
-/// change, for the trackings whose counts the caller may read. A token that is unknown, too old
-/// (its change is no longer kept) or from before a restart gives one row with only a token:
-/// re-read everything, then continue from that token (which is how a first call, with NULL, gets
-/// its token).
+/// change, for the trackings whose counts the caller may read, then always one row with no table:
+/// the token to continue from, and whether to re-read everything first (the token is unknown,
+/// too old, from before a restart, or changes were lost meanwhile). A first call passes NULL.
 // The columns' names must be spelled in the signature for pgrx, so no type alias can shorten it.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_restricted)]
@@ -594,21 +720,24 @@ fn changed_since(
         name!(tracking, Option<String>),
         name!(org_id, Option<String>),
         name!(token, String),
+        name!(resync, bool),
     ),
 > {
     require_preloaded();
-    // SAFETY: set at connection time.
-    let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let db = my_db();
+    // SAFETY: set once at postmaster start.
+    let epoch = unsafe { pg_sys::PgStartTime }.to_string();
     let since = token
         .and_then(|t| t.split_once('-'))
-        .filter(|(epoch, _)| *epoch == unsafe { pg_sys::PgStartTime }.to_string())
+        .filter(|(started, _)| *started == epoch)
         .and_then(|(_, seq)| seq.parse::<u64>().ok());
     let (changes, last) = {
         let live = LIVE.share();
         let last = live.next_seq - 1;
         let oldest = live.next_seq.saturating_sub(LOG as u64).max(1);
-        let changes: Option<Vec<(u64, Change)>> =
-            since.filter(|&s| s + 1 >= oldest && s <= last).map(|s| {
+        let changes: Option<Vec<(u64, Change)>> = since
+            .filter(|&s| s <= last && s.saturating_add(1) >= oldest)
+            .map(|s| {
                 (s + 1..=last)
                     .map(|seq| (seq, live.log[(seq % LOG as u64) as usize]))
                     .filter(|(_, c)| c.db == db)
@@ -616,30 +745,29 @@ fn changed_since(
             });
         (changes, last)
     };
-    let resync = || vec![(None, None, None, self::token(last))];
-    let Some(changes) = changes else {
-        return TableIterator::new(resync());
-    };
-    if changes.iter().any(|(_, c)| c.table_id == 0) {
-        return TableIterator::new(resync());
-    }
-    let mut latest: FxHashMap<(i32, Option<String>), u64> = FxHashMap::default();
-    for (seq, change) in changes {
-        latest.insert((change.table_id, change.org()), seq);
-    }
+    let resync = changes
+        .as_ref()
+        .is_none_or(|changes| changes.iter().any(|(_, c)| c.table_id == 0));
     let mut rows = Vec::new();
-    let mut allowed: FxHashMap<i32, Option<(RegClass, Option<String>)>> = FxHashMap::default();
-    let mut entries: Vec<_> = latest.into_iter().collect();
-    entries.sort_by_key(|(_, seq)| *seq);
-    for ((table_id, org), seq) in entries {
-        let visible = allowed.entry(table_id).or_insert_with(|| {
-            let t = security::as_extension_owner(|| registry::find_by_id(table_id))?;
-            (security::can_read(t.relid.0) && security::rls_allows_counts(t.relid))
-                .then_some((t.relid, t.name))
-        });
-        if let Some((relid, name)) = visible {
-            rows.push((Some(*relid), name.clone(), org, self::token(seq)));
+    if !resync {
+        let mut latest: FxHashMap<(i32, Option<String>), u64> = FxHashMap::default();
+        for (seq, change) in changes.into_iter().flatten() {
+            latest.insert((change.table_id, change.org()), seq);
+        }
+        let mut allowed: FxHashMap<i32, Option<(RegClass, Option<String>)>> = FxHashMap::default();
+        let mut entries: Vec<_> = latest.into_iter().collect();
+        entries.sort_by_key(|(_, seq)| *seq);
+        for ((table_id, org), seq) in entries {
+            let visible = allowed.entry(table_id).or_insert_with(|| {
+                let t = security::as_extension_owner(|| registry::find_by_id(table_id))?;
+                (security::can_read(t.relid.0) && security::rls_allows_counts(t.relid))
+                    .then_some((t.relid, t.name))
+            });
+            if let Some((relid, name)) = visible {
+                rows.push((Some(*relid), name.clone(), org, self::token(seq), false));
+            }
         }
     }
+    rows.push((None, None, None, self::token(last), resync));
     TableIterator::new(rows)
 }

@@ -97,8 +97,23 @@ unsafe extern "C-unwind" fn forget_relids(_arg: pg_sys::Datum, relid: pg_sys::Oi
         if relid == pg_sys::Oid::INVALID || r.get().contains(&relid) {
             r.set([pg_sys::Oid::INVALID; 6]);
             SCHEMA_CURRENT.with(|s| s.set(None));
+            GENERATION.with(|g| g.set(g.get() + 1));
         }
     });
+}
+
+thread_local! {
+    /// Counts the invalidations of org_stats' own relations seen by this backend.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A number that changes whenever `org_stats.tracked` may have changed (it is counted from its
+/// relcache invalidations, which every change of the registry sends): what a backend derives from
+/// the registry stays valid while this stays the same.
+pub fn registry_generation() -> u64 {
+    // Looked up first, so that its invalidation is recognised from now on.
+    relid(Own::Tracked);
+    GENERATION.with(Cell::get)
 }
 
 thread_local! {
@@ -120,7 +135,7 @@ pub fn schema_current() -> bool {
     current
 }
 
-/// The OID of `org_stats.tracked` (whose invalidation tells the registry changed).
+/// The OID of `org_stats.tracked`, whose invalidation tells every backend the registry changed.
 pub fn tracked_relid() -> pg_sys::Oid {
     relid(Own::Tracked)
 }

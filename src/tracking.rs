@@ -291,15 +291,18 @@ fn validate_sums(table: RegClass, columns: &[String]) {
     }
 }
 
-/// Refuses a tracking name that is empty, has a dot, or names a relation (a read of that name
-/// would be ambiguous).
+/// Refuses a tracking name that is empty, longer than an identifier, has a dot, or names a
+/// relation (a read of that name would be ambiguous).
 fn validate_name(tracking: &str) {
-    if tracking.is_empty() || tracking.contains('.') {
+    if tracking.is_empty()
+        || tracking.len() >= pg_sys::NAMEDATALEN as usize
+        || tracking.contains('.')
+    {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("invalid tracking name \"{tracking}\""),
-            "A tracking name is not empty and has no dot (a name with a dot is a schema-qualified table's); \
-             leave name NULL for the table's default tracking, read by the table's name.",
+            "A tracking name has 1 to 63 bytes, as an identifier, and no dot (a name with a dot is a \
+             schema-qualified table's); leave name NULL for the table's default tracking, read by the table's name.",
         );
     }
     let mut relation = false;

@@ -48,7 +48,7 @@ SELECT tracking, backfilled_at IS NOT NULL AS backfilled FROM org_stats.tracked_
  WHERE table_name = 'lanes'::regclass ORDER BY 1 NULLS FIRST;
 SELECT * FROM totals_mismatches('heavy_lanes', 'lanes', 'weight > 20', status_col => 'lane');
 
--- Names are unique, differ from every relation's, and have no dot; a second default tracking of
+-- Names are unique, differ from every relation's, have 1 to 63 bytes and no dot; a second default tracking of
 -- a table is refused as before.
 \pset format unaligned
 \pset fieldsep ' | '
@@ -56,6 +56,7 @@ SELECT * FROM error_of($$SELECT org_stats.track('lanes', name => 'lanes_by_lane'
 SELECT * FROM error_of($$SELECT org_stats.track('lanes', name => 'loads')$$);
 SELECT * FROM error_of($$SELECT org_stats.track('lanes', name => 'public.lanes2')$$);
 SELECT * FROM error_of($$SELECT org_stats.track('lanes', name => '')$$);
+SELECT * FROM error_of($$SELECT org_stats.track('lanes', name => repeat('x', 64))$$);
 SELECT * FROM error_of($$SELECT org_stats.track('lanes')$$);
 SELECT * FROM error_of($$SELECT * FROM org_stats.totals('no_such_tracking', 'org1')$$);
 SELECT * FROM error_of($$SELECT org_stats.track(NULL)$$);

@@ -61,18 +61,39 @@ fn sql_state(err: &postgres::Error) -> Option<&SqlState> {
     err.as_db_error().map(|e| e.code())
 }
 
-fn token_now(db: &mut Client) -> String {
-    let row = db
-        .query_one(
-            "SELECT table_name IS NULL, token FROM org_stats.changed_since(NULL)",
-            &[],
+/// changed_since(token): the changes (table, tracking, org) and the final row's token and
+/// resync flag.
+type Changes = (Vec<(String, Option<String>, Option<String>)>, String, bool);
+
+fn changed_since(db: &mut Client, token: Option<&str>) -> Changes {
+    let rows = db
+        .query(
+            "SELECT table_name::text, tracking, org_id, token, resync FROM org_stats.changed_since($1)",
+            &[&token],
         )
         .unwrap();
+    let (last, changes) = rows.split_last().expect("a final row, always");
     assert!(
-        row.get::<_, bool>(0),
-        "a NULL token is answered with a resynchronize row"
+        last.get::<_, Option<String>>(0).is_none(),
+        "the final row has no table"
     );
-    row.get(1)
+    let changes = changes
+        .iter()
+        .map(|r| {
+            assert!(!r.get::<_, bool>(4), "a change row is no resync");
+            (r.get(0), r.get(1), r.get(2))
+        })
+        .collect();
+    (changes, last.get(3), last.get(4))
+}
+
+fn token_now(db: &mut Client) -> String {
+    let (changes, token, resync) = changed_since(db, None);
+    assert!(
+        changes.is_empty() && resync,
+        "a NULL token is answered with a resync and a token"
+    );
+    token
 }
 
 #[test]
@@ -225,6 +246,28 @@ fn listeners_learn_which_orgs_changed_after_commit() {
     );
     ever.insert("org4".to_owned());
 
+    // A notifier terminated (by an administrator, or failing) is replaced by the next commit.
+    let notifier = "SELECT pid FROM pg_stat_activity
+                     WHERE backend_type = 'org_stats notifier' AND datname = current_database()";
+    let pids: Vec<i32> = writer
+        .query(notifier, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pids.len(), 1, "one notifier runs for the database");
+    writer
+        .execute("SELECT pg_terminate_backend($1, 5000)", &[&pids[0]])
+        .unwrap();
+    writer
+        .batch_execute("INSERT INTO live_loads (workos_org_id, status) VALUES ('org6', 'Open')")
+        .unwrap();
+    assert_eq!(
+        orgs_of(&drain(&mut listener), &Value::Null),
+        BTreeSet::from(["org6".to_owned()])
+    );
+    ever.insert("org6".to_owned());
+
     // TRUNCATE empties every org that had rows.
     let emptied = live_orgs(&mut writer, "SELECT DISTINCT workos_org_id FROM live_loads");
     writer.batch_execute("TRUNCATE live_loads").unwrap();
@@ -232,38 +275,48 @@ fn listeners_learn_which_orgs_changed_after_commit() {
     ever.extend(emptied);
     assert_exact(&mut listener);
 
-    // changed_since replays the same: every org notified since the first token, each once with
-    // the token of its latest change; from the latest token, nothing.
-    let replay = listener
-        .query(
-            "SELECT table_name::text, tracking, org_id, token FROM org_stats.changed_since($1)",
-            &[&start],
-        )
-        .unwrap();
+    // changed_since replays the same: every org notified since the first token, each once;
+    // from the token it returns, nothing more.
+    let (replay, last, resync) = changed_since(&mut listener, Some(&start));
+    assert!(!resync);
     let replayed: BTreeSet<String> = replay
         .iter()
-        .filter(|r| r.get::<_, Option<String>>(1).is_none())
-        .map(|r| r.get(2))
+        .filter(|(_, tracking, _)| tracking.is_none())
+        .map(|(_, _, org)| org.clone().expect("an org"))
         .collect();
     assert_eq!(replayed, ever);
-    assert!(replay.iter().all(|r| r.get::<_, String>(0) == "live_loads"));
-    let last: String = replay.last().unwrap().get(3);
-    let after_last = listener
-        .query("SELECT * FROM org_stats.changed_since($1)", &[&last])
-        .unwrap();
-    assert!(
-        after_last.is_empty(),
-        "nothing changed after the latest token"
+    assert_eq!(
+        replay.len(),
+        replay.iter().collect::<BTreeSet<_>>().len(),
+        "each once"
     );
-    // A token from elsewhere (another server start, garbage) asks for a full re-read.
-    let foreign = listener
-        .query(
-            "SELECT table_name::text, token FROM org_stats.changed_since('1-1')",
-            &[],
+    assert!(replay.iter().all(|(table, _, _)| table == "live_loads"));
+    assert_eq!(
+        changed_since(&mut listener, Some(&last)),
+        (vec![], last.clone(), false)
+    );
+    // A token from elsewhere (another server start, garbage, far too old) asks for a full re-read.
+    let started = start.split('-').next().unwrap();
+    for foreign in ["1-1", "garbage", &format!("{started}-18446744073709551615")] {
+        let (changes, _, resync) = changed_since(&mut listener, Some(foreign));
+        assert!(changes.is_empty() && resync, "{foreign}");
+    }
+
+    // Many statements on one org in one transaction are one change, however many.
+    writer
+        .batch_execute(
+            "DO $$ BEGIN FOR i IN 1 .. 3000 LOOP
+                 INSERT INTO live_loads (workos_org_id, status) VALUES ('org5', 'Open');
+             END LOOP; END $$",
         )
         .unwrap();
-    assert_eq!(foreign.len(), 1);
-    assert!(foreign[0].get::<_, Option<String>>(0).is_none());
+    let got = drain(&mut listener);
+    assert!(got.iter().all(|p| p.get("resync").is_none()), "{got:?}");
+    assert_eq!(
+        orgs_of(&got, &Value::Null),
+        BTreeSet::from(["org5".to_owned()])
+    );
+    let (_, last, _) = changed_since(&mut listener, Some(&last));
 
     // A transaction changing more orgs than the notifier holds tells listeners to resynchronize.
     writer
@@ -276,14 +329,8 @@ fn listeners_learn_which_orgs_changed_after_commit() {
         got.iter().any(|p| p["resync"] == true),
         "a resync notification: {got:?}"
     );
-    let replay = listener
-        .query(
-            "SELECT table_name::text FROM org_stats.changed_since($1)",
-            &[&last],
-        )
-        .unwrap();
-    assert_eq!(replay.len(), 1);
-    assert!(replay[0].get::<_, Option<String>>(0).is_none());
+    let (changes, _, resync) = changed_since(&mut listener, Some(&last));
+    assert!(changes.is_empty() && resync);
     assert_exact(&mut listener);
 
     // Turned off: no more notifications.
@@ -371,15 +418,13 @@ fn only_readers_of_the_counts_may_listen() {
     assert_eq!(got[0]["table"], "public.secret_loads");
     // changed_since shows each role only what it may read.
     let tables = |client: &mut Client| -> Vec<String> {
-        client
-            .query(
-                "SELECT table_name::text FROM org_stats.changed_since($1) ORDER BY 1",
-                &[&start],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
+        let mut tables: Vec<String> = changed_since(client, Some(&start))
+            .0
+            .into_iter()
+            .map(|(table, _, _)| table)
+            .collect();
+        tables.sort();
+        tables
     };
     assert_eq!(tables(&mut stranger), Vec::<String>::new());
     assert_eq!(tables(&mut reader), vec!["secret_loads".to_owned()]);
@@ -403,7 +448,7 @@ fn notifications_need_the_library_preloaded() {
         .expect("ORG_STATS_PUBLISHER_DSN is set by pg_test.sh");
     let mut db = Client::connect(&dsn, NoTls).unwrap();
     db.batch_execute(
-        "DROP TABLE IF EXISTS live_loads; CREATE EXTENSION IF NOT EXISTS org_stats;
+        "DROP TABLE IF EXISTS live_loads; DROP EXTENSION IF EXISTS org_stats; CREATE EXTENSION org_stats;
          CREATE TABLE live_loads (workos_org_id text, status text);
          SELECT org_stats.track('live_loads', 'workos_org_id', 'status');
          INSERT INTO live_loads VALUES ('acme', 'Open'), ('acme', 'Open');",
