@@ -582,13 +582,13 @@ pub extern "C-unwind" fn org_stats_notifier(arg: pg_sys::Datum) {
 /// Sends a batch: a resynchronization (with the latest token) to every channel if changes were
 /// lost, then one notification per change.
 fn send(batch: &[(u64, Change)], resync: Option<u64>) {
+    // DROP EXTENSION may have run since these changes were noted.
+    let installed =
+        Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('org_stats.tracked') IS NOT NULL");
+    if installed != Ok(Some(true)) {
+        return;
+    }
     security::as_extension_owner(|| {
-        // DROP EXTENSION may have run since these changes were noted.
-        let installed =
-            Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('org_stats.tracked') IS NOT NULL");
-        if installed != Ok(Some(true)) {
-            return;
-        }
         let mut channels: FxHashMap<i32, Channel> = FxHashMap::default();
         Spi::connect(|client| {
             let rows = client
