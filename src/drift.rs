@@ -271,17 +271,8 @@ type DriftRow = (
 );
 
 fn rows_of(t: &Tracked, drift: Vec<Drift>) -> impl Iterator<Item = DriftRow> + '_ {
-    let json = |sums: &[Sum]| {
-        (!t.sum_columns.is_empty()).then(|| {
-            pgrx::JsonB(serde_json::Value::Object(
-                t.sum_columns
-                    .iter()
-                    .cloned()
-                    .zip(sums.iter().map(Sum::json))
-                    .collect(),
-            ))
-        })
-    };
+    let json =
+        |sums: &[Sum]| (!t.sum_columns.is_empty()).then(|| sums::json_object(&t.sum_columns, sums));
     drift.into_iter().map(move |d| {
         (
             t.relid,

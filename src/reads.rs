@@ -15,7 +15,7 @@ use crate::registry::{self, RegClass};
 use crate::security;
 use crate::sql::{self, Access};
 use crate::storage::{self, Lookup};
-use crate::sums::Sum;
+use crate::sums::{self, Sum};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use rustc_hash::FxHashSet;
@@ -325,15 +325,8 @@ fn counts_by_tracking(tracking: &str, org_id: &str) -> pgrx::JsonB {
     json_counts(Reference::Text(tracking), org_id)
 }
 
-/// The sums of one group as `{"column": sum}` (see `Sum::json`).
 fn sums_json(t: &Target, sums: &[Sum]) -> pgrx::JsonB {
-    pgrx::JsonB(serde_json::Value::Object(
-        t.sum_columns
-            .iter()
-            .cloned()
-            .zip(sums.iter().map(Sum::json))
-            .collect(),
-    ))
+    sums::json_object(&t.sum_columns, sums)
 }
 
 /// The orgs of `org_ids`, each once, in the order given; NULL elements name no org.

@@ -180,6 +180,17 @@ impl Sum {
     }
 }
 
+/// The sums of one group as `{"column": sum}` (see `Sum::json`), for `columns` in order.
+pub fn json_object(columns: &[String], sums: &[Sum]) -> pgrx::JsonB {
+    pgrx::JsonB(serde_json::Value::Object(
+        columns
+            .iter()
+            .cloned()
+            .zip(sums.iter().map(Sum::json))
+            .collect(),
+    ))
+}
+
 /// Sums of several columns to the `numeric[]` a counter row stores (NULL for none).
 pub fn to_datum(sums: &[Sum]) -> Option<pg_sys::Datum> {
     if sums.is_empty() {
