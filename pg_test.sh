@@ -79,6 +79,7 @@ chroot_packages() { # kind major
 MOUNTED=()
 mount_chroot() { # dir [with-toolchain]
     local dir=$1 path
+    unmount_below "$dir"
     $SUDO mount -t proc proc "$dir/proc"
     $SUDO mount --rbind /dev "$dir/dev"
     $SUDO mount --make-rslave "$dir/dev"
@@ -92,17 +93,22 @@ mount_chroot() { # dir [with-toolchain]
     fi
 }
 
-# Removes a chroot directory, first unmounting whatever is still mounted below it (a run that was
-# killed leaves its bind mounts behind, and rm would follow them into /dev or the toolchain).
-remove_chroot() { # dir
+# Unmounts whatever is still mounted below a chroot: a run that was killed leaves its bind mounts
+# behind, mounting over them fails once their source is gone, and rm would follow them into /dev
+# or the toolchain.
+unmount_below() { # dir
     local dir mounts
     dir=$(realpath -m "$1")
     mounts=$(awk -v d="$dir/" 'index($2 "/", d) == 1 {print $2}' /proc/self/mounts | sort -r)
     for m in $mounts; do $SUDO umount -lR "$m" 2>/dev/null || true; done
     if awk -v d="$dir/" 'index($2 "/", d) == 1 {found = 1} END {exit !found}' /proc/self/mounts; then
-        die "could not unmount everything below $dir; not removing it"
+        die "could not unmount everything below $dir"
     fi
-    $SUDO rm -rf "$dir"
+}
+
+remove_chroot() { # dir
+    unmount_below "$1"
+    $SUDO rm -rf "$1"
 }
 
 unmount_all() {
