@@ -47,6 +47,8 @@ const START_GRACE: i64 = 10_000_000;
 const ORG_BYTES: usize = 120;
 /// Changes waiting to be sent, coalesced; past this many, listeners are told to resynchronize.
 const PENDING: usize = 2048;
+/// Slots of the table holding them: twice as many, so probe chains stay short when it fills.
+const PENDING_SLOTS: usize = 2 * PENDING;
 /// Sent changes kept for `changed_since`.
 const LOG: usize = 4096;
 /// Databases with a worker at once.
@@ -59,6 +61,9 @@ const WORKERS: usize = 32;
 struct Change {
     db: u32,
     table_id: i32,
+    /// The tracked table: a tracking id is reused after DROP and CREATE EXTENSION, a table is not
+    /// while it exists, so a change is only shown for the table it was noted for.
+    relid: u32,
     /// `u16::MAX`: no org known (too long).
     org_len: u16,
     org: [u8; ORG_BYTES],
@@ -68,14 +73,16 @@ impl Change {
     const EMPTY: Change = Change {
         db: 0,
         table_id: 0,
+        relid: 0,
         org_len: u16::MAX,
         org: [0; ORG_BYTES],
     };
 
-    fn new(db: u32, table_id: i32, org: &str) -> Change {
+    fn new(db: u32, table_id: i32, relid: u32, org: &str) -> Change {
         let mut change = Change {
             db,
             table_id,
+            relid,
             ..Change::EMPTY
         };
         if org.len() <= ORG_BYTES {
@@ -97,19 +104,25 @@ impl Change {
             .then(|| String::from_utf8_lossy(&self.org[..self.org_len as usize]).into_owned())
     }
 
-    fn key(&self) -> (u32, i32, u16, &[u8]) {
+    fn key(&self) -> (u32, i32, u32, u16, &[u8]) {
         let len = if self.org_len == u16::MAX {
             0
         } else {
             self.org_len as usize
         };
-        (self.db, self.table_id, self.org_len, &self.org[..len])
+        (
+            self.db,
+            self.table_id,
+            self.relid,
+            self.org_len,
+            &self.org[..len],
+        )
     }
 
     fn slot(&self) -> usize {
         let mut hasher = FxHasher::default();
         self.key().hash(&mut hasher);
-        hasher.finish() as usize % PENDING
+        hasher.finish() as usize % PENDING_SLOTS
     }
 }
 
@@ -137,16 +150,23 @@ impl Worker {
 /// What the writers, workers and readers share.
 #[repr(C)]
 struct Live {
+    /// When this shared memory was first used since the server (re)made it, in microseconds: the
+    /// first part of every token, so a token from before a restart, crash restarts included, is
+    /// told apart. 0 until then.
+    epoch: i64,
     /// Open addressing by `Change::slot`; `used` marks the slots in use.
-    pending: [Change; PENDING],
-    used: [bool; PENDING],
+    pending: [Change; PENDING_SLOTS],
+    used: [bool; PENDING_SLOTS],
     pending_count: usize,
     /// The sent changes, `log[seq % LOG]` holding number `seq`; `next_seq` is the next number.
     log: [Change; LOG],
     next_seq: u64,
     workers: [Worker; WORKERS],
-    /// Counts the times changes of a database without a worker slot were lost: every worker then
-    /// tells its listeners to resynchronize.
+    /// Databases (0: none) whose changes were lost while they had no worker slot: the worker
+    /// that next takes a slot for one tells its listeners to resynchronize.
+    owed: [u32; WORKERS],
+    /// Counts the times such a loss found `owed` full: every worker then tells its listeners to
+    /// resynchronize.
     lost_everywhere: u64,
 }
 
@@ -155,14 +175,23 @@ unsafe impl PGRXSharedMemory for Live {}
 
 impl Live {
     const EMPTY: Live = Live {
-        pending: [Change::EMPTY; PENDING],
-        used: [false; PENDING],
+        epoch: 0,
+        pending: [Change::EMPTY; PENDING_SLOTS],
+        used: [false; PENDING_SLOTS],
         pending_count: 0,
         log: [Change::EMPTY; LOG],
         next_seq: 1,
         workers: [Worker::FREE; WORKERS],
+        owed: [0; WORKERS],
         lost_everywhere: 0,
     };
+
+    fn epoch(&mut self) -> i64 {
+        if self.epoch == 0 {
+            self.epoch = now_micros().max(1);
+        }
+        self.epoch
+    }
 
     /// Notes a change to send; a repeat of one waiting is the same change. One slot stays free,
     /// so probing ends; when only it is, the change is lost instead.
@@ -172,7 +201,7 @@ impl Live {
             if self.pending[slot].key() == change.key() {
                 return;
             }
-            slot = (slot + 1) % PENDING;
+            slot = (slot + 1) % PENDING_SLOTS;
         }
         if self.pending_count + 1 >= PENDING {
             self.lose(change.db);
@@ -193,18 +222,34 @@ impl Live {
     /// Changes of `db` were lost: its `changed_since` readers and its listeners resynchronize.
     fn lose(&mut self, db: u32) {
         self.log(Change::lost(db));
-        match self.slot_of(db) {
-            Some(i) => self.workers[i].resync = true,
-            None => self.lost_everywhere += 1,
+        if let Some(i) = self.slot_of(db) {
+            self.workers[i].resync = true;
+        } else if !self.owed.contains(&db) {
+            match self.owed.iter().position(|&o| o == 0) {
+                Some(i) => self.owed[i] = db,
+                None => self.lost_everywhere += 1,
+            }
         }
+    }
+
+    /// Whether `db` was owed a resynchronization while it had no slot; the debt is taken.
+    fn take_owed(&mut self, db: u32) -> bool {
+        let found = self.owed.iter().position(|&o| o == db);
+        if let Some(i) = found {
+            self.owed[i] = 0;
+        }
+        found.is_some()
+    }
+
+    fn pending_of(&self, db: u32) -> impl Iterator<Item = &Change> {
+        (0..PENDING_SLOTS)
+            .filter(move |&s| self.used[s] && self.pending[s].db == db)
+            .map(|s| &self.pending[s])
     }
 
     /// Takes the changes waiting for `db`, numbers and logs them; (seq, change) in order.
     fn drain(&mut self, db: u32) -> Vec<(u64, Change)> {
-        let taken: Vec<Change> = (0..PENDING)
-            .filter(|&s| self.used[s] && self.pending[s].db == db)
-            .map(|s| self.pending[s])
-            .collect();
+        let taken: Vec<Change> = self.pending_of(db).copied().collect();
         if !taken.is_empty() {
             self.forget_pending(db);
         }
@@ -213,11 +258,11 @@ impl Live {
 
     /// Frees the slots of `db`'s changes and re-places the others, so probe chains stay whole.
     fn forget_pending(&mut self, db: u32) {
-        let kept: Vec<Change> = (0..PENDING)
+        let kept: Vec<Change> = (0..PENDING_SLOTS)
             .filter(|&s| self.used[s] && self.pending[s].db != db)
             .map(|s| self.pending[s])
             .collect();
-        self.used = [false; PENDING];
+        self.used = [false; PENDING_SLOTS];
         self.pending_count = 0;
         for change in kept {
             self.note(change);
@@ -248,6 +293,7 @@ impl Live {
         self.workers[i] = Worker {
             db,
             since: now,
+            resync: self.take_owed(db),
             ..Worker::FREE
         };
         Some(i)
@@ -293,11 +339,9 @@ fn my_db() -> u32 {
     unsafe { pg_sys::MyDatabaseId }.to_u32()
 }
 
-/// A token: the server's start time and a change's number, so a token from before a restart is
-/// recognised as such.
-fn token(seq: u64) -> String {
-    // SAFETY: set once at postmaster start.
-    format!("{}-{seq}", unsafe { pg_sys::PgStartTime })
+/// A token: the shared memory's epoch and a change's number.
+fn token(epoch: i64, seq: u64) -> String {
+    format!("{epoch}-{seq}")
 }
 
 // --- Writers ---------------------------------------------------------------------------------
@@ -305,9 +349,9 @@ fn token(seq: u64) -> String {
 /// This transaction's changes of notifying trackings.
 #[derive(Default)]
 struct Changed {
-    /// (subtransaction, tracking, org), each (tracking, org) once: a repeat in a subtransaction
-    /// adds nothing, as the first is in it or in one enclosing it.
-    list: Vec<(pg_sys::SubTransactionId, i32, String)>,
+    /// (subtransaction, tracking, its table, org), each (tracking, org) once: a repeat in a
+    /// subtransaction adds nothing, as the first is in it or in one enclosing it.
+    list: Vec<(pg_sys::SubTransactionId, i32, u32, String)>,
     seen: FxHashSet<(i32, String)>,
     /// More than `PENDING` orgs changed: the list was let go (its memory stays bounded) and
     /// listeners are told to resynchronize instead.
@@ -315,42 +359,44 @@ struct Changed {
 }
 
 thread_local! {
-    /// The trackings of this database that notify, and the registry generation they were read
-    /// at (see `storage::registry_generation`).
-    static NOTIFYING: RefCell<Option<(u64, FxHashSet<i32>)>> = const { RefCell::new(None) };
+    /// The trackings of this database that notify, with their tables, and the registry
+    /// generation they were read at (see `storage::registry_generation`).
+    static NOTIFYING: RefCell<Option<(u64, FxHashMap<i32, u32>)>> = const { RefCell::new(None) };
     static CHANGED: RefCell<Option<Changed>> = const { RefCell::new(None) };
 }
 
-fn notifying(table_id: i32) -> bool {
+/// The table of tracking `table_id` if it notifies.
+fn notifying(table_id: i32) -> Option<u32> {
     if !PRELOADED.load(Ordering::Relaxed) {
-        return false;
+        return None;
     }
     let generation = storage::registry_generation();
     let known = NOTIFYING.with(|n| match &*n.borrow() {
-        Some((read_at, set)) if *read_at == generation => Some(set.contains(&table_id)),
+        Some((read_at, set)) if *read_at == generation => Some(set.get(&table_id).copied()),
         _ => None,
     });
     if let Some(known) = known {
         return known;
     }
-    let mut set = FxHashSet::default();
+    let mut set = FxHashMap::default();
     if storage::schema_current() {
         // The latest snapshot: a change to the registry this backend has just been told of may
         // be newer than the transaction's snapshot.
         sql::on_latest_snapshot(|| {
             security::as_extension_owner(|| {
                 sql::kept(
-                    "SELECT t.table_id FROM org_stats.tracked t WHERE t.notify",
+                    "SELECT t.table_id, t.relid FROM org_stats.tracked t WHERE t.notify",
                     &[],
                     Access::Read,
                     |row| {
-                        set.insert(row.get::<i32>(1).unwrap());
+                        let relid: pg_sys::Oid = row.get(2).unwrap();
+                        set.insert(row.get::<i32>(1).unwrap(), relid.to_u32());
                     },
                 );
             })
         });
     }
-    let found = set.contains(&table_id);
+    let found = set.get(&table_id).copied();
     // Kept only if no invalidation arrived while reading (it may have been about this read).
     if storage::registry_generation() == generation {
         NOTIFYING.with(|n| *n.borrow_mut() = Some((generation, set)));
@@ -361,9 +407,9 @@ fn notifying(table_id: i32) -> bool {
 /// Notes that this transaction changed the counts of `org_id` in tracking `table_id`, to be
 /// notified if the tracking notifies and the transaction commits.
 pub fn changed(table_id: i32, org_id: &str) {
-    if !notifying(table_id) {
+    let Some(relid) = notifying(table_id) else {
         return;
-    }
+    };
     // SAFETY: inside a transaction.
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
     CHANGED.with(|c| {
@@ -380,7 +426,7 @@ pub fn changed(table_id: i32, org_id: &str) {
             return;
         }
         c.seen.insert((table_id, org_id.to_owned()));
-        c.list.push((subxact, table_id, org_id.to_owned()));
+        c.list.push((subxact, table_id, relid, org_id.to_owned()));
     });
 }
 
@@ -406,8 +452,8 @@ fn publish() {
             let i = live.slot_of(db).expect("claimed");
             live.workers[i].since = now;
         }
-        for (_, table_id, org) in &changed.list {
-            live.note(Change::new(db, *table_id, org));
+        for (_, table_id, relid, org) in &changed.list {
+            live.note(Change::new(db, *table_id, *relid, org));
         }
         if changed.overflowed {
             live.lose(db);
@@ -470,11 +516,11 @@ unsafe extern "C-unwind" fn on_subxact(
         let Some(c) = c.as_mut() else { return };
         match event {
             pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
-                c.list.retain(|(s, _, _)| *s != subxact);
-                c.seen = c.list.iter().map(|(_, t, o)| (*t, o.clone())).collect();
+                c.list.retain(|(s, _, _, _)| *s != subxact);
+                c.seen = c.list.iter().map(|(_, t, _, o)| (*t, o.clone())).collect();
             }
             pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
-                for entry in c.list.iter_mut().filter(|(s, _, _)| *s == subxact) {
+                for entry in c.list.iter_mut().filter(|(s, _, _, _)| *s == subxact) {
                     entry.0 = parent;
                 }
             }
@@ -487,6 +533,7 @@ unsafe extern "C-unwind" fn on_subxact(
 
 /// A notifying tracking as the worker announces it.
 struct Channel {
+    relid: u32,
     channel: String,
     table: String,
     tracking: Option<String>,
@@ -495,25 +542,46 @@ struct Channel {
 thread_local! {
     /// The worker has taken changes it has not sent yet.
     static SENDING: Cell<bool> = const { Cell::new(false) };
+    /// The worker has connected to its database (until then, the database may be gone).
+    static CONNECTED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// When a worker exits: its slot is marked dead (the next commit starts another) and changes it
-/// had taken and not sent are owed to the listeners as a resynchronization.
+/// When a worker exits other than idle: changes it had taken and not sent are owed to the
+/// listeners as a resynchronization, and another worker is started for the changes committed
+/// since its last drain (they would otherwise wait for the database's next commit); or, if it
+/// never connected, its database's changes are given up.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_worker_exit(_code: i32, arg: pg_sys::Datum) {
     // SAFETY: as AbortTransaction would first; nothing else runs in this exiting process.
     unsafe { pg_sys::LWLockReleaseAll() };
     let db = arg.value() as u32;
-    let mut live = LIVE.exclusive();
-    if let Some(i) = live.slot_of(db) {
+    let restart = {
+        let mut live = LIVE.exclusive();
+        let Some(i) = live.slot_of(db) else {
+            return;
+        };
         // SAFETY: set at process start.
-        if live.workers[i].pid == unsafe { pg_sys::MyProcPid } {
-            live.workers[i].pid = 0;
-            live.workers[i].since = 0;
-            if SENDING.get() {
-                live.lose(db);
-            }
+        if live.workers[i].pid != unsafe { pg_sys::MyProcPid } {
+            return;
         }
+        if SENDING.get() {
+            live.lose(db);
+        }
+        if !CONNECTED.get() {
+            // Dropped, or refusing connections: nothing waiting for it can be sent.
+            live.forget_pending(db);
+            live.workers[i] = Worker::FREE;
+            live.lose(db);
+            false
+        } else {
+            let restart = live.pending_of(db).next().is_some();
+            live.workers[i].pid = 0;
+            live.workers[i].since = if restart { now_micros() } else { 0 };
+            restart
+        }
+    };
+    if restart {
+        start_worker(db);
     }
 }
 
@@ -538,11 +606,13 @@ pub extern "C-unwind" fn org_stats_notifier(arg: pg_sys::Datum) {
     // SAFETY: registers a plain function, with the database as its argument.
     unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), arg) };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
-    // A database's own settings must not time the notifier out.
+    CONNECTED.set(true);
+    // A database's own settings must not time the notifier out; a lock wait is bounded, since a
+    // termination request is only acted on between sends (the exit starts another worker).
     BackgroundWorker::transaction(|| {
         Spi::run(
             "SELECT pg_catalog.set_config('statement_timeout', '0', false), \
-                    pg_catalog.set_config('lock_timeout', '0', false)",
+                    pg_catalog.set_config('lock_timeout', '10s', false)",
         )
         .expect("settings");
     });
@@ -553,7 +623,7 @@ pub extern "C-unwind" fn org_stats_notifier(arg: pg_sys::Datum) {
             // SAFETY: the documented way to reload the configuration in a worker.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        let (batch, resync) = {
+        let (batch, resync, epoch) = {
             let mut live = LIVE.exclusive();
             let i = live.slot_of(db).expect("a running worker keeps its slot");
             let batch = live.drain(db);
@@ -566,7 +636,7 @@ pub extern "C-unwind" fn org_stats_notifier(arg: pg_sys::Datum) {
             live.workers[i].resync = false;
             seen_lost = live.lost_everywhere;
             let last = live.next_seq - 1;
-            (batch, resync.then_some(last))
+            (batch, resync.then_some(last), live.epoch())
         };
         if batch.is_empty() && resync.is_none() {
             idle += INTERVAL;
@@ -574,14 +644,14 @@ pub extern "C-unwind" fn org_stats_notifier(arg: pg_sys::Datum) {
         }
         idle = Duration::ZERO;
         SENDING.set(true);
-        BackgroundWorker::transaction(|| send(&batch, resync));
+        BackgroundWorker::transaction(|| send(&batch, resync, epoch));
         SENDING.set(false);
     }
 }
 
 /// Sends a batch: a resynchronization (with the latest token) to every channel if changes were
 /// lost, then one notification per change.
-fn send(batch: &[(u64, Change)], resync: Option<u64>) {
+fn send(batch: &[(u64, Change)], resync: Option<u64>, epoch: i64) {
     // DROP EXTENSION may have run since these changes were noted.
     let installed =
         Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('org_stats.tracked') IS NOT NULL");
@@ -594,7 +664,7 @@ fn send(batch: &[(u64, Change)], resync: Option<u64>) {
             let rows = client
                 .select(
                     "SELECT t.table_id, t.channel, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' \
-                            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), t.name \
+                            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), t.name, t.relid \
                        FROM org_stats.tracked t \
                        JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid \
                        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
@@ -605,9 +675,11 @@ fn send(batch: &[(u64, Change)], resync: Option<u64>) {
                 .expect("the registry is readable");
             for row in rows {
                 let id: i32 = row.get(1).unwrap().unwrap();
+                let relid: pg_sys::Oid = row.get(5).unwrap().unwrap();
                 channels.insert(
                     id,
                     Channel {
+                        relid: relid.to_u32(),
                         channel: row.get(2).unwrap().unwrap(),
                         table: row.get(3).unwrap().unwrap(),
                         tracking: row.get(4).unwrap(),
@@ -626,17 +698,20 @@ fn send(batch: &[(u64, Change)], resync: Option<u64>) {
             for c in channels.values() {
                 notify(
                     &c.channel,
-                    serde_json::json!({"resync": true, "token": token(last)}),
+                    serde_json::json!({"resync": true, "token": token(epoch, last)}),
                 );
             }
         }
         for (seq, change) in batch {
-            if let Some(c) = channels.get(&change.table_id) {
+            if let Some(c) = channels
+                .get(&change.table_id)
+                .filter(|c| c.relid == change.relid)
+            {
                 let payload = serde_json::json!({
                     "table": c.table,
                     "tracking": c.tracking,
                     "org_id": change.org(),
-                    "token": token(*seq),
+                    "token": token(epoch, *seq),
                 });
                 notify(&c.channel, payload);
             }
@@ -704,10 +779,12 @@ fn listen(tracking: &str) -> String {
     channel
 }
 
-/// The (tracking, org) changes sent after `token`, one row each with the token of its latest
-/// change, for the trackings whose counts the caller may read, then always one row with no table:
-/// the token to continue from, and whether to re-read everything first (the token is unknown,
-/// too old, from before a restart, or changes were lost meanwhile). A first call passes NULL.
+/// The (tracking, org) changes committed after `token`, one row each with the token of its
+/// latest change, for the trackings whose counts the caller may read, then always one row with no
+/// table: the token to continue from, and whether to re-read everything first (the token is
+/// unknown, too old, from before a restart, or changes were lost meanwhile). A first call passes
+/// NULL. Changes not sent yet are included, with the token to continue from (they come again,
+/// with their own, once sent).
 // The columns' names must be spelled in the signature for pgrx, so no type alias can shorten it.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_restricted)]
@@ -725,11 +802,15 @@ fn changed_since(
 > {
     require_preloaded();
     let db = my_db();
-    // SAFETY: set once at postmaster start.
-    let epoch = unsafe { pg_sys::PgStartTime }.to_string();
+    let epoch = LIVE.share().epoch;
+    let epoch = if epoch == 0 {
+        LIVE.exclusive().epoch()
+    } else {
+        epoch
+    };
     let since = token
         .and_then(|t| t.split_once('-'))
-        .filter(|(started, _)| *started == epoch)
+        .filter(|(started, _)| *started == epoch.to_string())
         .and_then(|(_, seq)| seq.parse::<u64>().ok());
     let (changes, last) = {
         let live = LIVE.share();
@@ -741,6 +822,7 @@ fn changed_since(
                 (s + 1..=last)
                     .map(|seq| (seq, live.log[(seq % LOG as u64) as usize]))
                     .filter(|(_, c)| c.db == db)
+                    .chain(live.pending_of(db).map(|c| (last, *c)))
                     .collect()
             });
         (changes, last)
@@ -750,24 +832,33 @@ fn changed_since(
         .is_none_or(|changes| changes.iter().any(|(_, c)| c.table_id == 0));
     let mut rows = Vec::new();
     if !resync {
-        let mut latest: FxHashMap<(i32, Option<String>), u64> = FxHashMap::default();
+        let mut latest: FxHashMap<(i32, u32, Option<String>), u64> = FxHashMap::default();
         for (seq, change) in changes.into_iter().flatten() {
-            latest.insert((change.table_id, change.org()), seq);
+            latest.insert((change.table_id, change.relid, change.org()), seq);
         }
-        let mut allowed: FxHashMap<i32, Option<(RegClass, Option<String>)>> = FxHashMap::default();
+        let mut allowed: FxHashMap<(i32, u32), Option<(RegClass, Option<String>)>> =
+            FxHashMap::default();
         let mut entries: Vec<_> = latest.into_iter().collect();
         entries.sort_by_key(|(_, seq)| *seq);
-        for ((table_id, org), seq) in entries {
-            let visible = allowed.entry(table_id).or_insert_with(|| {
+        for ((table_id, relid, org), seq) in entries {
+            let visible = allowed.entry((table_id, relid)).or_insert_with(|| {
                 let t = security::as_extension_owner(|| registry::find_by_id(table_id))?;
-                (security::can_read(t.relid.0) && security::rls_allows_counts(t.relid))
-                    .then_some((t.relid, t.name))
+                (t.relid.0.to_u32() == relid
+                    && security::can_read(t.relid.0)
+                    && security::rls_allows_counts(t.relid))
+                .then_some((t.relid, t.name))
             });
             if let Some((relid, name)) = visible {
-                rows.push((Some(*relid), name.clone(), org, self::token(seq), false));
+                rows.push((
+                    Some(*relid),
+                    name.clone(),
+                    org,
+                    self::token(epoch, seq),
+                    false,
+                ));
             }
         }
     }
-    rows.push((None, None, None, self::token(last), resync));
+    rows.push((None, None, None, self::token(epoch, last), resync));
     TableIterator::new(rows)
 }

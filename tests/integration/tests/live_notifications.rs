@@ -87,6 +87,45 @@ fn changed_since(db: &mut Client, token: Option<&str>) -> Changes {
     (changes, last.get(3), last.get(4))
 }
 
+fn signal(signal: &str, pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// A process stopped with SIGSTOP, continued when this is dropped (also when an assertion
+/// fails, so a failing test leaves no stopped server process behind).
+struct Stopped(i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal("-CONT", self.0);
+    }
+}
+
+/// Stops the notifier `pid` with SIGSTOP at a moment it waits on its latch (so it holds no
+/// lock a writer could need), retrying until it is caught there.
+fn stop_between_drains(db: &mut Client, pid: i32) -> Stopped {
+    for _ in 0..1000 {
+        signal("-STOP", pid);
+        let waits: Option<String> = db
+            .query_one(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waits.as_deref() == Some("Extension") {
+            return Stopped(pid);
+        }
+        signal("-CONT", pid);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    panic!("notifier {pid} was never caught waiting on its latch");
+}
+
 fn token_now(db: &mut Client) -> String {
     let (changes, token, resync) = changed_since(db, None);
     assert!(
@@ -267,6 +306,37 @@ fn listeners_learn_which_orgs_changed_after_commit() {
         BTreeSet::from(["org6".to_owned()])
     );
     ever.insert("org6".to_owned());
+
+    // A notifier that stops (here a SIGSTOP, taken while it waits between drains, so it holds no
+    // lock) holds up no writer, and changed_since already shows what it has not sent; terminated,
+    // it is replaced at once and what was waiting is sent with no further commit.
+    let pid = loop {
+        if let Some(row) = writer.query_opt(notifier, &[]).unwrap() {
+            break row.get::<_, i32>(0);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let before = token_now(&mut listener);
+    let stopped = stop_between_drains(&mut writer, pid);
+    writer
+        .batch_execute("INSERT INTO live_loads (workos_org_id, status) VALUES ('org7', 'Open')")
+        .unwrap();
+    let waiting: BTreeSet<String> = changed_since(&mut listener, Some(&before))
+        .0
+        .into_iter()
+        .filter_map(|(_, _, org)| org)
+        .collect();
+    assert_eq!(waiting, BTreeSet::from(["org7".to_owned()]));
+    assert_eq!(drain(&mut listener), Vec::<Value>::new(), "not sent yet");
+    writer
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    drop(stopped);
+    assert_eq!(
+        orgs_of(&drain(&mut listener), &Value::Null),
+        BTreeSet::from(["org7".to_owned()])
+    );
+    ever.insert("org7".to_owned());
 
     // TRUNCATE empties every org that had rows.
     let emptied = live_orgs(&mut writer, "SELECT DISTINCT workos_org_id FROM live_loads");
@@ -476,4 +546,60 @@ fn notifications_need_the_library_preloaded() {
     assert_exact(&mut db);
     db.batch_execute("DROP TABLE live_loads; DROP EXTENSION org_stats;")
         .unwrap();
+}
+
+/// A crash restart (a backend killed with SIGKILL) makes the server's shared memory anew, and
+/// changes are numbered from 1 again: a token from before it asks for a resync, even once the
+/// new numbers have passed it.
+#[test]
+fn tokens_from_before_a_crash_restart_ask_for_a_resync() {
+    const CRASH: &str = "org_stats_live_crash";
+    let mut db = fresh_database(CRASH);
+    db.batch_execute(
+        "CREATE TABLE crash_loads (workos_org_id text, status text);
+         SELECT org_stats.track('crash_loads', 'workos_org_id', 'status');
+         SELECT org_stats.set_notify('crash_loads');
+         INSERT INTO crash_loads VALUES ('acme', 'Open');",
+    )
+    .unwrap();
+    let number = |token: &str| -> u64 { token.rsplit_once('-').unwrap().1.parse().unwrap() };
+    let old = token_now(&mut db);
+    let mut victim = connect_to(CRASH);
+    let pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    signal("-KILL", pid);
+    drop(victim);
+    let mut db = (0..120)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(500));
+            Client::connect(&org_stats_integration_tests::dsn(Some(CRASH)), NoTls)
+                .ok()
+                .filter(|c| !c.is_closed())
+        })
+        .expect("the server is back after its crash restart");
+    let mut next = 0;
+    while number(&token_now(&mut db)) <= number(&old) {
+        db.batch_execute(&format!(
+            "INSERT INTO crash_loads SELECT 'org' || i, 'Open' FROM generate_series({next}, {next} + 999) i"
+        ))
+        .unwrap();
+        next += 1000;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (changes, _, resync) = changed_since(&mut db, Some(&old));
+    assert!(changes.is_empty() && resync, "{changes:?}");
+    let orgs: Vec<String> = db
+        .query("SELECT DISTINCT workos_org_id FROM crash_loads", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        mismatches(&mut db, "crash_loads", "workos_org_id", &orgs),
+        Vec::<String>::new()
+    );
+    drop(db);
+    drop_database(CRASH);
 }
