@@ -480,7 +480,8 @@ started=$(date +%s)
 for major in $MAJORS; do
     suite_of "$major" >/dev/null
     if [ "$major" = "$HOST_MAJOR" ]; then
-        (use_major "$major" && run_here "${COMMANDS[@]}")
+        # A subshell does not inherit the EXIT trap: it stops the clusters it starts itself.
+        (trap cleanup EXIT && use_major "$major" && run_here "${COMMANDS[@]}")
     else
         run_in_chroot "$major" "${COMMANDS[@]}"
     fi
