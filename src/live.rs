@@ -193,8 +193,9 @@ impl Live {
         self.epoch
     }
 
-    /// Notes a change to send; a repeat of one waiting is the same change. One slot stays free,
-    /// so probing ends; when only it is, the change is lost instead.
+    /// Notes a change to send; a repeat of one waiting is the same change. At most `PENDING` - 1
+    /// are kept, in twice as many slots (so probing ends, and soon); past that the change is lost
+    /// instead.
     fn note(&mut self, change: Change) {
         let mut slot = change.slot();
         while self.used[slot] {
@@ -415,7 +416,8 @@ pub fn changed(table_id: i32, org_id: &str) {
     CHANGED.with(|c| {
         let mut c = c.borrow_mut();
         let c = c.get_or_insert_with(Changed::default);
-        if c.overflowed || c.seen.contains(&(table_id, org_id.to_owned())) {
+        let key = (table_id, org_id.to_owned());
+        if c.overflowed || c.seen.contains(&key) {
             return;
         }
         if c.list.len() >= PENDING {
@@ -425,8 +427,8 @@ pub fn changed(table_id: i32, org_id: &str) {
             };
             return;
         }
-        c.seen.insert((table_id, org_id.to_owned()));
-        c.list.push((subxact, table_id, relid, org_id.to_owned()));
+        c.list.push((subxact, table_id, relid, key.1.clone()));
+        c.seen.insert(key);
     });
 }
 
@@ -447,11 +449,14 @@ fn publish() {
         let running = live
             .slot_of(db)
             .is_some_and(|i| live.workers[i].pid != 0 || now - live.workers[i].since < START_GRACE);
-        let start = !running && live.claim(db, now).is_some();
-        if start {
-            let i = live.slot_of(db).expect("claimed");
-            live.workers[i].since = now;
-        }
+        let start = !running
+            && match live.claim(db, now) {
+                Some(i) => {
+                    live.workers[i].since = now;
+                    true
+                }
+                None => false,
+            };
         for (_, table_id, relid, org) in &changed.list {
             live.note(Change::new(db, *table_id, *relid, org));
         }
