@@ -1,29 +1,26 @@
 -- org_stats 0.1.0 -> 0.2.0 (applied by ALTER EXTENSION org_stats UPDATE).
 -- Counter rows are now taken from a pool per group (src/pool.rs): the rows 0.1.0 wrote stay valid
 -- as they are. A table may be tracked more than once (named trackings), with a filter and summed
--- columns; reads take a tracking's name or a table's, many orgs at once, or all of them; a
--- tracking can send change notifications.
+-- columns; reads take a tracking's name or a table's, many orgs at once, or all of them.
 
--- Trackings: a table's default tracking (name NULL) and named ones, and their notifications.
+-- Trackings: a table's default tracking (name NULL) and named ones.
 ALTER TABLE org_stats.tracked DROP CONSTRAINT tracked_relid_key;
 ALTER TABLE org_stats.tracked
     ADD COLUMN name text CONSTRAINT tracked_name_key UNIQUE,
     ADD COLUMN filter text,
     ADD COLUMN sum_columns text[],
-    ADD COLUMN filter_columns text[],
-    ADD COLUMN notify boolean NOT NULL DEFAULT false,
-    ADD COLUMN channel text;
+    ADD COLUMN filter_columns text[];
 CREATE UNIQUE INDEX tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
 
 -- Sums per counter row, and the counters of a tracking across orgs.
 ALTER TABLE org_stats.counters ADD COLUMN sums numeric[];
 CREATE INDEX counters_by_table ON org_stats.counters (table_id, status);
 
--- The views gain a tracking column (and tracked_tables the filter, summed columns and notify).
+-- The views gain a tracking column (and tracked_tables the filter and summed columns).
 
 CREATE OR REPLACE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
-       t.name AS tracking, t.filter, t.sum_columns, t.notify
+       t.name AS tracking, t.filter, t.sum_columns
   FROM org_stats.tracked t;
 
 CREATE OR REPLACE VIEW org_stats.organization_stats WITH (security_barrier) AS
@@ -262,34 +259,6 @@ CREATE  FUNCTION "backfill_finish"(
 STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'backfill_finish_tracking_wrapper';
-
-CREATE  FUNCTION "set_notify"(
-	"tracking" TEXT, /* & str */
-	"enabled" bool DEFAULT true /* bool */
-) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'set_notify_wrapper';
-
-CREATE  FUNCTION "listen"(
-	"tracking" TEXT /* & str */
-) RETURNS TEXT /* String */
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'listen_wrapper';
-
-CREATE  FUNCTION "changed_since"(
-	"token" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"table_name" regclass,  /* Option < RegClass > */
-	"tracking" TEXT,  /* Option < String > */
-	"org_id" TEXT,  /* Option < String > */
-	"token" TEXT,  /* String */
-	"resync" bool  /* bool */
-)
-VOLATILE PARALLEL RESTRICTED
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'changed_since_wrapper';
 
 CREATE FUNCTION org_stats.count_by_status(tracking text, org_id text)
     RETURNS TABLE (status text, count bigint)

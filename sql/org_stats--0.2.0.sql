@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:49
+-- src/lib.rs:47
 -- bootstrap
 -- org_stats storage. Users read it through the views and functions below; only the extension's
 -- owner writes it (the triggers write as that owner, see src/security.rs).
@@ -30,15 +30,12 @@ CREATE TABLE org_stats.tracked (
     last_recalculated    timestamptz,
     last_groups_repaired bigint,
     -- Since 0.2.0 (added at the end, as the upgrade adds them): the tracking's name (NULL: the
-    -- default tracking), the filter as stored (see src/filter.rs), the summed columns, the
-    -- columns the filter reads, and notifications.
+    -- default tracking), the filter as stored (see src/filter.rs), the summed columns and the
+    -- columns the filter reads.
     name           text CONSTRAINT tracked_name_key UNIQUE,
     filter         text,
     sum_columns    text[],
-    filter_columns text[],
-    -- Whether the tracking sends change notifications, on its secret channel (src/live.rs).
-    notify         boolean NOT NULL DEFAULT false,
-    channel        text
+    filter_columns text[]
 );
 CREATE UNIQUE INDEX tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;
@@ -108,7 +105,7 @@ REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_st
 
 CREATE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
-       t.name AS tracking, t.filter, t.sum_columns, t.notify
+       t.name AS tracking, t.filter, t.sum_columns
   FROM org_stats.tracked t;
 
 -- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled), for the
@@ -158,7 +155,7 @@ GRANT SELECT ON org_stats.tracked_tables, org_stats.organization_stats TO PUBLIC
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:65
+-- src/lib.rs:63
 -- count_by_status() returns its rows in one call (materialize mode), which #[pg_extern] cannot
 -- declare; the other reads are declared by pgrx from src/reads.rs.
 CREATE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
@@ -221,7 +218,7 @@ AS 'MODULE_PATHNAME', 'trackings_to_backfill_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:50
+-- src/lib.rs:48
 -- requires:
 --   backfill::trackings_to_backfill
 --   backfill::backfill_start_tracking
@@ -272,23 +269,6 @@ BEGIN
     END LOOP;
 END
 $$;
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/live.rs:696
--- org_stats::live::changed_since
-CREATE  FUNCTION "changed_since"(
-	"token" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"table_name" regclass,  /* Option < RegClass > */
-	"tracking" TEXT,  /* Option < String > */
-	"org_id" TEXT,  /* Option < String > */
-	"token" TEXT,  /* String */
-	"resync" bool  /* bool */
-)
-VOLATILE PARALLEL RESTRICTED
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'changed_since_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -424,7 +404,7 @@ AS 'MODULE_PATHNAME', 'counts_by_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:103
+-- src/ddl.rs:98
 -- org_stats::ddl::ddl_end
 CREATE  FUNCTION "ddl_end"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -439,17 +419,6 @@ CREATE  FUNCTION "ddl_start"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/live.rs:659
--- org_stats::live::listen
-CREATE  FUNCTION "listen"(
-	"tracking" TEXT /* & str */
-) RETURNS TEXT /* String */
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'listen_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -495,7 +464,7 @@ AS 'MODULE_PATHNAME', 'recalculate_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:60
+-- src/lib.rs:58
 -- requires:
 --   ddl::ddl_start
 --   ddl::ddl_end
@@ -589,18 +558,6 @@ AS 'MODULE_PATHNAME', 'schedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:634
--- org_stats::live::set_notify
-CREATE  FUNCTION "set_notify"(
-	"tracking" TEXT, /* & str */
-	"enabled" bool DEFAULT true /* bool */
-) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'set_notify_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/reads.rs:374
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
@@ -649,7 +606,7 @@ AS 'MODULE_PATHNAME', 'totals_of_orgs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:355
+-- src/tracking.rs:363
 -- org_stats::tracking::track
 CREATE  FUNCTION "track"(
 	"tbl" regclass, /* Option < RegClass > */
@@ -666,7 +623,7 @@ AS 'MODULE_PATHNAME', 'start_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:384
+-- src/tracking.rs:392
 -- org_stats::tracking::track
 -- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
@@ -681,7 +638,7 @@ AS 'MODULE_PATHNAME', 'unschedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:500
+-- src/tracking.rs:513
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tbl" regclass /* RegClass */
@@ -692,7 +649,7 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:509
+-- src/tracking.rs:522
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tracking" TEXT /* & str */
@@ -703,7 +660,7 @@ AS 'MODULE_PATHNAME', 'untrack_by_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:332
+-- src/write_path.rs:330
 -- org_stats::write_path::org_stats_flush_trigger
 CREATE FUNCTION "org_stats_flush_trigger"()
 	RETURNS TRIGGER
@@ -712,7 +669,7 @@ CREATE FUNCTION "org_stats_flush_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:288
+-- src/write_path.rs:286
 -- org_stats::write_path::org_stats_row_trigger
 CREATE FUNCTION "org_stats_row_trigger"()
 	RETURNS TRIGGER
@@ -721,7 +678,7 @@ CREATE FUNCTION "org_stats_row_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:344
+-- src/write_path.rs:342
 -- org_stats::write_path::org_stats_truncate_trigger
 CREATE FUNCTION "org_stats_truncate_trigger"()
 	RETURNS TRIGGER
@@ -730,7 +687,7 @@ CREATE FUNCTION "org_stats_truncate_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:66
+-- src/lib.rs:64
 -- finalize
 -- Only track() (running as the extension owner) may attach the trigger functions to a table:
 -- a role that could create its own trigger with them could forge another table's counts.

@@ -19,13 +19,14 @@ CREATE TABLE org_stats.tracked (
     last_recalculated    timestamptz,
     last_groups_repaired bigint,
     -- Since 0.2.0 (added at the end, as the upgrade adds them): the tracking's name (NULL: the
-    -- default tracking), the filter as stored (see src/filter.rs), the summed columns, the
-    -- columns the filter reads, and notifications.
+    -- default tracking), the filter as stored (see src/filter.rs), the summed columns and the
+    -- columns the filter reads.
     name           text CONSTRAINT tracked_name_key UNIQUE,
     filter         text,
     sum_columns    text[],
     filter_columns text[],
-    -- Whether the tracking sends change notifications, on its secret channel (src/live.rs).
+    -- Since 0.3.0: whether the tracking sends change notifications, on its secret channel
+    -- (src/live.rs).
     notify         boolean NOT NULL DEFAULT false,
     channel        text
 );

@@ -191,8 +191,8 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
             Access::Write,
             |_| {},
         );
-        // 0.1.0's registry has none of these (see `storage::schema_current`).
-        if storage::schema_current() {
+        // 0.1.0's registry has none of these (see `storage::schema`).
+        if storage::schema() >= storage::Schema::V0_2 {
             sql::kept(
                 "UPDATE org_stats.tracked t SET sum_columns = NULLIF($2::pg_catalog.text[], '{}'), \
                         filter_columns = NULLIF($3::pg_catalog.text[], '{}'), filter = $4 \

@@ -149,8 +149,8 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         table_filter = t.counted_sql(&table_filter),
         sums = t.sums_sql(),
         stored_sums = summed("stored_sums"),
-        // 0.1.0's counters have no sums (see `storage::schema_current`).
-        stored_sums_column = if storage::schema_current() { "c.sums" } else { "NULL" },
+        // 0.1.0's counters have no sums (see `storage::schema`).
+        stored_sums_column = if storage::schema() >= storage::Schema::V0_2 { "c.sums" } else { "NULL" },
         actual_sums = summed("actual_sums"),
     );
     let mut args = vec![t.table_id.into()];

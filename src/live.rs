@@ -380,7 +380,8 @@ fn notifying(table_id: i32) -> Option<u32> {
         return known;
     }
     let mut set = FxHashMap::default();
-    if storage::schema_current() {
+    // A database not updated to 0.3.0 yet has no notifications.
+    if storage::schema() >= storage::Schema::V0_3 {
         // The latest snapshot: a change to the registry this backend has just been told of may
         // be newer than the transaction's snapshot.
         sql::on_latest_snapshot(|| {

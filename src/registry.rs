@@ -274,7 +274,7 @@ fn tracked_from(row: &sql::Row) -> Tracked {
 /// A registry query: the columns `tracked_from` reads, then `$tail` (a WHERE clause on `t`).
 /// `$2` is the org whose backfill state decides `counted`. Made twice: for this version's
 /// registry, and for 0.1.0's, whose trackings have no name, filter or sums (see
-/// `storage::schema_current`).
+/// `storage::schema`).
 macro_rules! tracked_query {
     ($tail:literal) => {
         [tracked_query!($tail, "org_stats.tracked t "), tracked_query!($tail,
@@ -306,7 +306,7 @@ fn lookup(
     args: &[pgrx::datum::DatumWithOid],
     access: Access,
 ) -> Vec<Tracked> {
-    let query = queries[usize::from(!storage::schema_current())];
+    let query = queries[usize::from(storage::schema() < storage::Schema::V0_2)];
     let mut found = Vec::new();
     sql::kept(query, args, access, |row| found.push(tracked_from(row)));
     found

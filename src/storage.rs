@@ -96,7 +96,7 @@ unsafe extern "C-unwind" fn forget_relids(_arg: pg_sys::Datum, relid: pg_sys::Oi
     RELIDS.with(|r| {
         if relid == pg_sys::Oid::INVALID || r.get().contains(&relid) {
             r.set([pg_sys::Oid::INVALID; 6]);
-            SCHEMA_CURRENT.with(|s| s.set(None));
+            SCHEMA.with(|s| s.set(None));
             GENERATION.with(|g| g.set(g.get() + 1));
         }
     });
@@ -116,23 +116,41 @@ pub fn registry_generation() -> u64 {
     GENERATION.with(Cell::get)
 }
 
-thread_local! {
-    /// Whether this database has this version's schema; see `schema_current`.
-    static SCHEMA_CURRENT: Cell<Option<bool>> = const { Cell::new(None) };
+/// The versions of org_stats' schema this library serves, oldest first: a database between
+/// installing this library and `ALTER EXTENSION org_stats UPDATE` is served without what its
+/// schema lacks (its writes are counted and its reads answered as its version did).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Schema {
+    V0_1,
+    /// Tracking names, filters, sums, the counters' index by tracking.
+    V0_2,
+    /// Change notifications.
+    V0_3,
 }
 
-/// Whether this database has 0.2.0's schema (tracking names, filters, sums, the counters' index
-/// by tracking). A database still on 0.1.0's, between installing this library and `ALTER
-/// EXTENSION org_stats UPDATE`, is served without them: its writes are counted and its reads
-/// answered as 0.1.0 did.
-pub fn schema_current() -> bool {
-    if let Some(current) = SCHEMA_CURRENT.with(Cell::get) {
-        return current;
+thread_local! {
+    /// This database's schema version; see `schema`.
+    static SCHEMA: Cell<Option<Schema>> = const { Cell::new(None) };
+}
+
+/// This database's schema version, known from a column each version added.
+pub fn schema() -> Schema {
+    if let Some(known) = SCHEMA.with(Cell::get) {
+        return known;
     }
-    // SAFETY: a syscache lookup of an existing relation's column.
-    let current = unsafe { pg_sys::get_attnum(relid(Own::Counters), c"sums".as_ptr()) > 0 };
-    SCHEMA_CURRENT.with(|s| s.set(Some(current)));
-    current
+    // SAFETY: syscache lookups of existing relations' columns.
+    let has = |rel: Own, column: &std::ffi::CStr| unsafe {
+        pg_sys::get_attnum(relid(rel), column.as_ptr()) > 0
+    };
+    let schema = if has(Own::Tracked, c"notify") {
+        Schema::V0_3
+    } else if has(Own::Counters, c"sums") {
+        Schema::V0_2
+    } else {
+        Schema::V0_1
+    };
+    SCHEMA.with(|s| s.set(Some(schema)));
+    schema
 }
 
 /// The OID of `org_stats.tracked`, whose invalidation tells every backend the registry changed.
@@ -265,7 +283,7 @@ impl Drop for Indexed {
 /// # Safety
 /// `slot` holds a row with a column `attnum`.
 pub unsafe fn value(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<pg_sys::Datum> {
-    // A column an older schema does not have (see `schema_current`) is NULL.
+    // A column an older schema does not have (see `schema`) is NULL.
     if attnum > (*(*slot).tts_tupleDescriptor).natts {
         return None;
     }
@@ -287,7 +305,7 @@ pub fn counters(mode: u32) -> Indexed {
     let counters = Indexed::open(Own::Counters, Own::CountersKey, mode);
     // SAFETY: the relation is open.
     let natts = unsafe { (*(*counters.heap).rd_att).natts } as usize;
-    // 0.1.0's counters have no sums (see `schema_current`).
+    // 0.1.0's counters have no sums (see `schema`).
     assert!(
         natts == COUNTER_COLUMNS || natts + 1 == COUNTER_COLUMNS,
         "org_stats.counters has the columns of this version or of 0.1.0"
@@ -424,7 +442,7 @@ pub fn registration(
     snapshot: pg_sys::Snapshot,
     sums: bool,
 ) -> Option<Registration> {
-    if matches!(lookup, Lookup::Name(_)) && !schema_current() {
+    if matches!(lookup, Lookup::Name(_)) && schema() < Schema::V0_2 {
         return None;
     }
     let index = match lookup {
@@ -557,7 +575,7 @@ pub fn all_counts(
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(String, Option<String>, Delta)> {
     let mut rows = Vec::new();
-    if !schema_current() {
+    if schema() < Schema::V0_2 {
         // 0.1.0's counters have no index by tracking, and no sums.
         sql::kept(
             "SELECT c.org_id, c.status, c.n FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
@@ -598,7 +616,7 @@ impl Version {
     /// Column `attnum`; `None` for NULL. A by-reference value points into the shared buffer:
     /// copy what is kept.
     pub fn get(&mut self, attnum: i32) -> Option<pg_sys::Datum> {
-        // A column an older schema does not have (see `schema_current`) is NULL.
+        // A column an older schema does not have (see `schema`) is NULL.
         // SAFETY: the descriptor is the open relation's.
         if attnum > unsafe { (*self.desc).natts } {
             return None;

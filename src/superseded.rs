@@ -3,7 +3,7 @@
 //! org_stats UPDATE`, calls them by those symbols: each raises a clear error instead of reading
 //! arguments it was not given or returning columns its caller does not expect. Writes, reads,
 //! track(), untrack() and DDL keep working on that schema meanwhile (see
-//! `storage::schema_current`).
+//! `storage::schema`).
 
 use crate::errors;
 use pgrx::pg_sys;

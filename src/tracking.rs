@@ -382,7 +382,7 @@ fn start_tracking(
 }
 
 /// 0.1.0's `track()`, which 0.1.0's SQL calls by this function's symbol until `ALTER EXTENSION
-/// org_stats UPDATE` (see `storage::schema_current`); the current install script does not
+/// org_stats UPDATE` (see `storage::schema`); the current install script does not
 /// declare it.
 #[pg_extern(volatile, strict, parallel_unsafe, sql = false)]
 fn track(tbl: RegClass, org_column: Name, status_column: Name, backfill: bool) {
@@ -441,9 +441,9 @@ fn track_table(
             None => (None, Vec::new()),
         };
         let mut args = vec![tbl.into(), org_column.into(), status_column.into()];
-        // 0.1.0's registry has none of the rest (see `storage::schema_current`), and 0.1.0's
+        // 0.1.0's registry has none of the rest (see `storage::schema`), and 0.1.0's
         // track() passes none of them.
-        let query = if storage::schema_current() {
+        let query = if storage::schema() >= storage::Schema::V0_2 {
             args.extend([
                 name.into(),
                 filter_text.into(),

@@ -1,6 +1,7 @@
-//! Upgrades: install the oldest SQL script committed in sql/, track and write, ALTER EXTENSION
-//! UPDATE to the current version, write more, and find no drift; the new version's features work
-//! on the upgraded database; and its objects (functions, tables, indexes, constraints, views,
+//! Upgrades: install the oldest SQL script committed in sql/, track and write, then ALTER
+//! EXTENSION UPDATE to each later version in turn, writing and finding no drift after each, and
+//! using what each version added while the current library serves it; the upgraded database's
+//! objects (functions, tables, indexes, constraints, views,
 //! rights, dump configuration) are exactly those of a fresh install of the current version.
 //! (pg_test.sh separately fails when the generated install script of the current version
 //! differs from the committed one.)
@@ -32,7 +33,7 @@ fn committed_versions() -> Vec<String> {
 }
 
 #[test]
-fn oldest_committed_version_upgrades_to_current_without_drift() {
+fn oldest_committed_version_upgrades_step_by_step_to_current_without_drift() {
     let versions = committed_versions();
     let oldest = versions
         .first()
@@ -47,8 +48,19 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
          UPDATE loads SET status = 'Closed' WHERE id % 4 = 0;",
     )
     .unwrap();
-    db.batch_execute("ALTER EXTENSION org_stats UPDATE")
+    // Each update in turn: the current library serves every intermediate version's schema.
+    for version in &versions[1..] {
+        db.batch_execute(&format!("ALTER EXTENSION org_stats UPDATE TO '{version}'"))
+            .unwrap();
+        db.batch_execute(&format!(
+            "INSERT INTO loads (workos_org_id, status) VALUES ('org1', 'Open'), ('org_{}', 'Open');
+             DELETE FROM loads WHERE id = (SELECT min(id) FROM loads);",
+            version.replace('.', "_")
+        ))
         .unwrap();
+        assert_eq!(drift(&mut db), 0, "no drift after the update to {version}");
+        uses_what_it_added(&mut db, version);
+    }
     let installed: String = db
         .query_one(
             "SELECT extversion FROM pg_extension WHERE extname = 'org_stats'",
@@ -67,57 +79,6 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
         installed, default,
         "updated from {oldest} to the current version"
     );
-    db.batch_execute("INSERT INTO loads (workos_org_id, status) VALUES ('org1', 'Open'); DELETE FROM loads WHERE id = 1;").unwrap();
-    assert_eq!(
-        drift(&mut db),
-        0,
-        "no drift across the upgrade from {oldest}"
-    );
-    // What the new version adds works on the upgraded database, beside the old tracking.
-    db.batch_execute(
-        "ALTER TABLE loads ADD COLUMN amount numeric, ADD COLUMN deleted_at timestamptz;
-         UPDATE loads SET amount = id * 1.5, deleted_at = CASE WHEN id % 5 = 0 THEN now() END;
-         SELECT org_stats.track('loads', filter => 'deleted_at IS NULL', sum_columns => ARRAY['amount'],
-                                name => 'live_loads');
-         UPDATE loads SET deleted_at = NULL WHERE id % 10 = 0;
-         INSERT INTO loads (workos_org_id, status, amount) VALUES ('org2', 'Open', 7.25);",
-    )
-    .unwrap();
-    let orgs: Vec<String> = Vec::new();
-    let bad = totals_mismatches(
-        &mut db,
-        "live_loads",
-        "loads",
-        ("workos_org_id", "status"),
-        "deleted_at IS NULL",
-        &["amount"],
-        &orgs,
-    );
-    assert!(bad.is_empty(), "upgraded database: {bad:?}");
-    // Notifications of the old tracking: a change shows in changed_since() once sent.
-    let token: String = db
-        .query_one("SELECT token FROM org_stats.changed_since(NULL)", &[])
-        .unwrap()
-        .get(0);
-    db.batch_execute("SELECT org_stats.set_notify('loads')")
-        .unwrap();
-    db.batch_execute("INSERT INTO loads (workos_org_id, status) VALUES ('org_new', 'Open')")
-        .unwrap();
-    let sent = std::time::Instant::now();
-    while db
-        .query(
-            "SELECT FROM org_stats.changed_since($1) WHERE org_id = 'org_new'",
-            &[&token],
-        )
-        .unwrap()
-        .is_empty()
-    {
-        assert!(
-            sent.elapsed().as_secs() < 10,
-            "the change was sent within 10 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     assert_eq!(
         drift(&mut db),
         0,
@@ -138,6 +99,63 @@ fn oldest_committed_version_upgrades_to_current_without_drift() {
         "the upgrade from {oldest} does not make what a fresh install makes:\n\
          only in a fresh install:\n{missing:#?}\nonly after the upgrade:\n{extra:#?}"
     );
+}
+
+/// Uses what `version` added, on a database just updated to it, beside the trackings made before.
+fn uses_what_it_added(db: &mut Client, version: &str) {
+    match version {
+        "0.2.0" => {
+            // A named tracking with a filter and a sum.
+            db.batch_execute(
+                "ALTER TABLE loads ADD COLUMN amount numeric, ADD COLUMN deleted_at timestamptz;
+                 UPDATE loads SET amount = id * 1.5, deleted_at = CASE WHEN id % 5 = 0 THEN now() END;
+                 SELECT org_stats.track('loads', filter => 'deleted_at IS NULL', sum_columns => ARRAY['amount'],
+                                        name => 'live_loads');
+                 UPDATE loads SET deleted_at = NULL WHERE id % 10 = 0;
+                 INSERT INTO loads (workos_org_id, status, amount) VALUES ('org2', 'Open', 7.25);",
+            )
+            .unwrap();
+            let bad = totals_mismatches(
+                db,
+                "live_loads",
+                "loads",
+                ("workos_org_id", "status"),
+                "deleted_at IS NULL",
+                &["amount"],
+                &[],
+            );
+            assert!(bad.is_empty(), "database updated to 0.2.0: {bad:?}");
+        }
+        "0.3.0" => {
+            // Notifications of the oldest tracking: a change shows in changed_since() once sent.
+            let token: String = db
+                .query_one("SELECT token FROM org_stats.changed_since(NULL)", &[])
+                .unwrap()
+                .get(0);
+            db.batch_execute("SELECT org_stats.set_notify('loads')")
+                .unwrap();
+            db.batch_execute(
+                "INSERT INTO loads (workos_org_id, status) VALUES ('org_new', 'Open')",
+            )
+            .unwrap();
+            let sent = std::time::Instant::now();
+            while db
+                .query(
+                    "SELECT FROM org_stats.changed_since($1) WHERE org_id = 'org_new'",
+                    &[&token],
+                )
+                .unwrap()
+                .is_empty()
+            {
+                assert!(
+                    sent.elapsed().as_secs() < 10,
+                    "the change was sent within 10 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Every object of the extension in schema org_stats, described with what defines it.
