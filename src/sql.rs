@@ -64,7 +64,7 @@ pub fn kept(
         let plan = KEPT
             .with(|k| k.borrow().get(&key).copied())
             .unwrap_or_else(|| {
-                let plan = prepare(sql, args);
+                let plan = prepare(sql, args, pg_sys::CURSOR_OPT_GENERIC_PLAN);
                 // SAFETY: plan was just prepared in this SPI connection.
                 unsafe { pg_sys::SPI_keepplan(plan) };
                 KEPT.with(|k| k.borrow_mut().insert(key, plan as usize));
@@ -74,10 +74,11 @@ pub fn kept(
     })
 }
 
-/// Runs a statement built at run time (identifiers quoted by the caller), planned for this call.
+/// Runs a statement built at run time (identifiers quoted by the caller), planned for this call
+/// with its parameters' values (which Citus needs to plan a distributed statement).
 pub fn once(sql: &str, args: &[DatumWithOid], access: Access, each: impl FnMut(&Row)) -> u64 {
     Spi::connect(|_| {
-        let plan = prepare(sql, args);
+        let plan = prepare(sql, args, pg_sys::CURSOR_OPT_CUSTOM_PLAN);
         let processed = run(plan, args, access, each);
         // SAFETY: the plan belongs to this SPI connection and is not used again.
         unsafe { pg_sys::SPI_freeplan(plan) };
@@ -90,11 +91,11 @@ pub fn exec(sql: &str, args: &[DatumWithOid]) -> u64 {
     once(sql, args, Access::Write, |_| {})
 }
 
-/// Plans `sql` once for every parameter value (a generic plan): org_stats' statements are key
-/// lookups whose best plan does not depend on the values, and re-planning each call (what the
-/// plan cache does for the first executions, or for good when arrays make estimates differ)
-/// would cost more than running them.
-fn prepare(sql: &str, args: &[DatumWithOid]) -> pg_sys::SPIPlanPtr {
+/// Plans `sql`. Kept statements get a plan for every parameter value (a generic plan):
+/// org_stats' statements are key lookups whose best plan does not depend on the values, and
+/// re-planning each call (what the plan cache does for the first executions, or for good when
+/// arrays make estimates differ) would cost more than running them.
+fn prepare(sql: &str, args: &[DatumWithOid], options: u32) -> pg_sys::SPIPlanPtr {
     let text = CString::new(sql).expect("SQL text contains no NUL byte");
     let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
     // SAFETY: text and types outlive the call; SPI raises an ERROR itself on a bad statement.
@@ -103,7 +104,7 @@ fn prepare(sql: &str, args: &[DatumWithOid]) -> pg_sys::SPIPlanPtr {
             text.as_ptr(),
             types.len() as i32,
             types.as_mut_ptr(),
-            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            options as i32,
         )
     };
     assert!(!plan.is_null(), "SPI_prepare failed: {}", unsafe {
