@@ -23,6 +23,7 @@ DECLARE
     dropped record;
     tracked record;
     recount integer[] := '{}';
+    counters regclass;
 BEGIN
     FOR dropped IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
         IF dropped.object_type OPERATOR(pg_catalog.=) 'table column' THEN
@@ -43,6 +44,16 @@ BEGIN
         ELSIF dropped.object_type OPERATOR(pg_catalog.=) 'table' THEN
             DELETE FROM org_stats.counters c USING org_stats.tracked t
              WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND c.table_id OPERATOR(pg_catalog.=) t.table_id;
+            -- On Citus, a distributed table's counters are in the table co-located with it
+            -- (src/citus.rs), which Citus has already forgotten the dropped table's group of.
+            FOR counters IN SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+                             WHERE c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace
+                               AND c.relname OPERATOR(pg_catalog.~) '^counters_[0-9]+$' AND c.relkind OPERATOR(pg_catalog.=) 'r'
+                               AND EXISTS (SELECT FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid) LOOP
+                EXECUTE pg_catalog.format('DELETE FROM %s c USING org_stats.tracked t
+                                            WHERE t.relid OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) t.table_id', counters)
+                  USING dropped.objid;
+            END LOOP;
             DELETE FROM org_stats.org_state s USING org_stats.tracked t
              WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND s.table_id OPERATOR(pg_catalog.=) t.table_id;
             DELETE FROM org_stats.backfill_state b USING org_stats.tracked t
@@ -55,7 +66,9 @@ BEGIN
                              AND d.address_names[1:2] OPERATOR(pg_catalog.=) dropped.address_names[1:2]) THEN
             -- A tracked table's statement trigger went with a table that is not the tracked
             -- table itself (that one is forgotten above, and is not recounted below): a partition.
-            recount := recount || pg_catalog.substr(dropped.address_names[3], 17)::integer;
+            -- On a Citus worker a shard's trigger is named <trigger>_<shard id>.
+            recount := recount
+                OPERATOR(pg_catalog.||) pg_catalog.split_part(pg_catalog.substr(dropped.address_names[3], 17), '_', 1)::integer;
         END IF;
     END LOOP;
     FOR tracked IN SELECT t.relid FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) ANY (recount) LOOP
@@ -70,5 +83,12 @@ CREATE EVENT TRIGGER org_stats_ddl_start ON ddl_command_start
 CREATE EVENT TRIGGER org_stats_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION org_stats.on_ddl_end();
 CREATE EVENT TRIGGER org_stats_sql_drop ON sql_drop EXECUTE FUNCTION org_stats.on_sql_drop();
+
+-- Before DROP EXTENSION org_stats: on Citus, the counters tables of distributed trackings are
+-- dropped first, so their shards go from every node (src/citus.rs).
+CREATE FUNCTION org_stats.on_drop_extension() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'on_drop_extension';
+CREATE EVENT TRIGGER org_stats_drop_extension ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION org_stats.on_drop_extension();
 
 REVOKE EXECUTE ON FUNCTION org_stats.ddl_start(), org_stats.ddl_end() FROM PUBLIC;

@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:49
+-- src/lib.rs:50
 -- bootstrap
 -- org_stats storage. Users read it through the views and functions below; only the extension's
 -- owner writes it (the triggers write as that owner, see src/security.rs).
@@ -159,7 +159,7 @@ GRANT SELECT ON org_stats.tracked_tables, org_stats.organization_stats TO PUBLIC
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:65
+-- src/lib.rs:66
 -- count_by_status() returns its rows in one call (materialize mode), which #[pg_extern] cannot
 -- declare; the other reads are declared by pgrx from src/reads.rs.
 CREATE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
@@ -222,7 +222,7 @@ AS 'MODULE_PATHNAME', 'trackings_to_backfill_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:50
+-- src/lib.rs:51
 -- requires:
 --   backfill::trackings_to_backfill
 --   backfill::backfill_start_tracking
@@ -293,7 +293,7 @@ AS 'MODULE_PATHNAME', 'changed_since_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:378
+-- src/drift.rs:391
 -- org_stats::drift::check_drift
 CREATE  FUNCTION "check_drift"(
 	"tracking" TEXT, /* Option < & str > */
@@ -314,7 +314,7 @@ AS 'MODULE_PATHNAME', 'check_drift_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:372
+-- src/drift.rs:385
 -- org_stats::drift::check_drift
 CREATE  FUNCTION "check_drift"(
 	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
@@ -335,7 +335,7 @@ AS 'MODULE_PATHNAME', 'check_drift_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:288
+-- src/reads.rs:302
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* RegClass */
@@ -347,7 +347,7 @@ AS 'MODULE_PATHNAME', 'count_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:294
+-- src/reads.rs:308
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tracking" TEXT, /* & str */
@@ -359,7 +359,7 @@ AS 'MODULE_PATHNAME', 'count_all_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:301
+-- src/reads.rs:315
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* Option < RegClass > */
@@ -372,7 +372,7 @@ AS 'MODULE_PATHNAME', 'count_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:307
+-- src/reads.rs:321
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tracking" TEXT, /* Option < & str > */
@@ -385,7 +385,7 @@ AS 'MODULE_PATHNAME', 'count_status_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:343
+-- src/reads.rs:357
 -- org_stats::reads::count_by_status
 CREATE  FUNCTION "count_by_status"(
 	"tracking" TEXT, /* & str */
@@ -401,7 +401,7 @@ AS 'MODULE_PATHNAME', 'count_by_status_of_orgs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:317
+-- src/reads.rs:331
 -- org_stats::reads::counts
 CREATE  FUNCTION "counts"(
 	"tbl" regclass, /* RegClass */
@@ -413,7 +413,7 @@ AS 'MODULE_PATHNAME', 'counts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:323
+-- src/reads.rs:337
 -- org_stats::reads::counts
 CREATE  FUNCTION "counts"(
 	"tracking" TEXT, /* & str */
@@ -454,7 +454,7 @@ AS 'MODULE_PATHNAME', 'listen_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:388
+-- src/drift.rs:401
 -- org_stats::drift::recalculate
 CREATE  FUNCTION "recalculate"(
 	"tracking" TEXT, /* Option < & str > */
@@ -475,7 +475,7 @@ AS 'MODULE_PATHNAME', 'recalculate_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:383
+-- src/drift.rs:396
 -- org_stats::drift::recalculate
 CREATE  FUNCTION "recalculate"(
 	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
@@ -496,7 +496,7 @@ AS 'MODULE_PATHNAME', 'recalculate_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:60
+-- src/lib.rs:61
 -- requires:
 --   ddl::ddl_start
 --   ddl::ddl_end
@@ -527,6 +527,7 @@ DECLARE
     dropped record;
     tracked record;
     recount integer[] := '{}';
+    counters regclass;
 BEGIN
     FOR dropped IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
         IF dropped.object_type OPERATOR(pg_catalog.=) 'table column' THEN
@@ -547,6 +548,16 @@ BEGIN
         ELSIF dropped.object_type OPERATOR(pg_catalog.=) 'table' THEN
             DELETE FROM org_stats.counters c USING org_stats.tracked t
              WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND c.table_id OPERATOR(pg_catalog.=) t.table_id;
+            -- On Citus, a distributed table's counters are in the table co-located with it
+            -- (src/citus.rs), which Citus has already forgotten the dropped table's group of.
+            FOR counters IN SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+                             WHERE c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace
+                               AND c.relname OPERATOR(pg_catalog.~) '^counters_[0-9]+$' AND c.relkind OPERATOR(pg_catalog.=) 'r'
+                               AND EXISTS (SELECT FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid) LOOP
+                EXECUTE pg_catalog.format('DELETE FROM %s c USING org_stats.tracked t
+                                            WHERE t.relid OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) t.table_id', counters)
+                  USING dropped.objid;
+            END LOOP;
             DELETE FROM org_stats.org_state s USING org_stats.tracked t
              WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND s.table_id OPERATOR(pg_catalog.=) t.table_id;
             DELETE FROM org_stats.backfill_state b USING org_stats.tracked t
@@ -559,7 +570,9 @@ BEGIN
                              AND d.address_names[1:2] OPERATOR(pg_catalog.=) dropped.address_names[1:2]) THEN
             -- A tracked table's statement trigger went with a table that is not the tracked
             -- table itself (that one is forgotten above, and is not recounted below): a partition.
-            recount := recount || pg_catalog.substr(dropped.address_names[3], 17)::integer;
+            -- On a Citus worker a shard's trigger is named <trigger>_<shard id>.
+            recount := recount
+                OPERATOR(pg_catalog.||) pg_catalog.split_part(pg_catalog.substr(dropped.address_names[3], 17), '_', 1)::integer;
         END IF;
     END LOOP;
     FOR tracked IN SELECT t.relid FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) ANY (recount) LOOP
@@ -574,6 +587,13 @@ CREATE EVENT TRIGGER org_stats_ddl_start ON ddl_command_start
 CREATE EVENT TRIGGER org_stats_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION org_stats.on_ddl_end();
 CREATE EVENT TRIGGER org_stats_sql_drop ON sql_drop EXECUTE FUNCTION org_stats.on_sql_drop();
+
+-- Before DROP EXTENSION org_stats: on Citus, the counters tables of distributed trackings are
+-- dropped first, so their shards go from every node (src/citus.rs).
+CREATE FUNCTION org_stats.on_drop_extension() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'on_drop_extension';
+CREATE EVENT TRIGGER org_stats_drop_extension ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION org_stats.on_drop_extension();
 
 REVOKE EXECUTE ON FUNCTION org_stats.ddl_start(), org_stats.ddl_end() FROM PUBLIC;
 /* </end connected objects> */
@@ -602,7 +622,7 @@ AS 'MODULE_PATHNAME', 'set_notify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:367
+-- src/reads.rs:381
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT, /* & str */
@@ -618,7 +638,7 @@ AS 'MODULE_PATHNAME', 'totals_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:415
+-- src/reads.rs:429
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT /* & str */
@@ -633,7 +653,7 @@ AS 'MODULE_PATHNAME', 'totals_of_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:389
+-- src/reads.rs:403
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT, /* & str */
@@ -650,7 +670,7 @@ AS 'MODULE_PATHNAME', 'totals_of_orgs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:358
+-- src/tracking.rs:367
 -- org_stats::tracking::track
 CREATE  FUNCTION "track"(
 	"tbl" regclass, /* Option < RegClass > */
@@ -667,7 +687,7 @@ AS 'MODULE_PATHNAME', 'start_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:387
+-- src/tracking.rs:396
 -- org_stats::tracking::track
 -- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
@@ -682,7 +702,7 @@ AS 'MODULE_PATHNAME', 'unschedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:503
+-- src/tracking.rs:520
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tbl" regclass /* RegClass */
@@ -693,7 +713,7 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:512
+-- src/tracking.rs:529
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tracking" TEXT /* & str */
@@ -704,7 +724,7 @@ AS 'MODULE_PATHNAME', 'untrack_by_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:332
+-- src/write_path.rs:343
 -- org_stats::write_path::org_stats_flush_trigger
 CREATE FUNCTION "org_stats_flush_trigger"()
 	RETURNS TRIGGER
@@ -713,7 +733,7 @@ CREATE FUNCTION "org_stats_flush_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:288
+-- src/write_path.rs:299
 -- org_stats::write_path::org_stats_row_trigger
 CREATE FUNCTION "org_stats_row_trigger"()
 	RETURNS TRIGGER
@@ -722,7 +742,7 @@ CREATE FUNCTION "org_stats_row_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:344
+-- src/write_path.rs:355
 -- org_stats::write_path::org_stats_truncate_trigger
 CREATE FUNCTION "org_stats_truncate_trigger"()
 	RETURNS TRIGGER
@@ -731,7 +751,7 @@ CREATE FUNCTION "org_stats_truncate_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:66
+-- src/lib.rs:67
 -- finalize
 -- Only track() (running as the extension owner) may attach the trigger functions to a table:
 -- a role that could create its own trigger with them could forge another table's counts.

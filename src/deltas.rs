@@ -10,6 +10,7 @@
 //! tracking) → org → a short list of (status, delta). A delta is a change of the row count and,
 //! for a tracking with summed columns, of each sum.
 
+use crate::storage::Place;
 use crate::sums::{self, Sum};
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap;
@@ -18,6 +19,7 @@ use std::cell::RefCell;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Group {
     pub table_id: i32,
+    pub place: Place,
     pub org_id: String,
     pub status: Option<String>,
 }
@@ -50,10 +52,12 @@ impl Delta {
 
 type SubXact = pg_sys::SubTransactionId;
 type Statuses = Vec<(Option<String>, Delta)>;
+/// A tracking's deltas in one subtransaction, for the counters at one place.
+type Key = (SubXact, i32, Place);
 
 #[derive(Default)]
 struct Pending {
-    map: FxHashMap<(SubXact, i32), FxHashMap<String, Statuses>>,
+    map: FxHashMap<Key, FxHashMap<String, Statuses>>,
     /// Distinct groups in `map` (what bounds its memory).
     groups: usize,
 }
@@ -78,12 +82,12 @@ fn current_subxact() -> SubXact {
     unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
-pub fn add(table_id: i32, org_id: &str, status: Option<&str>, delta: &Delta) {
+pub fn add(table_id: i32, place: Place, org_id: &str, status: Option<&str>, delta: &Delta) {
     let subxact = current_subxact();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         let Pending { map, groups } = &mut *p;
-        let orgs = map.entry((subxact, table_id)).or_default();
+        let orgs = map.entry((subxact, table_id, place)).or_default();
         let statuses = match orgs.get_mut(org_id) {
             Some(statuses) => statuses,
             None => orgs.entry(org_id.to_owned()).or_default(),
@@ -107,7 +111,7 @@ fn take(keep: impl Fn(SubXact) -> bool) -> Vec<(Group, Delta)> {
     let mut out = Vec::new();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        let taken: Vec<(SubXact, i32)> = p.map.keys().filter(|(s, _)| keep(*s)).copied().collect();
+        let taken: Vec<Key> = p.map.keys().filter(|(s, _, _)| keep(*s)).copied().collect();
         for key in taken {
             let orgs = p.map.remove(&key).unwrap();
             for (org_id, statuses) in orgs {
@@ -115,6 +119,7 @@ fn take(keep: impl Fn(SubXact) -> bool) -> Vec<(Group, Delta)> {
                     out.push((
                         Group {
                             table_id: key.1,
+                            place: key.2,
                             org_id: org_id.clone(),
                             status,
                         },
@@ -155,7 +160,7 @@ pub fn pending(table_id: i32, org_id: Option<&str>) -> Vec<(String, Option<Strin
     PENDING.with(|p| {
         let p = p.borrow();
         let mut out = Vec::new();
-        for (_, orgs) in p.map.iter().filter(|((_, table), _)| *table == table_id) {
+        for (_, orgs) in p.map.iter().filter(|((_, table, _), _)| *table == table_id) {
             for (org, statuses) in orgs {
                 if org_id.is_none_or(|o| o == org) {
                     out.extend(
@@ -174,7 +179,7 @@ pub fn pending(table_id: i32, org_id: Option<&str>) -> Vec<(String, Option<Strin
 pub fn forget_subxact(subxact: SubXact) {
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        p.map.retain(|(s, _), _| *s != subxact);
+        p.map.retain(|(s, _, _), _| *s != subxact);
         p.recount();
     });
 }
@@ -183,15 +188,15 @@ pub fn forget_subxact(subxact: SubXact) {
 pub fn promote_subxact(subxact: SubXact, parent: SubXact) {
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        let moved: Vec<(SubXact, i32)> = p
+        let moved: Vec<Key> = p
             .map
             .keys()
-            .filter(|(s, _)| *s == subxact)
+            .filter(|(s, _, _)| *s == subxact)
             .copied()
             .collect();
         for key in moved {
             let orgs = p.map.remove(&key).unwrap();
-            let into = p.map.entry((parent, key.1)).or_default();
+            let into = p.map.entry((parent, key.1, key.2)).or_default();
             for (org_id, statuses) in orgs {
                 let target = into.entry(org_id).or_default();
                 for (status, delta) in statuses {

@@ -11,6 +11,7 @@
 //! them never add the same difference twice; each must then read a snapshot taken after that lock,
 //! which READ COMMITTED guarantees.
 
+use crate::citus;
 use crate::deltas::{Delta, Group};
 use crate::errors;
 use crate::errors::raise;
@@ -18,7 +19,7 @@ use crate::pool;
 use crate::registry::{self, RegClass, Tracked};
 use crate::security;
 use crate::sql::{self, Access};
-use crate::storage;
+use crate::storage::{self, Place};
 use crate::sums::{self, Sum};
 use crate::write_path;
 use pgrx::prelude::*;
@@ -125,6 +126,8 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             .collect();
         format!("ARRAY[{}]::pg_catalog.numeric[]", each.join(", "))
     };
+    // On Citus, the counters co-located with a distributed table (see `citus`).
+    let distributed = citus::counters_table(t.relid);
     let query = format!(
         "WITH groups AS (
             SELECT g.org_id, g.status, pg_catalog.sum(g.stored)::pg_catalog.int8 AS stored,
@@ -134,7 +137,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
                            NULL::pg_catalog.numeric[], {sums}
                       FROM {table} WHERE {table_filter} GROUP BY 1, 2
                     UNION ALL
-                    SELECT c.org_id, c.status, c.n, 0, {stored_sums_column}, NULL FROM org_stats.counters c
+                    SELECT c.org_id, c.status, c.n, 0, {stored_sums_column}, NULL FROM {counters} c
                      WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND {counter_filter}
                    ) AS g(org_id, status, stored, actual, stored_sums, actual_sums)
              GROUP BY 1, 2),
@@ -146,6 +149,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
          SELECT d.org_id, d.status, d.stored, d.actual, s.orgs, s.rows, d.stored_sums, d.actual_sums
            FROM totals s LEFT JOIN drift d ON true ORDER BY d.org_id, d.status",
         table = t.relid.qualified(),
+        counters = distributed.as_deref().unwrap_or("org_stats.counters"),
         table_filter = t.counted_sql(&table_filter),
         sums = t.sums_sql(),
         stored_sums = summed("stored_sums"),
@@ -179,13 +183,21 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             });
         }
     });
-    if repair {
+    if let (true, Some(counters)) = (repair, &distributed) {
+        let changes: Vec<_> = out
+            .drift
+            .iter()
+            .map(|d| (d.org_id.clone(), d.status.clone(), d.actual.n - d.stored.n))
+            .collect();
+        citus::add(counters, t.table_id, &changes);
+    } else if repair {
         write_path::write(
             out.drift
                 .iter()
                 .map(|d| {
                     let group = Group {
                         table_id: t.table_id,
+                        place: Place::Local,
                         org_id: d.org_id.clone(),
                         status: d.status.clone(),
                     };
@@ -214,6 +226,7 @@ pub fn fold(t: &Tracked) {
         |row| {
             groups.push(Group {
                 table_id: t.table_id,
+                place: Place::Local,
                 org_id: row.get(1).unwrap(),
                 status: row.get(2),
             })

@@ -24,6 +24,7 @@
 use pgrx::prelude::*;
 
 mod backfill;
+mod citus;
 mod compat;
 mod ddl;
 mod deltas;

@@ -9,6 +9,7 @@
 //! `count_by_status('loads', ...)`, resolves to the `text` functions and so reads the same.
 
 use crate::backfill;
+use crate::citus;
 use crate::deltas::{self, Delta};
 use crate::errors;
 use crate::registry::{self, RegClass};
@@ -29,6 +30,7 @@ enum Reference<'a> {
 
 /// A tracking resolved for reading, the caller's right to read its table checked.
 struct Target {
+    relid: RegClass,
     table_id: i32,
     all_backfilled: bool,
     sum_columns: Vec<String>,
@@ -39,20 +41,29 @@ fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool) -> Targe
     let registration = match reference {
         Reference::Table(table) => {
             require_readable(table);
-            storage::registration(Lookup::Table(table.0), snapshot, sums)
-                .unwrap_or_else(|| errors::not_tracked(&table.display()))
+            storage::registration(Lookup::Table(table.0), snapshot, sums).unwrap_or_else(|| {
+                citus::refuse_read_on_worker(table);
+                errors::not_tracked(&table.display())
+            })
         }
         Reference::Text(name) => {
             let registration = registry::resolve_with(
                 name,
                 |name| storage::registration(Lookup::Name(name), snapshot, sums),
-                |table| storage::registration(Lookup::Table(table.0), snapshot, sums),
+                |table| {
+                    let found = storage::registration(Lookup::Table(table.0), snapshot, sums);
+                    if found.is_none() {
+                        citus::refuse_read_on_worker(table);
+                    }
+                    found
+                },
             );
             require_readable(RegClass(registration.relid));
             registration
         }
     };
     Target {
+        relid: RegClass(registration.relid),
         table_id: registration.table_id,
         all_backfilled: registration.all_backfilled,
         sum_columns: registration.sum_columns,
@@ -95,6 +106,9 @@ fn org_totals(
         if let Some(counts) = live {
             return counts;
         }
+    }
+    if let Some(counters) = citus::counters_table(t.relid) {
+        return citus::org_counts(&counters, t.table_id, org_id);
     }
     let counters = storage::counters(pg_sys::AccessShareLock);
     let mut counts = storage::org_counts(&counters, t.table_id, org_id, sum_columns, snapshot);

@@ -168,7 +168,7 @@ pub fn init() {
 /// rest of the transaction, as the executor would have it.
 pub struct Indexed {
     pub heap: pg_sys::Relation,
-    index_rel: Own,
+    index_oid: pg_sys::Oid,
     mode: pg_sys::LOCKMODE,
     /// Opened on first use: a write or read that finds its row where it left it needs no index.
     index: Cell<pg_sys::Relation>,
@@ -177,12 +177,16 @@ pub struct Indexed {
 impl Indexed {
     /// `org_stats.<table>`, and on first use `org_stats.<index>`, locked in `mode`.
     fn open(table: Own, index: Own, mode: u32) -> Indexed {
+        Indexed::open_oids(relid(table), relid(index), mode)
+    }
+
+    fn open_oids(table: pg_sys::Oid, index: pg_sys::Oid, mode: u32) -> Indexed {
         let mode = mode as pg_sys::LOCKMODE;
         Indexed {
             // SAFETY: opened and locked like any statement would; closed in Drop keeping the
             // lock.
-            heap: unsafe { pg_sys::table_open(relid(table), mode) },
-            index_rel: index,
+            heap: unsafe { pg_sys::table_open(table, mode) },
+            index_oid: index,
             mode,
             index: Cell::new(std::ptr::null_mut()),
         }
@@ -192,7 +196,7 @@ impl Indexed {
         if self.index.get().is_null() {
             // SAFETY: as the heap in `open`.
             self.index
-                .set(unsafe { pg_sys::index_open(relid(self.index_rel), self.mode) });
+                .set(unsafe { pg_sys::index_open(self.index_oid, self.mode) });
         }
         self.index.get()
     }
@@ -302,7 +306,25 @@ pub unsafe fn column<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: i3
 
 /// `org_stats.counters` through its key (org_id, table_id, status, slot), locked in `mode`.
 pub fn counters(mode: u32) -> Indexed {
-    let counters = Indexed::open(Own::Counters, Own::CountersKey, mode);
+    counters_at(Place::Local, mode)
+}
+
+/// Where a group's counters live: `org_stats.counters`, or on Citus the shard of a distributed
+/// counters table next to the shard whose rows they count (see `citus`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Place {
+    #[default]
+    Local,
+    /// The OIDs of the counters shard and its key index (as numbers, which order).
+    Shard { heap: u32, key: u32 },
+}
+
+/// The counters at `place` through their key, locked in `mode`.
+pub fn counters_at(place: Place, mode: u32) -> Indexed {
+    let counters = match place {
+        Place::Local => Indexed::open(Own::Counters, Own::CountersKey, mode),
+        Place::Shard { heap, key } => Indexed::open_oids(heap.into(), key.into(), mode),
+    };
     // SAFETY: the relation is open.
     let natts = unsafe { (*(*counters.heap).rd_att).natts } as usize;
     // 0.1.0's counters have no sums (see `schema`).
@@ -381,7 +403,7 @@ pub unsafe fn insert_index_entries(
             } else {
                 pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
             };
-            let unchanged = key_unchanged && oid == relid(Own::CountersKey);
+            let unchanged = key_unchanged && oid == counters.index_oid;
             pg_sys::index_insert(
                 index,
                 values.as_mut_ptr(),

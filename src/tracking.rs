@@ -3,6 +3,7 @@
 //! rows, all in the caller's transaction; `untrack()` undoes all of it. A table has at most one
 //! default (unnamed) tracking, read by the table's name, and any number of named ones.
 
+use crate::citus;
 use crate::drift;
 use crate::errors::raise;
 use crate::filter;
@@ -42,6 +43,10 @@ fn trigger_args(t: &Tracked) -> String {
 /// its partitions; statement triggers are not cloned). On a logical-replication subscriber they
 /// fire ALWAYS, since the apply worker runs as a replica and would skip them.
 pub fn install_triggers(table: Option<RegClass>, relations: &[RegClass], t: &Tracked) {
+    citus::with_triggers_allowed(|| install_triggers_now(table, relations, t))
+}
+
+fn install_triggers_now(table: Option<RegClass>, relations: &[RegClass], t: &Tracked) {
     let [row, flush, truncate] = trigger_names(t.table_id);
     let args = trigger_args(t);
     let mut created = Vec::new();
@@ -131,6 +136,10 @@ pub fn relations_with_triggers(table_id: i32) -> Vec<RegClass> {
 /// Drops this tracked table's triggers from `relations` (the row trigger lives on the table itself
 /// and goes with it; its clones go with it too).
 pub fn remove_triggers(relations: &[RegClass], table_id: i32) {
+    citus::with_triggers_allowed(|| remove_triggers_now(relations, table_id))
+}
+
+fn remove_triggers_now(relations: &[RegClass], table_id: i32) {
     let names: Vec<String> = trigger_names(table_id).into();
     for rel in relations {
         let mut drops = Vec::new();
@@ -435,6 +444,7 @@ fn track_table(
             None => refuse_if_tracked(tbl, &table_name),
             Some(tracking) => refuse_if_named(tracking),
         }
+        citus::prepare_tracking(tbl, org_column, filter.is_some(), !sum_columns.is_empty());
         let mut table_id = 0;
         let (filter_text, filter_columns) = match &filter {
             Some(f) => (Some(f.text.as_str()), f.columns.clone()),
@@ -488,6 +498,10 @@ fn untrack_tracking(tracked: Tracked) {
             &[],
         );
         remove_triggers(&relations_with_triggers(tracked.table_id), tracked.table_id);
+        let distributed = citus::counters_table(tracked.relid);
+        if let Some(counters) = &distributed {
+            citus::forget(counters, tracked.table_id);
+        }
         for delete in [
             "DELETE FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
             "DELETE FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) $1",
@@ -495,6 +509,9 @@ fn untrack_tracking(tracked: Tracked) {
             "DELETE FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) $1",
         ] {
             sql::exec(delete, &[tracked.table_id.into()]);
+        }
+        if let Some(counters) = &distributed {
+            citus::drop_unused(tracked.relid, counters);
         }
     });
 }

@@ -6,6 +6,7 @@
 #[pgrx::pg_schema]
 mod tests {
     use crate::deltas::{self, Delta, Group};
+    use crate::storage::Place;
     use crate::sums::Sum;
     use crate::text_form;
     use pgrx::prelude::*;
@@ -68,6 +69,7 @@ mod tests {
     fn group(org: &str) -> Group {
         Group {
             table_id: 1,
+            place: Place::Local,
             org_id: org.into(),
             status: Some("Open".into()),
         }
@@ -87,11 +89,11 @@ mod tests {
     #[pg_test]
     fn pending_deltas_follow_subtransactions() {
         deltas::clear();
-        deltas::add(1, "a", Some("Open"), &rows(2));
+        deltas::add(1, Place::Local, "a", Some("Open"), &rows(2));
         unsafe {
             pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            deltas::add(1, "a", Some("Open"), &rows(5));
-            deltas::add(1, "b", Some("Open"), &rows(1));
+            deltas::add(1, Place::Local, "a", Some("Open"), &rows(5));
+            deltas::add(1, Place::Local, "b", Some("Open"), &rows(1));
             assert_eq!((pending("a"), pending("b")), (7, 1));
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
@@ -102,7 +104,7 @@ mod tests {
         );
         unsafe {
             pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            deltas::add(1, "b", Some("Open"), &rows(3));
+            deltas::add(1, Place::Local, "b", Some("Open"), &rows(3));
             pg_sys::ReleaseCurrentSubTransaction();
         }
         assert_eq!(

@@ -10,6 +10,7 @@
 //! triggers), and a huge statement flushes early to keep memory bounded.
 
 use crate::backfill;
+use crate::citus;
 use crate::deltas::{self, Delta, Group};
 use crate::errors;
 use crate::filter;
@@ -57,14 +58,22 @@ fn write_to(deltas: Vec<(Group, Delta)>, visible: pool::Visible) {
     if deltas.is_empty() {
         return;
     }
-    let counters = storage::counters(pg_sys::RowExclusiveLock);
-    storage::require_direct_writes(&counters);
     // SAFETY: what SPI does around every statement that writes: a new command before, so rows an
     // earlier flush of this command wrote can be updated, and after, so snapshots taken later in
     // this command (TRUNCATE's) see the writes.
     unsafe { pg_sys::CommandCounterIncrement() };
+    // Groups come ordered by place: each place's counters are opened once.
+    let mut open: Option<(storage::Place, storage::Indexed)> = None;
     for (group, delta) in &deltas {
-        pool::add(&counters, group, delta, visible);
+        let counters = match &open {
+            Some((place, counters)) if *place == group.place => counters,
+            _ => {
+                let counters = storage::counters_at(group.place, pg_sys::RowExclusiveLock);
+                storage::require_direct_writes(&counters);
+                &open.insert((group.place, counters)).1
+            }
+        };
+        pool::add(counters, group, delta, visible);
         live::changed(group.table_id, &group.org_id);
     }
     unsafe { pg_sys::CommandCounterIncrement() };
@@ -113,11 +122,12 @@ struct Column {
     length: i16,
 }
 
-/// The org, status and summed columns in the rows of one relation.
+/// The org, status and summed columns in the rows of one relation, and where its counters are.
 struct Columns {
     org: Column,
     status: Column,
     sums: Vec<Column>,
+    place: storage::Place,
 }
 
 thread_local! {
@@ -194,6 +204,7 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
             .iter()
             .map(|name| find(name, text_form::for_sum))
             .collect(),
+        place: citus::place_of_shard(rel),
     });
     COLUMNS.with(|c| c.borrow_mut().insert(key, cols.clone()));
     cols
@@ -239,7 +250,7 @@ fn count(
         };
         let org = text_form::to_text(cols.org.form, org);
         let status = status.map(|s| text_form::to_text(cols.status.form, s));
-        deltas::add(table_id, &org, status.as_deref(), &delta);
+        deltas::add(table_id, cols.place, &org, status.as_deref(), &delta);
     }
 }
 
@@ -359,7 +370,10 @@ fn org_stats_truncate_trigger<'a>(
         let Some(t) = registry::find_by_id(args.table_id) else {
             return;
         };
-        if relid == t.relid.0 && !partitioned {
+        if let Some(counters) = citus::counters_table(t.relid) {
+            // A distributed table: its shards are emptied on their nodes.
+            citus::forget(&counters, t.table_id);
+        } else if relid == t.relid.0 && !partitioned {
             // The stored counts: this also clears any drift, as the table is now empty.
             let stored = sql::on_latest_snapshot(|| {
                 // SAFETY: on_latest_snapshot has just made it the active snapshot.
@@ -367,7 +381,13 @@ fn org_stats_truncate_trigger<'a>(
                 storage::all_counts(t.table_id, t.sum_columns.len(), latest)
             });
             for (org_id, status, counted) in stored {
-                deltas::add(t.table_id, &org_id, status.as_deref(), &counted.negated());
+                deltas::add(
+                    t.table_id,
+                    storage::Place::Local,
+                    &org_id,
+                    status.as_deref(),
+                    &counted.negated(),
+                );
             }
         } else if relid != t.relid.0 && !partitioned && is_partition_of(relid, &t) {
             add_rows_of(&t, &[RegClass(relid)], -1);
@@ -391,7 +411,13 @@ pub fn add_rows_of(t: &Tracked, relations: &[RegClass], sign: i64) {
     });
     for (org_id, status, counted) in groups {
         let delta = if sign < 0 { counted.negated() } else { counted };
-        deltas::add(t.table_id, &org_id, status.as_deref(), &delta);
+        deltas::add(
+            t.table_id,
+            storage::Place::Local,
+            &org_id,
+            status.as_deref(),
+            &delta,
+        );
     }
 }
 

@@ -1,0 +1,380 @@
+//! Citus: a table distributed by its org column keeps its counters in a table distributed the same
+//! way and co-located with it, `org_stats.counters_<colocation id>` (the layout of
+//! `org_stats.counters`). Each shard's triggers write the counters shard next to it, on the node
+//! that holds both, in the writer's own transaction, so every write path is counted however it
+//! reaches the shard, and shard moves, rebalances and splits carry the counts along. Reads of one
+//! org are single-shard SQL that Citus routes to that node; maintenance is distributed SQL.
+//!
+//! A database without Citus costs one catalog lookup per relation and backend (`place_of_shard`)
+//! and one per registry change (`present`), and never runs a Citus function.
+
+use crate::deltas::Delta;
+use crate::errors::raise;
+use crate::registry::RegClass;
+use crate::sql::{self, Access};
+use crate::storage::{self, Place};
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+use std::cell::Cell;
+
+/// The slot maintenance adds its repairs in: writers number theirs from 0 up (see `pool`), so a
+/// repair never takes a slot a writer is about to insert.
+const MAINTENANCE_SLOT: i32 = -1;
+
+fn installed() -> bool {
+    // SAFETY: a catalog lookup by name.
+    unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::Oid::INVALID }
+}
+
+thread_local! {
+    /// Whether Citus is installed, and the registry generation it was looked up at.
+    static PRESENT: Cell<Option<(u64, bool)>> = const { Cell::new(None) };
+}
+
+/// Whether Citus is installed in this database. Looked up again when the registry changes:
+/// a distributed table is only ever tracked by a change of the registry.
+fn present() -> bool {
+    let generation = storage::registry_generation();
+    match PRESENT.with(Cell::get) {
+        Some((at, present)) if at == generation => present,
+        _ => {
+            let present = installed();
+            PRESENT.with(|p| p.set(Some((generation, present))));
+            present
+        }
+    }
+}
+
+/// How Citus distributes `table`: its colocation group, method, and distribution column (NULL
+/// for reference and local tables). `None` for a table Citus does not know.
+fn distribution(table: RegClass) -> Option<(i32, String, Option<String>)> {
+    let mut found = None;
+    sql::kept(
+        "SELECT p.colocationid, p.partmethod::pg_catalog.text, \
+                pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) \
+           FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1",
+        &[table.into()],
+        Access::Read,
+        |row| found = Some((row.get(1).unwrap(), row.get(2).unwrap(), row.get(3))),
+    );
+    found
+}
+
+/// The counters table of a tracked table distributed by hash, schema-qualified; `None` for every
+/// other table (and always without Citus).
+pub fn counters_table(table: RegClass) -> Option<String> {
+    if !present() {
+        return None;
+    }
+    match distribution(table)? {
+        (colocation, method, _) if method == "h" => Some(counters_name(colocation)),
+        _ => None,
+    }
+}
+
+/// Refuses a read of a distributed table on a worker, where org_stats has no registry: Citus sent
+/// it there inside a query on the table. Returns if this is no such read.
+pub fn refuse_read_on_worker(table: RegClass) {
+    if counters_table(table).is_none() {
+        return;
+    }
+    let mut worker = false;
+    sql::kept(
+        "SELECT g.groupid OPERATOR(pg_catalog.<>) 0 FROM pg_catalog.pg_dist_local_group g",
+        &[],
+        Access::Read,
+        |row| worker = row.get(1).unwrap(),
+    );
+    if worker {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("org_stats reads of distributed table {} run on the coordinator", table.display()),
+            "Citus sent this call to a worker inside a query on the table. Call it in a statement of its own, \
+             or in a CTE that Citus runs on the coordinator.",
+        );
+    }
+}
+
+fn counters_name(colocation: i32) -> String {
+    format!("org_stats.counters_{colocation}")
+}
+
+/// Before `track()` of `table` installs its triggers: refuses what cannot be counted next to its
+/// rows, makes the co-located counters table if its group has none, and lets the triggers reach
+/// the shards. Nothing for a table Citus does not distribute. Run as the extension owner.
+pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: bool) {
+    if !present() {
+        return;
+    }
+    let Some((colocation, method, column)) = distribution(table) else {
+        return;
+    };
+    let name = table.display();
+    if method != "h" || column.as_deref() != Some(org_column) {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot track {name}: it is not distributed by its org column {org_column}"),
+            format!(
+                "org_stats keeps a distributed table's counts next to its rows, by org. Distribute it by the org column: \
+                 SELECT undistribute_table('{name}'); SELECT create_distributed_table('{name}', '{org_column}');"
+            ),
+        );
+    }
+    if filter || sums {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot track {name} with a filter or summed columns: it is a distributed table"),
+            "On Citus, org_stats counts rows per org and status; track the table without filter and sum_columns.",
+        );
+    }
+    let mut text = false;
+    sql::kept(
+        "SELECT a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype \
+           FROM pg_catalog.pg_attribute a \
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2",
+        &[table.into(), org_column.into()],
+        Access::Read,
+        |row| text = row.get(1).unwrap(),
+    );
+    if !text {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot track {name}: its org column {org_column} is not of type text"),
+            "Its counters are co-located with it, which needs their org columns to have the same type; \
+             on Citus org_stats supports text org columns.",
+        );
+    }
+    let counters = counters_name(colocation);
+    let mut exists = false;
+    sql::once(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[counters.as_str().into()],
+        Access::Read,
+        |row| exists = row.get(1).unwrap(),
+    );
+    if !exists {
+        sql::exec(
+            &format!(
+                "CREATE TABLE {counters} (org_id pg_catalog.text NOT NULL, table_id pg_catalog.int4 NOT NULL, \
+                   status pg_catalog.text, slot pg_catalog.int4 NOT NULL, n pg_catalog.int8 NOT NULL, \
+                   sums pg_catalog.numeric[], \
+                   CONSTRAINT {key} UNIQUE NULLS NOT DISTINCT (org_id, table_id, status, slot))",
+                key = format_args!("counters_{colocation}_key"),
+            ),
+            &[],
+        );
+        sql::exec(
+            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, 'org_id', colocate_with => $2)",
+            &[counters.as_str().into(), table.qualified().as_str().into()],
+        );
+    }
+}
+
+/// Runs `f` (which creates or drops org_stats' triggers) with Citus propagating triggers of
+/// distributed tables to their shards, which it does only when told to.
+pub fn with_triggers_allowed<R>(f: impl FnOnce() -> R) -> R {
+    if !present() {
+        return f();
+    }
+    // SAFETY: a SAVE-level setting undone by AtEOXact_GUC below (or by the abort of an ERROR).
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"citus.enable_unsafe_triggers".as_ptr(),
+            c"on".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let result = f();
+    // SAFETY: undoes exactly the setting above.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    result
+}
+
+/// Where the rows of `rel` are counted: on a Citus shard of a tracked table, the counters shard
+/// co-located with it; anywhere else `org_stats.counters`.
+pub fn place_of_shard(rel: pg_sys::Relation) -> Place {
+    if !installed() {
+        return Place::Local;
+    }
+    // SAFETY: the relation is open.
+    // Not looked up in pg_class: Citus hides shards there from client sessions.
+    let (namespace, relname) = unsafe {
+        (
+            (*(*rel).rd_rel).relnamespace,
+            std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+                .to_string_lossy()
+                .into_owned(),
+        )
+    };
+    let Some(shard) = relname
+        .rsplit_once('_')
+        .and_then(|(_, id)| id.parse::<i64>().ok())
+    else {
+        return Place::Local;
+    };
+    let mut found: Option<(bool, Option<pg_sys::Oid>, Option<pg_sys::Oid>)> = None;
+    sql::kept(
+        "SELECT cs.shardid IS NOT NULL, \
+                pg_catalog.to_regclass(pg_catalog.format('org_stats.%I', c.relname OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) cs.shardid)), \
+                pg_catalog.to_regclass(pg_catalog.format('org_stats.%I', c.relname OPERATOR(pg_catalog.||) '_key_' OPERATOR(pg_catalog.||) cs.shardid)) \
+           FROM pg_catalog.pg_dist_shard s \
+           JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) s.logicalrelid \
+           JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid \
+           LEFT JOIN pg_catalog.pg_class c \
+                  ON c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace \
+                 AND c.relname OPERATOR(pg_catalog.=) ('counters_' OPERATOR(pg_catalog.||) p.colocationid)::pg_catalog.name \
+           LEFT JOIN pg_catalog.pg_dist_shard cs ON cs.logicalrelid OPERATOR(pg_catalog.=) c.oid \
+                 AND cs.shardminvalue OPERATOR(pg_catalog.=) s.shardminvalue \
+          WHERE s.shardid OPERATOR(pg_catalog.=) $1 \
+            AND t.relnamespace OPERATOR(pg_catalog.=) $2 \
+            AND (t.relname OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) s.shardid) OPERATOR(pg_catalog.=) $3",
+        &[shard.into(), namespace.into(), relname.as_str().into()],
+        Access::Read,
+        |row| found = Some((row.get(1).unwrap(), row.get(2), row.get(3))),
+    );
+    match found {
+        None => Place::Local,
+        Some((true, Some(heap), Some(key))) => Place::Shard {
+            heap: heap.to_u32(),
+            key: key.to_u32(),
+        },
+        Some(_) => raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("org_stats has no counters next to shard {relname}"),
+            "Its table was tracked before it was distributed. Untrack it, distribute it, then track it again: \
+             SELECT org_stats.untrack('...'); SELECT create_distributed_table('...', '<org column>'); SELECT org_stats.track('...');",
+        ),
+    }
+}
+
+/// The non-zero counts of one org in a distributed tracking, per status (NULL last): one query
+/// that Citus routes to the node holding the org's shard.
+pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<String>, Delta)> {
+    let mut counts = Vec::new();
+    sql::once(
+        &format!(
+            "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
+              WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
+              GROUP BY c.status HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0 ORDER BY c.status"
+        ),
+        &[org_id.into(), table_id.into()],
+        Access::Read,
+        |row| {
+            counts.push((
+                row.get(1),
+                Delta {
+                    n: row.get(2).unwrap(),
+                    sums: Vec::new(),
+                },
+            ))
+        },
+    );
+    counts
+}
+
+/// Adds `changes` ((org, status, delta) of one tracking) to a distributed counters table: what
+/// backfill and repairs add, in the slot only maintenance uses.
+pub fn add(counters: &str, table_id: i32, changes: &[(String, Option<String>, i64)]) {
+    let query = format!(
+        "INSERT INTO {counters} AS c (org_id, table_id, status, slot, n) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (org_id, table_id, status, slot) DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n"
+    );
+    for (org_id, status, n) in changes {
+        sql::once(
+            &query,
+            &[
+                org_id.as_str().into(),
+                table_id.into(),
+                status.as_deref().into(),
+                MAINTENANCE_SLOT.into(),
+                (*n).into(),
+            ],
+            Access::Write,
+            |_| {},
+        );
+    }
+}
+
+/// Removes every counter of a tracking from a distributed counters table.
+pub fn forget(counters: &str, table_id: i32) {
+    sql::exec(
+        &format!("DELETE FROM {counters} c WHERE c.table_id OPERATOR(pg_catalog.=) $1"),
+        &[table_id.into()],
+    );
+}
+
+/// After `untrack()` of a tracking of `table`: drops its group's counters table (and so its
+/// shards on every node) once no tracked table of the group is left.
+pub fn drop_unused(table: RegClass, counters: &str) {
+    let mut used = true;
+    sql::once(
+        "SELECT EXISTS (SELECT FROM org_stats.tracked t JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) t.relid \
+                         WHERE p.colocationid OPERATOR(pg_catalog.=) \
+                               (SELECT q.colocationid FROM pg_catalog.pg_dist_partition q WHERE q.logicalrelid OPERATOR(pg_catalog.=) $1))",
+        &[table.into()],
+        // A fresh snapshot, which sees the registration just deleted.
+        Access::Write,
+        |row| used = row.get(1).unwrap(),
+    );
+    if !used {
+        sql::exec(&format!("DROP TABLE {counters}"), &[]);
+    }
+}
+
+/// The event trigger before `DROP EXTENSION` (sql/ddl.sql): dropping org_stats drops the counters
+/// tables of distributed trackings first, so that Citus removes their shards from every node
+/// (they are not members of the extension, whose members Citus leaves on the workers). Written
+/// to the C calling convention to read the statement, which a PL/pgSQL event trigger cannot.
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn on_drop_extension(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: called by PostgreSQL as an event trigger of DROP EXTENSION, whose context is its
+    // EventTriggerData and whose statement is a DropStmt naming extensions by String nodes.
+    let dropping_org_stats = unsafe {
+        let data = (*fcinfo).context as *mut pg_sys::EventTriggerData;
+        let stmt = (*data).parsetree as *mut pg_sys::DropStmt;
+        let names = (*stmt).objects;
+        (*stmt).removeType == pg_sys::ObjectType::OBJECT_EXTENSION
+            && (0..pg_sys::list_length(names)).any(|i| {
+                let name = (*(*names).elements.add(i as usize)).ptr_value as *mut pg_sys::String;
+                std::ffi::CStr::from_ptr((*name).sval) == c"org_stats"
+            })
+    };
+    if dropping_org_stats && installed() {
+        crate::security::as_extension_owner(drop_counters_tables);
+    }
+    pg_sys::Datum::from(0)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_on_drop_extension() -> &'static pg_sys::Pg_finfo_record {
+    const V1_API: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1_API
+}
+
+/// Drops every distributed counters table, on the coordinator (a worker's copies are Citus').
+fn drop_counters_tables() {
+    let mut tables: Vec<String> = Vec::new();
+    sql::kept(
+        "SELECT p.logicalrelid::pg_catalog.regclass::pg_catalog.text \
+           FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid \
+          WHERE c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace \
+            AND c.relname OPERATOR(pg_catalog.~) '^counters_[0-9]+$' \
+            AND (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g) OPERATOR(pg_catalog.=) 0",
+        &[],
+        Access::Read,
+        |row| tables.push(row.get(1).unwrap()),
+    );
+    for table in tables {
+        sql::exec(&format!("DROP TABLE {table}"), &[]);
+    }
+}

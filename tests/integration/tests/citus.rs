@@ -1,0 +1,479 @@
+//! Citus: a coordinator and two workers on private ports, `loads` distributed by its org column
+//! and tracked, every count compared with a live GROUP BY on the distributed table after each
+//! step: backfill, single- and multi-shard writes, COPY, INSERT ... SELECT, writes through a
+//! worker, a transaction with a rolled-back savepoint, concurrent writers through the
+//! coordinator, a shard move, drift repaired by recalculate(), CALL backfill(), TRUNCATE, a
+//! column rename, refusals (another distribution column, a reference table, a read Citus sends
+//! to a worker), DROP TABLE, untrack() and DROP EXTENSION leaving nothing on any node.
+//!
+//! Citus is not in Debian: the test runs when citus.so is in the server's library directory and
+//! says that it skipped otherwise.
+
+use org_stats_integration_tests::pg_program;
+use postgres::{Client, NoTls};
+use std::path::PathBuf;
+
+const PORTS: [u16; 3] = [54390, 54391, 54392];
+const ORGS: [&str; 7] = ["org0", "org1", "org2", "org3", "org4", "org5", "org6"];
+
+/// The three servers; stopped (and their directory removed) when dropped, also on a failure.
+struct Cluster {
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = std::env::temp_dir().join("org_stats_citus");
+        let cluster = Cluster { dir: dir.clone() };
+        cluster.stop();
+        std::fs::create_dir_all(&dir).unwrap();
+        let owned = std::process::Command::new("chown")
+            .args(["postgres", dir.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(owned.success(), "chown postgres {}", dir.display());
+        for port in PORTS {
+            let data = dir.join(port.to_string());
+            as_postgres("initdb", &["-D", data.to_str().unwrap(), "-A", "trust"]);
+            let conf = format!(
+                "port = {port}\nunix_socket_directories = '{dir}'\nlisten_addresses = ''\n\
+                 shared_preload_libraries = 'citus, org_stats'\nmax_worker_processes = 32\n\
+                 citus.shard_count = 4\ncitus.local_hostname = '{dir}'\n",
+                dir = dir.display()
+            );
+            let path = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str(&conf);
+            std::fs::write(&path, text).unwrap();
+            as_postgres(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-l",
+                    dir.join(format!("{port}.log")).to_str().unwrap(),
+                    "-w",
+                    "start",
+                ],
+            );
+            cluster
+                .node(port)
+                .batch_execute("CREATE EXTENSION citus")
+                .unwrap();
+        }
+        let host = dir.display().to_string();
+        let mut coordinator = cluster.node(PORTS[0]);
+        coordinator
+            .execute(
+                "SELECT citus_set_coordinator_host($1, $2)",
+                &[&host, &i32::from(PORTS[0])],
+            )
+            .unwrap();
+        for port in &PORTS[1..] {
+            coordinator
+                .execute("SELECT citus_add_node($1, $2)", &[&host, &i32::from(*port)])
+                .unwrap();
+        }
+        cluster
+    }
+
+    fn node(&self, port: u16) -> Client {
+        Client::connect(
+            &format!(
+                "host={} port={port} user=postgres dbname=postgres",
+                self.dir.display()
+            ),
+            NoTls,
+        )
+        .expect("connect to a Citus node")
+    }
+
+    fn stop(&self) {
+        for port in PORTS {
+            let data = self.dir.join(port.to_string());
+            if data.exists() {
+                let _ = std::process::Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(pg_program("pg_ctl").get_program())
+                    .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+                    .output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs a PostgreSQL program as the postgres user (initdb refuses root).
+fn as_postgres(program: &str, args: &[&str]) {
+    let output = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(pg_program(program).get_program())
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn citus_installed() -> bool {
+    let output = pg_program("pg_config").arg("--pkglibdir").output().unwrap();
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        .join("citus.so")
+        .exists()
+}
+
+/// Every (org, what) where org_stats disagrees with a live GROUP BY of `table`, read from the
+/// coordinator; empty when all agree.
+fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    for org in ORGS {
+        let counted: Vec<(Option<String>, i64)> = db
+            .query(
+                &format!("SELECT status, count FROM org_stats.count_by_status('{table}', $1)"),
+                &[&org],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let actual: Vec<(Option<String>, i64)> = db
+            .query(
+                &format!(
+                    "SELECT status::text, count(*) FROM {table} WHERE workos_org_id = $1 GROUP BY 1 ORDER BY 1"
+                ),
+                &[&org],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if counted != actual {
+            bad.push(format!("{org}: counted {counted:?}, actual {actual:?}"));
+        }
+        let total: i64 = db
+            .query_one(&format!("SELECT org_stats.count('{table}', $1)"), &[&org])
+            .unwrap()
+            .get(0);
+        let rows: i64 = actual.iter().map(|(_, n)| n).sum();
+        if total != rows {
+            bad.push(format!("{org}: count() {total}, rows {rows}"));
+        }
+    }
+    let drift: i64 = db
+        .query_one(
+            &format!("SELECT count(*) FROM org_stats.check_drift('{table}')"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    if drift != 0 {
+        bad.push(format!("check_drift() reports {drift} groups"));
+    }
+    bad
+}
+
+fn assert_exact(db: &mut Client, table: &str, step: &str) {
+    let bad = mismatches(db, table);
+    assert!(bad.is_empty(), "after {step}: {bad:#?}");
+    println!("citus: exact after {step}");
+}
+
+fn error_code(result: Result<u64, postgres::Error>) -> String {
+    result
+        .expect_err("refused")
+        .code()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_default()
+}
+
+/// Relations of org_stats' distributed counters left on each node, shards included.
+fn counters_left(cluster: &Cluster) -> Vec<String> {
+    let mut left = Vec::new();
+    for port in PORTS {
+        let mut node = cluster.node(port);
+        // Citus hides shards from pg_class in client sessions unless told not to.
+        node.batch_execute("SET citus.override_table_visibility TO off")
+            .unwrap();
+        for row in node
+            .query(
+                "SELECT relname::text FROM pg_class WHERE relname ~ '^counters_[0-9]+' ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+        {
+            left.push(format!("{port}: {}", row.get::<_, String>(0)));
+        }
+    }
+    left
+}
+
+#[test]
+fn distributed_counts_stay_exact_on_a_three_node_cluster() {
+    if !citus_installed() {
+        println!("citus: SKIPPED, Citus is not installed (no citus.so in the server's pkglibdir)");
+        return;
+    }
+    let cluster = Cluster::start();
+    let mut db = cluster.node(PORTS[0]);
+    let version: String = db.query_one("SELECT citus_version()", &[]).unwrap().get(0);
+    println!("citus: {version}");
+    db.batch_execute(
+        "CREATE EXTENSION org_stats;
+         CREATE TABLE loads (id bigserial, workos_org_id text NOT NULL, status text, PRIMARY KEY (workos_org_id, id));
+         SELECT create_distributed_table('loads', 'workos_org_id');
+         INSERT INTO loads (workos_org_id, status)
+         SELECT 'org' || (i % 7), CASE WHEN i % 3 = 0 THEN 'Open' ELSE 'Delivered' END FROM generate_series(1, 300) i;
+         SELECT org_stats.track('loads');",
+    )
+    .unwrap();
+    assert_exact(&mut db, "loads", "track() with backfill");
+
+    db.batch_execute(
+        "INSERT INTO loads (workos_org_id, status) VALUES ('org1', 'Open');
+         UPDATE loads SET status = 'Delivered' WHERE workos_org_id = 'org2' AND id % 2 = 0;
+         UPDATE loads SET status = 'Cancelled' WHERE id % 11 = 0;
+         DELETE FROM loads WHERE id % 13 = 0;
+         INSERT INTO loads (workos_org_id, status) SELECT workos_org_id, 'Copied' FROM loads WHERE status = 'Open';",
+    )
+    .unwrap();
+    let mut copy = db
+        .copy_in("COPY loads (workos_org_id, status) FROM STDIN")
+        .unwrap();
+    use std::io::Write;
+    for i in 0..70 {
+        writeln!(copy, "org{}\tCopied", i % 7).unwrap();
+    }
+    copy.finish().unwrap();
+    assert_exact(
+        &mut db,
+        "loads",
+        "single- and multi-shard writes, INSERT ... SELECT and COPY",
+    );
+
+    let mut worker = cluster.node(PORTS[1]);
+    worker
+        .batch_execute(
+            "INSERT INTO loads (workos_org_id, status) VALUES ('org3', 'FromWorker'), ('org4', 'FromWorker');
+             UPDATE loads SET status = 'Open' WHERE workos_org_id = 'org5' AND status = 'Copied';",
+        )
+        .unwrap();
+    assert_exact(&mut db, "loads", "writes through a worker");
+
+    db.batch_execute(
+        "BEGIN;
+         INSERT INTO loads (workos_org_id, status) SELECT 'org' || (i % 7), 'Kept' FROM generate_series(1, 20) i;
+         SAVEPOINT s;
+         DELETE FROM loads WHERE status = 'Delivered';
+         ROLLBACK TO SAVEPOINT s;
+         UPDATE loads SET status = 'Kept' WHERE workos_org_id = 'org6' AND status = 'Open';
+         COMMIT;",
+    )
+    .unwrap();
+    assert_exact(
+        &mut db,
+        "loads",
+        "a transaction with a rolled-back savepoint",
+    );
+
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let mut client = cluster.node(PORTS[0]);
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    let org = format!("org{}", (w * 3 + i) % 7);
+                    let other = format!("org{}", (w + i * 5) % 7);
+                    client
+                        .batch_execute(&format!(
+                            "BEGIN;
+                             INSERT INTO loads (workos_org_id, status) VALUES ('{org}', 'Busy'), ('{other}', 'Open');
+                             UPDATE loads SET status = 'Done' WHERE id = (SELECT max(id) FROM loads WHERE workos_org_id = '{other}');
+                             COMMIT;"
+                        ))
+                        .unwrap();
+                    if i % 10 == 0 {
+                        client
+                            .batch_execute(&format!(
+                                "DELETE FROM loads WHERE workos_org_id = '{org}' AND status = 'Busy'"
+                            ))
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_exact(
+        &mut db,
+        "loads",
+        "4 concurrent writers through the coordinator",
+    );
+
+    let (shard, from): (i64, i32) = {
+        let row = db
+            .query_one(
+                "SELECT shardid, nodeport FROM citus_shards WHERE table_name = 'loads'::regclass ORDER BY shardid LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let to = if from == i32::from(PORTS[1]) {
+        PORTS[2]
+    } else {
+        PORTS[1]
+    };
+    let host = cluster.dir.display().to_string();
+    db.execute(
+        "SELECT citus_move_shard_placement($1, $2, $3, $2, $4, shard_transfer_mode => 'block_writes')",
+        &[&shard, &host, &from, &i32::from(to)],
+    )
+    .unwrap();
+    db.batch_execute(
+        "INSERT INTO loads (workos_org_id, status) SELECT 'org' || (i % 7), 'Moved' FROM generate_series(1, 70) i;",
+    )
+    .unwrap();
+    assert_exact(&mut db, "loads", "a shard move and writes after it");
+
+    // Drift: rows written on a worker with triggers off (as a replica would apply them).
+    let shard_name: String = worker
+        .query_one(
+            "SELECT 'loads_' || shardid FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+              JOIN pg_dist_node n USING (groupid)
+              WHERE s.logicalrelid = 'loads'::regclass AND n.nodeport = $1 LIMIT 1",
+            &[&i32::from(PORTS[1])],
+        )
+        .unwrap()
+        .get(0);
+    worker
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             INSERT INTO {shard_name} (id, workos_org_id, status)
+             SELECT id + 1000000, workos_org_id, 'Unseen' FROM {shard_name} LIMIT 5;
+             RESET session_replication_role;"
+        ))
+        .unwrap();
+    assert!(
+        !mismatches(&mut db, "loads").is_empty(),
+        "rows written with triggers off show as drift"
+    );
+    let repaired = db
+        .query("SELECT * FROM org_stats.recalculate('loads')", &[])
+        .unwrap()
+        .len();
+    assert!(repaired > 0, "recalculate() repaired the drift");
+    assert_exact(&mut db, "loads", "recalculate()");
+
+    db.batch_execute(
+        "CREATE TABLE invoices (id bigserial, workos_org_id text NOT NULL, status text, PRIMARY KEY (workos_org_id, id));
+         SELECT create_distributed_table('invoices', 'workos_org_id', colocate_with => 'loads');
+         INSERT INTO invoices (workos_org_id, status) SELECT 'org' || (i % 7), 'DRAFT' FROM generate_series(1, 90) i;
+         SELECT org_stats.track('invoices', backfill => false);
+         INSERT INTO invoices (workos_org_id, status) VALUES ('org2', 'VOID');",
+    )
+    .unwrap();
+    db.batch_execute("CALL org_stats.backfill('invoices')")
+        .unwrap();
+    assert_exact(&mut db, "invoices", "CALL org_stats.backfill()");
+
+    db.batch_execute(
+        "TRUNCATE invoices; INSERT INTO invoices (workos_org_id, status) VALUES ('org1', 'DRAFT');",
+    )
+    .unwrap();
+    assert_exact(&mut db, "invoices", "TRUNCATE");
+
+    // One statement per call: Citus propagates DDL from the query string, which must hold one.
+    for statement in [
+        "ALTER TABLE loads RENAME COLUMN status TO state",
+        "INSERT INTO loads (workos_org_id, state) VALUES ('org0', 'Renamed')",
+        "ALTER TABLE loads RENAME COLUMN state TO status",
+        "UPDATE loads SET status = 'Open' WHERE status = 'Renamed'",
+    ] {
+        db.batch_execute(statement).unwrap();
+    }
+    assert_exact(&mut db, "loads", "renaming the status column");
+
+    db.batch_execute(
+        "CREATE TABLE by_status (id bigserial, workos_org_id text NOT NULL, status text);
+         SELECT create_distributed_table('by_status', 'status');
+         CREATE TABLE statuses (workos_org_id text, status text);
+         SELECT create_reference_table('statuses');",
+    )
+    .unwrap();
+    assert_eq!(
+        error_code(db.execute("SELECT org_stats.track('by_status')", &[])),
+        "0A000",
+        "a table distributed by another column is refused"
+    );
+    assert_eq!(
+        error_code(db.execute("SELECT org_stats.track('statuses')", &[])),
+        "0A000",
+        "a reference table is refused"
+    );
+    assert_eq!(
+        error_code(db.execute(
+            "SELECT org_stats.count('loads'::regclass, 'org3'), (SELECT count(*) FROM loads WHERE workos_org_id = 'org3')",
+            &[]
+        )),
+        "0A000",
+        "a read Citus sends to a worker inside a query on the table is refused"
+    );
+
+    let invoices_id: i32 = db
+        .query_one(
+            "SELECT table_id FROM org_stats.tracked WHERE relid = 'invoices'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let counters: String = db
+        .query_one(
+            "SELECT 'org_stats.counters_' || colocationid FROM pg_dist_partition WHERE logicalrelid = 'loads'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    db.batch_execute("DROP TABLE invoices").unwrap();
+    let left: i64 = db
+        .query_one(
+            &format!("SELECT count(*) FROM {counters} WHERE table_id = $1"),
+            &[&invoices_id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "DROP TABLE leaves no counters of the table");
+    assert_exact(&mut db, "loads", "DROP TABLE of another tracked table");
+
+    db.batch_execute("SELECT org_stats.untrack('loads')")
+        .unwrap();
+    db.batch_execute("CALL citus_cleanup_orphaned_resources()")
+        .unwrap();
+    assert_eq!(
+        counters_left(&cluster),
+        Vec::<String>::new(),
+        "untrack() of the group's last tracked table drops its counters from every node"
+    );
+
+    db.batch_execute("SELECT org_stats.track('loads')").unwrap();
+    assert_exact(&mut db, "loads", "tracking again");
+    db.batch_execute("DROP EXTENSION org_stats CASCADE")
+        .unwrap();
+    db.batch_execute("CALL citus_cleanup_orphaned_resources()")
+        .unwrap();
+    assert_eq!(
+        counters_left(&cluster),
+        Vec::<String>::new(),
+        "DROP EXTENSION leaves no counters on any node"
+    );
+}
