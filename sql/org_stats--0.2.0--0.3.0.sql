@@ -1,7 +1,8 @@
 -- org_stats 0.2.0 -> 0.3.0 (applied by ALTER EXTENSION org_stats UPDATE).
 -- Change notifications (src/live.rs): a per-tracking switch and secret channel, and the functions
--- that turn them on, subscribe and catch up. Citus (src/citus.rs): the DROP handler knows shard
--- trigger names and distributed counters, and DROP EXTENSION drops the distributed counters first.
+-- that turn them on, subscribe and catch up. Citus (src/citus.rs): organization_stats shows
+-- distributed trackings, the DROP handler knows shard trigger names and distributed counters, and
+-- DROP EXTENSION drops the distributed counters first.
 -- Counts and trackings carry over untouched.
 
 ALTER TABLE org_stats.tracked
@@ -43,6 +44,44 @@ CREATE  FUNCTION "changed_since"(
 VOLATILE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'changed_since_wrapper';
+
+-- Citus: organization_stats shows distributed trackings too, through this function.
+CREATE  FUNCTION "distributed_counts"() RETURNS TABLE (
+	"table_id" INT,  /* i32 */
+	"org_id" TEXT,  /* String */
+	"status" TEXT,  /* Option < String > */
+	"count" bigint  /* i64 */
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'distributed_counts_wrapper';
+
+-- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled), for the
+-- tables the querying role may SELECT from and (unless org_stats.count_under_rls is on) whose
+-- row-level security does not apply to it. A security barrier, so no function of the caller's
+-- sees rows of other tables before those checks.
+CREATE OR REPLACE VIEW org_stats.organization_stats WITH (security_barrier) AS
+SELECT t.relid AS table_name, c.org_id, c.status,
+       pg_catalog.sum(c.n)::bigint AS count, s.last_recalculated, t.name AS tracking
+  FROM org_stats.counters c
+  JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
+  LEFT JOIN org_stats.org_state s
+         ON s.org_id OPERATOR(pg_catalog.=) c.org_id AND s.table_id OPERATOR(pg_catalog.=) c.table_id
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(t.relid)
+        OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
+   AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
+ GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
+HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0
+UNION ALL
+-- Since 0.3.0: distributed trackings on Citus, whose counters live next to their shards
+-- (src/citus.rs); the function checks the same rights itself.
+SELECT t.relid, d.org_id, d.status, d.count, s.last_recalculated, t.name
+  FROM org_stats.distributed_counts() d
+  JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) d.table_id
+  LEFT JOIN org_stats.org_state s
+         ON s.org_id OPERATOR(pg_catalog.=) d.org_id AND s.table_id OPERATOR(pg_catalog.=) d.table_id
+ WHERE t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL;
 
 -- Citus: the DROP handler as the 0.3.0 install script declares it.
 -- On DROP: a tracked column (org, status, summed, or read by a filter) may not go; a dropped tracked table is forgotten; a dropped partition

@@ -1,5 +1,6 @@
 -- count_by_status() returns its rows in one call (materialize mode), which #[pg_extern] cannot
--- declare; the other reads are declared by pgrx from src/reads.rs.
+-- declare; the other reads are declared by pgrx from src/reads.rs. Then the view of every count,
+-- which reads distributed trackings through a function (so it comes after the functions).
 CREATE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
     RETURNS TABLE (status text, count bigint)
     STRICT STABLE PARALLEL RESTRICTED
@@ -12,3 +13,32 @@ CREATE FUNCTION org_stats.count_by_status(tracking text, org_id text)
     STRICT STABLE PARALLEL RESTRICTED
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'count_by_status_of_wrapper';
+
+-- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled), for the
+-- tables the querying role may SELECT from and (unless org_stats.count_under_rls is on) whose
+-- row-level security does not apply to it. A security barrier, so no function of the caller's
+-- sees rows of other tables before those checks.
+CREATE VIEW org_stats.organization_stats WITH (security_barrier) AS
+SELECT t.relid AS table_name, c.org_id, c.status,
+       pg_catalog.sum(c.n)::bigint AS count, s.last_recalculated, t.name AS tracking
+  FROM org_stats.counters c
+  JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
+  LEFT JOIN org_stats.org_state s
+         ON s.org_id OPERATOR(pg_catalog.=) c.org_id AND s.table_id OPERATOR(pg_catalog.=) c.table_id
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
+   AND (NOT pg_catalog.row_security_active(t.relid)
+        OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
+   AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
+ GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
+HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0
+UNION ALL
+-- Since 0.3.0: distributed trackings on Citus, whose counters live next to their shards
+-- (src/citus.rs); the function checks the same rights itself.
+SELECT t.relid, d.org_id, d.status, d.count, s.last_recalculated, t.name
+  FROM org_stats.distributed_counts() d
+  JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) d.table_id
+  LEFT JOIN org_stats.org_state s
+         ON s.org_id OPERATOR(pg_catalog.=) d.org_id AND s.table_id OPERATOR(pg_catalog.=) d.table_id
+ WHERE t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL;
+
+GRANT SELECT ON org_stats.organization_stats TO PUBLIC;

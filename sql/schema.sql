@@ -101,24 +101,6 @@ SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.bac
        t.name AS tracking, t.filter, t.sum_columns, t.notify
   FROM org_stats.tracked t;
 
--- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled), for the
--- tables the querying role may SELECT from and (unless org_stats.count_under_rls is on) whose
--- row-level security does not apply to it. A security barrier, so no function of the caller's
--- sees rows of other tables before those checks.
-CREATE VIEW org_stats.organization_stats WITH (security_barrier) AS
-SELECT t.relid AS table_name, c.org_id, c.status,
-       pg_catalog.sum(c.n)::bigint AS count, s.last_recalculated, t.name AS tracking
-  FROM org_stats.counters c
-  JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
-  LEFT JOIN org_stats.org_state s
-         ON s.org_id OPERATOR(pg_catalog.=) c.org_id AND s.table_id OPERATOR(pg_catalog.=) c.table_id
- WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT')
-   AND (NOT pg_catalog.row_security_active(t.relid)
-        OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
-   AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
- GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
-HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
-
 -- Backfill progress of each tracking that has had one.
 CREATE VIEW org_stats.backfill_progress AS
 SELECT t.relid AS table_name, b.orgs_done, b.orgs_total, b.rows_done,
@@ -144,4 +126,4 @@ SELECT t.relid AS table_name,
   LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id;
 
 GRANT USAGE ON SCHEMA org_stats TO PUBLIC;
-GRANT SELECT ON org_stats.tracked_tables, org_stats.organization_stats TO PUBLIC;
+GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;

@@ -11,9 +11,11 @@
 use crate::deltas::Delta;
 use crate::errors::raise;
 use crate::registry::RegClass;
+use crate::security;
 use crate::sql::{self, Access};
 use crate::storage::{self, Place};
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
 
@@ -277,6 +279,70 @@ pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<St
         },
     );
     counts
+}
+
+/// The non-zero counts of every org of a distributed tracking, per (org, status): a query on
+/// every node, as any read of all orgs is.
+pub fn all_counts(counters: &str, table_id: i32) -> Vec<(String, Option<String>, Delta)> {
+    let mut rows = Vec::new();
+    sql::once(
+        &format!(
+            "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
+              WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2 \
+             HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0"
+        ),
+        &[table_id.into()],
+        Access::Read,
+        |row| {
+            let counted = Delta {
+                n: row.get(3).unwrap(),
+                sums: Vec::new(),
+            };
+            rows.push((row.get(1).unwrap(), row.get(2), counted))
+        },
+    );
+    rows
+}
+
+/// The counts of the distributed trackings whose tables the caller may read (as the count
+/// functions check), per (tracking, org, status): what `org_stats.organization_stats` shows of
+/// them besides the trackings counted in `org_stats.counters`. Empty without Citus.
+#[pg_extern(stable, parallel_restricted)]
+fn distributed_counts() -> TableIterator<
+    'static,
+    (
+        name!(table_id, i32),
+        name!(org_id, String),
+        name!(status, Option<String>),
+        name!(count, i64),
+    ),
+> {
+    let mut rows = Vec::new();
+    if present() {
+        let mut trackings: Vec<(i32, RegClass)> = Vec::new();
+        security::as_extension_owner(|| {
+            sql::kept(
+                "SELECT t.table_id, t.relid FROM org_stats.tracked t",
+                &[],
+                Access::Read,
+                |row| trackings.push((row.get(1).unwrap(), RegClass(row.get(2).unwrap()))),
+            )
+        });
+        for (table_id, table) in trackings {
+            if !(security::can_read(table.0) && security::rls_allows_counts(table)) {
+                continue;
+            }
+            if let Some(counters) = counters_table(table) {
+                let counts = security::as_extension_owner(|| all_counts(&counters, table_id));
+                rows.extend(
+                    counts
+                        .into_iter()
+                        .map(|(org, status, counted)| (table_id, org, status, counted.n)),
+                );
+            }
+        }
+    }
+    TableIterator::new(rows)
 }
 
 /// Adds `changes` ((org, status, delta) of one tracking) to a distributed counters table: what

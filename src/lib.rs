@@ -63,7 +63,11 @@ extension_sql_file!(
     name = "ddl_event_triggers",
     requires = [ddl::ddl_start, ddl::ddl_end, drift::recalculate_of_table]
 );
-extension_sql_file!("../sql/reads.sql", name = "reads");
+extension_sql_file!(
+    "../sql/reads.sql",
+    name = "reads",
+    requires = [citus::distributed_counts]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -169,6 +169,66 @@ fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
             bad.push(format!("{org}: count() {total}, rows {rows}"));
         }
     }
+    // The reads of many orgs: organization_stats, totals() of all orgs, counts of an org list.
+    let all_orgs: Vec<String> = ORGS.iter().map(|o| o.to_string()).collect();
+    for (what, counted) in [
+        (
+            "organization_stats",
+            format!(
+                "SELECT org_id, status, count FROM org_stats.organization_stats
+                  WHERE table_name = '{table}'::regclass ORDER BY 1, 2"
+            ),
+        ),
+        (
+            "count_by_status of an org list",
+            format!("SELECT * FROM org_stats.count_by_status('{table}', $1::text[]) ORDER BY 1, 2"),
+        ),
+    ] {
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = if what.starts_with("count") {
+            vec![&all_orgs]
+        } else {
+            vec![]
+        };
+        let counted: Vec<(String, Option<String>, i64)> = db
+            .query(&counted, &params)
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let actual: Vec<(String, Option<String>, i64)> = db
+            .query(
+                &format!("SELECT workos_org_id, status::text, count(*) FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        if counted != actual {
+            bad.push(format!("{what}: counted {counted:?}, actual {actual:?}"));
+        }
+    }
+    let totals: Vec<(Option<String>, i64)> = db
+        .query(
+            &format!("SELECT status, count FROM org_stats.totals('{table}')"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let actual: Vec<(Option<String>, i64)> = db
+        .query(
+            &format!("SELECT status::text, count(*) FROM {table} GROUP BY 1 ORDER BY 1"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if totals != actual {
+        bad.push(format!("totals(): counted {totals:?}, actual {actual:?}"));
+    }
     let drift: i64 = db
         .query_one(
             &format!("SELECT count(*) FROM org_stats.check_drift('{table}')"),
