@@ -119,23 +119,6 @@ SELECT t.relid AS table_name, b.orgs_done, b.orgs_total, b.rows_done,
        b.started_at, b.updated_at, b.finished_at, t.name AS tracking
   FROM org_stats.backfill_state b JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) b.table_id;
 
--- Per tracking: what is counted, what still awaits backfill, how the last recalculation went.
-CREATE VIEW org_stats.health AS
-SELECT t.relid AS table_name,
-       (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM org_stats.counters c
-          WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id GROUP BY c.org_id
-         HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0) o) AS orgs_counted,
-       (SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint FROM org_stats.counters c
-         WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id) AS rows_counted,
-       CASE WHEN t.backfilled_at IS NOT NULL THEN 0
-            ELSE b.orgs_total OPERATOR(pg_catalog.-) b.orgs_done END AS orgs_not_backfilled,
-       t.backfilled_at,
-       t.last_recalculated,
-       t.last_groups_repaired,
-       t.name AS tracking
-  FROM org_stats.tracked t
-  LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id;
-
 GRANT USAGE ON SCHEMA org_stats TO PUBLIC;
 GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;
 /* </end connected objects> */
@@ -240,7 +223,7 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:796
+-- src/live.rs:800
 -- org_stats::live::changed_since
 CREATE  FUNCTION "changed_since"(
 	"token" TEXT /* Option < & str > */
@@ -407,7 +390,7 @@ AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:310
+-- src/citus.rs:330
 -- org_stats::citus::distributed_counts
 CREATE  FUNCTION "distributed_counts"() RETURNS TABLE (
 	"table_id" INT,  /* i32 */
@@ -469,10 +452,35 @@ SELECT t.relid, d.org_id, d.status, d.count, s.last_recalculated, t.name
  WHERE t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL;
 
 GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
+
+-- Per tracking: what is counted, what still awaits backfill, how the last recalculation went.
+CREATE VIEW org_stats.health AS
+SELECT t.relid AS table_name,
+       k.orgs_counted,
+       k.rows_counted,
+       CASE WHEN t.backfilled_at IS NOT NULL THEN 0
+            ELSE b.orgs_total OPERATOR(pg_catalog.-) b.orgs_done END AS orgs_not_backfilled,
+       t.backfilled_at,
+       t.last_recalculated,
+       t.last_groups_repaired,
+       t.name AS tracking
+  FROM org_stats.tracked t
+  LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id
+  -- Its counter rows, in org_stats.counters or (since 0.3.0) on Citus next to its shards.
+  CROSS JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE o.n OPERATOR(pg_catalog.<>) 0) AS orgs_counted,
+               COALESCE(pg_catalog.sum(o.n), 0)::bigint AS rows_counted
+          FROM (SELECT u.org_id, pg_catalog.sum(u.n) AS n
+                  FROM (SELECT c.org_id, c.n FROM org_stats.counters c
+                         WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id
+                        UNION ALL
+                        SELECT d.org_id, d.count FROM org_stats.distributed_counts() d
+                         WHERE d.table_id OPERATOR(pg_catalog.=) t.table_id) u
+                 GROUP BY u.org_id) o) k;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:757
+-- src/live.rs:761
 -- org_stats::live::listen
 CREATE  FUNCTION "listen"(
 	"tracking" TEXT /* & str */
@@ -639,7 +647,7 @@ AS 'MODULE_PATHNAME', 'schedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:732
+-- src/live.rs:733
 -- org_stats::live::set_notify
 CREATE  FUNCTION "set_notify"(
 	"tracking" TEXT, /* & str */

@@ -42,3 +42,28 @@ SELECT t.relid, d.org_id, d.status, d.count, s.last_recalculated, t.name
  WHERE t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL;
 
 GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
+
+-- Per tracking: what is counted, what still awaits backfill, how the last recalculation went.
+CREATE VIEW org_stats.health AS
+SELECT t.relid AS table_name,
+       k.orgs_counted,
+       k.rows_counted,
+       CASE WHEN t.backfilled_at IS NOT NULL THEN 0
+            ELSE b.orgs_total OPERATOR(pg_catalog.-) b.orgs_done END AS orgs_not_backfilled,
+       t.backfilled_at,
+       t.last_recalculated,
+       t.last_groups_repaired,
+       t.name AS tracking
+  FROM org_stats.tracked t
+  LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id
+  -- Its counter rows, in org_stats.counters or (since 0.3.0) on Citus next to its shards.
+  CROSS JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE o.n OPERATOR(pg_catalog.<>) 0) AS orgs_counted,
+               COALESCE(pg_catalog.sum(o.n), 0)::bigint AS rows_counted
+          FROM (SELECT u.org_id, pg_catalog.sum(u.n) AS n
+                  FROM (SELECT c.org_id, c.n FROM org_stats.counters c
+                         WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id
+                        UNION ALL
+                        SELECT d.org_id, d.count FROM org_stats.distributed_counts() d
+                         WHERE d.table_id OPERATOR(pg_catalog.=) t.table_id) u
+                 GROUP BY u.org_id) o) k;

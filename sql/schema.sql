@@ -108,22 +108,5 @@ SELECT t.relid AS table_name, b.orgs_done, b.orgs_total, b.rows_done,
        b.started_at, b.updated_at, b.finished_at, t.name AS tracking
   FROM org_stats.backfill_state b JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) b.table_id;
 
--- Per tracking: what is counted, what still awaits backfill, how the last recalculation went.
-CREATE VIEW org_stats.health AS
-SELECT t.relid AS table_name,
-       (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM org_stats.counters c
-          WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id GROUP BY c.org_id
-         HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0) o) AS orgs_counted,
-       (SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint FROM org_stats.counters c
-         WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id) AS rows_counted,
-       CASE WHEN t.backfilled_at IS NOT NULL THEN 0
-            ELSE b.orgs_total OPERATOR(pg_catalog.-) b.orgs_done END AS orgs_not_backfilled,
-       t.backfilled_at,
-       t.last_recalculated,
-       t.last_groups_repaired,
-       t.name AS tracking
-  FROM org_stats.tracked t
-  LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id;
-
 GRANT USAGE ON SCHEMA org_stats TO PUBLIC;
 GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;

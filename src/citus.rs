@@ -97,6 +97,19 @@ pub fn refuse_read_on_worker(table: RegClass) {
     }
 }
 
+/// Refuses notifications of a distributed tracking: its writes are counted on the workers, which
+/// have no registry to tell them to notify.
+pub fn refuse_notify(table: RegClass) {
+    if counters_table(table).is_some() {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot notify changes of distributed table {}", table.display()),
+            "Its writes are counted on the Citus workers, which do not send org_stats' notifications; \
+             poll org_stats.count_by_status() instead.",
+        );
+    }
+}
+
 fn counters_name(colocation: i32) -> String {
     format!("org_stats.counters_{colocation}")
 }
@@ -162,6 +175,13 @@ pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: b
                    sums pg_catalog.numeric[], \
                    CONSTRAINT {key} UNIQUE NULLS NOT DISTINCT (org_id, table_id, status, slot))",
                 key = format_args!("counters_{colocation}_key"),
+            ),
+            &[],
+        );
+        // As org_stats.counters': a tracking's rows across orgs, for its drift and totals.
+        sql::exec(
+            &format!(
+                "CREATE INDEX counters_{colocation}_by_table ON {counters} (table_id, status)"
             ),
             &[],
         );

@@ -18,6 +18,7 @@
 //! after checking that the caller may read the tracking's counts, as the count functions check.
 //! Needs `shared_preload_libraries = 'org_stats'` (for the shared memory and the workers).
 
+use crate::citus;
 use crate::errors;
 use crate::registry::{self, RegClass};
 use crate::security;
@@ -736,6 +737,9 @@ fn set_notify(tracking: &str, enabled: default!(bool, true)) {
     }
     let t = registry::resolve(tracking, None);
     security::require_owner(t.relid, "set_notify");
+    if enabled {
+        citus::refuse_notify(t.relid);
+    }
     security::as_extension_owner(|| {
         sql::kept(
             "UPDATE org_stats.tracked t SET notify = $2, \

@@ -462,7 +462,37 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     ] {
         db.batch_execute(statement).unwrap();
     }
-    assert_exact(&mut db, "loads", "renaming the status column");
+    for statement in [
+        "ALTER TABLE loads RENAME TO shipments",
+        "INSERT INTO shipments (workos_org_id, status) VALUES ('org1', 'Renamed')",
+        "ALTER TABLE shipments RENAME TO loads",
+    ] {
+        db.batch_execute(statement).unwrap();
+    }
+    assert_exact(&mut db, "loads", "renaming the status column and the table");
+    let (orgs, rows): (i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT orgs_counted, rows_counted FROM org_stats.health WHERE table_name = 'loads'::regclass",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let (actual_orgs, actual_rows): (i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT count(DISTINCT workos_org_id), count(*) FROM loads",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        (orgs, rows),
+        (actual_orgs, actual_rows),
+        "org_stats.health counts the distributed tracking"
+    );
 
     db.batch_execute(
         "CREATE TABLE by_status (id bigserial, workos_org_id text NOT NULL, status text);
@@ -480,6 +510,11 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
         error_code(db.execute("SELECT org_stats.track('statuses')", &[])),
         "0A000",
         "a reference table is refused"
+    );
+    assert_eq!(
+        error_code(db.execute("SELECT org_stats.set_notify('loads')", &[])),
+        "0A000",
+        "notifications of a distributed tracking are refused"
     );
     assert_eq!(
         error_code(db.execute(
