@@ -75,6 +75,8 @@ BEGIN
         RAISE NOTICE 'org_stats: recounting % after one of its partitions was dropped', tracked.relid;
         PERFORM org_stats.recalculate(tracked.relid);
     END LOOP;
+    -- On Citus: a group's counters table goes with its last tracked table.
+    PERFORM org_stats.drop_unused_counters();
 END
 $$;
 
@@ -90,5 +92,6 @@ CREATE FUNCTION org_stats.on_drop_extension() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'on_drop_extension';
 CREATE EVENT TRIGGER org_stats_drop_extension ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION org_stats.on_drop_extension();
+REVOKE EXECUTE ON FUNCTION org_stats.on_drop_extension(), org_stats.drop_unused_counters() FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION org_stats.ddl_start(), org_stats.ddl_end() FROM PUBLIC;

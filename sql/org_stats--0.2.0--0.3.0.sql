@@ -108,6 +108,12 @@ SELECT t.relid AS table_name,
                          WHERE d.table_id OPERATOR(pg_catalog.=) t.table_id) u
                  GROUP BY u.org_id) o) k;
 
+-- Citus: a group's counters table goes with its last tracked table.
+CREATE  FUNCTION "drop_unused_counters"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_unused_counters_wrapper';
+
 -- Citus: the DROP handler as the 0.3.0 install script declares it.
 -- On DROP: a tracked column (org, status, summed, or read by a filter) may not go; a dropped tracked table is forgotten; a dropped partition
 -- of a tracked table takes its rows along without deleting them, so the table is recounted.
@@ -169,6 +175,8 @@ BEGIN
         RAISE NOTICE 'org_stats: recounting % after one of its partitions was dropped', tracked.relid;
         PERFORM org_stats.recalculate(tracked.relid);
     END LOOP;
+    -- On Citus: a group's counters table goes with its last tracked table.
+    PERFORM org_stats.drop_unused_counters();
 END
 $$;
 
@@ -178,3 +186,4 @@ CREATE FUNCTION org_stats.on_drop_extension() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'on_drop_extension';
 CREATE EVENT TRIGGER org_stats_drop_extension ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION org_stats.on_drop_extension();
+REVOKE EXECUTE ON FUNCTION org_stats.on_drop_extension(), org_stats.drop_unused_counters() FROM PUBLIC;

@@ -124,7 +124,7 @@ GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:95
+-- src/backfill.rs:97
 -- org_stats::backfill::backfill_batch
 CREATE  FUNCTION "backfill_batch"(
 	"tracking" TEXT, /* & str */
@@ -136,7 +136,7 @@ AS 'MODULE_PATHNAME', 'backfill_batch_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:118
+-- src/backfill.rs:120
 -- org_stats::backfill::backfill_finish
 CREATE  FUNCTION "backfill_finish"(
 	"tracking" TEXT /* & str */
@@ -147,7 +147,7 @@ AS 'MODULE_PATHNAME', 'backfill_finish_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:56
+-- src/backfill.rs:57
 -- org_stats::backfill::backfill_start
 CREATE  FUNCTION "backfill_start"(
 	"tracking" TEXT /* & str */
@@ -158,7 +158,7 @@ AS 'MODULE_PATHNAME', 'backfill_start_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:134
+-- src/backfill.rs:136
 -- org_stats::backfill::backfill_targets
 CREATE  FUNCTION "backfill_targets"(
 	"tbl" regclass /* Option < RegClass > */
@@ -390,7 +390,7 @@ AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:330
+-- src/citus.rs:381
 -- org_stats::citus::distributed_counts
 CREATE  FUNCTION "distributed_counts"() RETURNS TABLE (
 	"table_id" INT,  /* i32 */
@@ -404,7 +404,7 @@ AS 'MODULE_PATHNAME', 'distributed_counts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:66
+-- src/lib.rs:71
 -- requires:
 --   citus::distributed_counts
 
@@ -480,6 +480,15 @@ SELECT t.relid AS table_name,
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/citus.rs:469
+-- org_stats::citus::drop_unused_counters
+CREATE  FUNCTION "drop_unused_counters"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_unused_counters_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/live.rs:761
 -- org_stats::live::listen
 CREATE  FUNCTION "listen"(
@@ -538,6 +547,7 @@ AS 'MODULE_PATHNAME', 'recalculate_of_table_wrapper';
 --   ddl::ddl_start
 --   ddl::ddl_end
 --   drift::recalculate_of_table
+--   citus::drop_unused_counters
 
 -- Event triggers that keep org_stats in step with DDL on tracked tables (see src/ddl.rs).
 
@@ -616,6 +626,8 @@ BEGIN
         RAISE NOTICE 'org_stats: recounting % after one of its partitions was dropped', tracked.relid;
         PERFORM org_stats.recalculate(tracked.relid);
     END LOOP;
+    -- On Citus: a group's counters table goes with its last tracked table.
+    PERFORM org_stats.drop_unused_counters();
 END
 $$;
 
@@ -631,6 +643,7 @@ CREATE FUNCTION org_stats.on_drop_extension() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'on_drop_extension';
 CREATE EVENT TRIGGER org_stats_drop_extension ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION org_stats.on_drop_extension();
+REVOKE EXECUTE ON FUNCTION org_stats.on_drop_extension(), org_stats.drop_unused_counters() FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION org_stats.ddl_start(), org_stats.ddl_end() FROM PUBLIC;
 /* </end connected objects> */
@@ -788,7 +801,7 @@ CREATE FUNCTION "org_stats_truncate_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:71
+-- src/lib.rs:76
 -- finalize
 -- Only track() (running as the extension owner) may attach the trigger functions to a table:
 -- a role that could create its own trigger with them could forge another table's counts.

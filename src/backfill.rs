@@ -1,6 +1,7 @@
 //! Counting rows that already exist: in one pass when a table is tracked, or online, a batch of
 //! orgs per transaction, for `track(..., backfill => false)` followed by `CALL org_stats.backfill()`.
 
+use crate::citus;
 use crate::deltas::Delta;
 use crate::drift;
 use crate::registry::{RegClass, Tracked};
@@ -61,13 +62,14 @@ fn backfill_start_tracking(tracking: &str) -> Vec<String> {
         sql::once(
             &format!(
                 "SELECT {org} FROM {table} WHERE {column} IS NOT NULL \
-                 UNION SELECT c.org_id FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1 \
+                 UNION SELECT c.org_id FROM {counters} c WHERE c.table_id OPERATOR(pg_catalog.=) $1 \
                  EXCEPT SELECT s.org_id FROM org_stats.org_state s \
                          WHERE s.table_id OPERATOR(pg_catalog.=) $1 AND s.backfilled_at IS NOT NULL \
                  ORDER BY 1",
                 org = t.org_sql(),
                 column = quote_identifier(&t.org_column),
-                table = t.relid.qualified()
+                table = t.relid.qualified(),
+                counters = citus::counters_of(t.relid),
             ),
             &[t.table_id.into()],
             Access::Read,

@@ -10,6 +10,7 @@
 
 use crate::deltas::Delta;
 use crate::errors::raise;
+use crate::pool::MAINTENANCE_SLOT;
 use crate::registry::RegClass;
 use crate::security;
 use crate::sql::{self, Access};
@@ -18,10 +19,6 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
-
-/// The slot maintenance adds its repairs in: writers number theirs from 0 up (see `pool`), so a
-/// repair never takes a slot a writer is about to insert.
-const MAINTENANCE_SLOT: i32 = -1;
 
 fn installed() -> bool {
     // SAFETY: a catalog lookup by name.
@@ -110,8 +107,34 @@ pub fn refuse_notify(table: RegClass) {
     }
 }
 
+/// The counters table of a tracking of `table`: its distributed one on Citus, else
+/// `org_stats.counters`.
+pub fn counters_of(table: RegClass) -> String {
+    counters_table(table).unwrap_or_else(|| "org_stats.counters".to_owned())
+}
+
 fn counters_name(colocation: i32) -> String {
     format!("org_stats.counters_{colocation}")
+}
+
+/// Refuses `action` (track or untrack) of a distributed table inside a transaction block. Citus
+/// may send the block's later writes to a shard over another connection than the one that
+/// changed its triggers, which does not see the change yet: those writes would go uncounted.
+pub fn require_own_transaction(table: RegClass, action: &str) {
+    // SAFETY: reads the transaction state.
+    if !(present() && unsafe { pg_sys::IsTransactionBlock() }) {
+        return;
+    }
+    if distribution(table).is_some_and(|(_, method, _)| method == "h") {
+        raise(
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            format!(
+                "org_stats.{action}() of distributed table {} cannot run inside a transaction block",
+                table.display()
+            ),
+            format!("Run it on its own, outside BEGIN ... COMMIT: SELECT org_stats.{action}('...');"),
+        );
+    }
 }
 
 /// Before `track()` of `table` installs its triggers: refuses what cannot be counted next to its
@@ -124,6 +147,7 @@ pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: b
     let Some((colocation, method, column)) = distribution(table) else {
         return;
     };
+    require_own_transaction(table, "track");
     let name = table.display();
     if method != "h" || column.as_deref() != Some(org_column) {
         raise(
@@ -142,15 +166,30 @@ pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: b
             "On Citus, org_stats counts rows per org and status; track the table without filter and sum_columns.",
         );
     }
+    // The org column: whether it is text, and its collation (which co-location must match).
     let mut text = false;
+    let mut collation = String::new();
+    let mut partitioned = false;
     sql::kept(
-        "SELECT a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype \
-           FROM pg_catalog.pg_attribute a \
+        "SELECT a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.text'::pg_catalog.regtype, \
+                pg_catalog.format('%s', a.attcollation::pg_catalog.regcollation), c.relkind OPERATOR(pg_catalog.=) 'p' \
+           FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid \
           WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2",
         &[table.into(), org_column.into()],
         Access::Read,
-        |row| text = row.get(1).unwrap(),
+        |row| {
+            text = row.get(1).unwrap();
+            collation = row.get(2).unwrap();
+            partitioned = row.get(3).unwrap();
+        },
     );
+    if partitioned {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot track {name}: it is a partitioned distributed table"),
+            "On Citus, org_stats tracks distributed tables that are not partitioned.",
+        );
+    }
     if !text {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -160,20 +199,23 @@ pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: b
         );
     }
     let counters = counters_name(colocation);
+    // An untrack() dropping the group's unused counters table waits for this, or this for it.
+    lock_group(colocation);
     let mut exists = false;
     sql::once(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
         &[counters.as_str().into()],
-        Access::Read,
+        // A fresh snapshot, which sees a table made or dropped while this waited for the lock.
+        Access::Write,
         |row| exists = row.get(1).unwrap(),
     );
     if !exists {
         sql::exec(
             &format!(
-                "CREATE TABLE {counters} (org_id pg_catalog.text NOT NULL, table_id pg_catalog.int4 NOT NULL, \
-                   status pg_catalog.text, slot pg_catalog.int4 NOT NULL, n pg_catalog.int8 NOT NULL, \
-                   sums pg_catalog.numeric[], \
-                   CONSTRAINT {key} UNIQUE NULLS NOT DISTINCT (org_id, table_id, status, slot))",
+                "CREATE TABLE {counters} (org_id pg_catalog.text COLLATE {collation} NOT NULL, \
+                   table_id pg_catalog.int4 NOT NULL, status pg_catalog.text, slot pg_catalog.int4 NOT NULL, \
+                   n pg_catalog.int8 NOT NULL, sums pg_catalog.numeric[], \
+                   CONSTRAINT {key} UNIQUE NULLS NOT DISTINCT (org_id, table_id, status, slot)) USING heap",
                 key = format_args!("counters_{colocation}_key"),
             ),
             &[],
@@ -241,11 +283,12 @@ pub fn place_of_shard(rel: pg_sys::Relation) -> Place {
     else {
         return Place::Local;
     };
-    let mut found: Option<(bool, Option<pg_sys::Oid>, Option<pg_sys::Oid>)> = None;
+    let mut found: Option<(bool, Option<pg_sys::Oid>)> = None;
+    // By shard id and schema, not by name: Citus shortens long shard names with a hash.
     sql::kept(
         "SELECT cs.shardid IS NOT NULL, \
-                pg_catalog.to_regclass(pg_catalog.format('org_stats.%I', c.relname OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) cs.shardid)), \
-                pg_catalog.to_regclass(pg_catalog.format('org_stats.%I', c.relname OPERATOR(pg_catalog.||) '_key_' OPERATOR(pg_catalog.||) cs.shardid)) \
+                pg_catalog.to_regclass('org_stats.' OPERATOR(pg_catalog.||) \
+                    pg_catalog.quote_ident(c.relname OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) cs.shardid)) \
            FROM pg_catalog.pg_dist_shard s \
            JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) s.logicalrelid \
            JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid \
@@ -254,18 +297,15 @@ pub fn place_of_shard(rel: pg_sys::Relation) -> Place {
                  AND c.relname OPERATOR(pg_catalog.=) ('counters_' OPERATOR(pg_catalog.||) p.colocationid)::pg_catalog.name \
            LEFT JOIN pg_catalog.pg_dist_shard cs ON cs.logicalrelid OPERATOR(pg_catalog.=) c.oid \
                  AND cs.shardminvalue OPERATOR(pg_catalog.=) s.shardminvalue \
-          WHERE s.shardid OPERATOR(pg_catalog.=) $1 \
-            AND t.relnamespace OPERATOR(pg_catalog.=) $2 \
-            AND (t.relname OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) s.shardid) OPERATOR(pg_catalog.=) $3",
-        &[shard.into(), namespace.into(), relname.as_str().into()],
+          WHERE s.shardid OPERATOR(pg_catalog.=) $1 AND t.relnamespace OPERATOR(pg_catalog.=) $2",
+        &[shard.into(), namespace.into()],
         Access::Read,
-        |row| found = Some((row.get(1).unwrap(), row.get(2), row.get(3))),
+        |row| found = Some((row.get(1).unwrap(), row.get(2))),
     );
     match found {
         None => Place::Local,
-        Some((true, Some(heap), Some(key))) => Place::Shard {
+        Some((true, Some(heap))) => Place::Shard {
             heap: heap.to_u32(),
-            key: key.to_u32(),
         },
         Some(_) => raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -276,11 +316,40 @@ pub fn place_of_shard(rel: pg_sys::Relation) -> Place {
     }
 }
 
+/// A counters shard `counters_<group>_<shard>` and its key index `counters_<group>_key_<shard>`,
+/// looked up by name each time, so a REINDEX CONCURRENTLY (a new OID) is followed.
+pub fn shard_with_key(heap: pg_sys::Oid) -> (pg_sys::Oid, pg_sys::Oid) {
+    // SAFETY: lsyscache lookups, NULL for a relation that is gone.
+    unsafe {
+        let name = pg_sys::get_rel_name(heap);
+        let key = (!name.is_null())
+            .then(|| {
+                let name = std::ffi::CStr::from_ptr(name).to_string_lossy();
+                let (table, shard) = name.rsplit_once('_')?;
+                let key = std::ffi::CString::new(format!("{table}_key_{shard}")).ok()?;
+                let index =
+                    pg_sys::get_relname_relid(key.as_ptr(), pg_sys::get_rel_namespace(heap));
+                (index != pg_sys::Oid::INVALID).then_some(index)
+            })
+            .flatten();
+        match key {
+            Some(key) => (heap, key),
+            None => raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                "org_stats' counters shard next to this shard is gone",
+                "Reconnect: this session remembers a shard that was dropped or moved meanwhile.",
+            ),
+        }
+    }
+}
+
 /// The non-zero counts of one org in a distributed tracking, per status (NULL last): one query
 /// that Citus routes to the node holding the org's shard.
 pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<String>, Delta)> {
     let mut counts = Vec::new();
-    sql::once(
+    // As the extension owner: the caller's right to read the table was checked, not the counters'.
+    security::as_extension_owner(|| {
+        sql::once(
         &format!(
             "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
               WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
@@ -297,7 +366,8 @@ pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<St
                 },
             ))
         },
-    );
+    )
+    });
     counts
 }
 
@@ -305,22 +375,25 @@ pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<St
 /// every node, as any read of all orgs is.
 pub fn all_counts(counters: &str, table_id: i32) -> Vec<(String, Option<String>, Delta)> {
     let mut rows = Vec::new();
-    sql::once(
-        &format!(
+    // As `org_counts`.
+    security::as_extension_owner(|| {
+        sql::once(
+            &format!(
             "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
               WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2 \
              HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0"
         ),
-        &[table_id.into()],
-        Access::Read,
-        |row| {
-            let counted = Delta {
-                n: row.get(3).unwrap(),
-                sums: Vec::new(),
-            };
-            rows.push((row.get(1).unwrap(), row.get(2), counted))
-        },
-    );
+            &[table_id.into()],
+            Access::Read,
+            |row| {
+                let counted = Delta {
+                    n: row.get(3).unwrap(),
+                    sums: Vec::new(),
+                };
+                rows.push((row.get(1).unwrap(), row.get(2), counted))
+            },
+        )
+    });
     rows
 }
 
@@ -353,7 +426,7 @@ fn distributed_counts() -> TableIterator<
                 continue;
             }
             if let Some(counters) = counters_table(table) {
-                let counts = security::as_extension_owner(|| all_counts(&counters, table_id));
+                let counts = all_counts(&counters, table_id);
                 rows.extend(
                     counts
                         .into_iter()
@@ -366,26 +439,30 @@ fn distributed_counts() -> TableIterator<
 }
 
 /// Adds `changes` ((org, status, delta) of one tracking) to a distributed counters table: what
-/// backfill and repairs add, in the slot only maintenance uses.
+/// backfill and repairs add, in one statement, in the slot writers leave to maintenance.
 pub fn add(counters: &str, table_id: i32, changes: &[(String, Option<String>, i64)]) {
-    let query = format!(
-        "INSERT INTO {counters} AS c (org_id, table_id, status, slot, n) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (org_id, table_id, status, slot) DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n"
-    );
-    for (org_id, status, n) in changes {
-        sql::once(
-            &query,
-            &[
-                org_id.as_str().into(),
-                table_id.into(),
-                status.as_deref().into(),
-                MAINTENANCE_SLOT.into(),
-                (*n).into(),
-            ],
-            Access::Write,
-            |_| {},
-        );
+    if changes.is_empty() {
+        return;
     }
+    let orgs: Vec<String> = changes.iter().map(|c| c.0.clone()).collect();
+    let statuses: Vec<Option<String>> = changes.iter().map(|c| c.1.clone()).collect();
+    let counts: Vec<i64> = changes.iter().map(|c| c.2).collect();
+    sql::exec(
+        &format!(
+            "INSERT INTO {counters} AS c (org_id, table_id, status, slot, n) \
+             SELECT u.org_id, $2, u.status, $3, u.n \
+               FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), \
+                               pg_catalog.unnest($5::pg_catalog.int8[])) AS u(org_id, status, n) \
+             ON CONFLICT (org_id, table_id, status, slot) DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n"
+        ),
+        &[
+            orgs.into(),
+            table_id.into(),
+            MAINTENANCE_SLOT.into(),
+            statuses.into(),
+            counts.into(),
+        ],
+    );
 }
 
 /// Removes every counter of a tracking from a distributed counters table.
@@ -396,22 +473,56 @@ pub fn forget(counters: &str, table_id: i32) {
     );
 }
 
-/// After `untrack()` of a tracking of `table`: drops its group's counters table (and so its
-/// shards on every node) once no tracked table of the group is left.
-pub fn drop_unused(table: RegClass, counters: &str) {
-    let mut used = true;
-    sql::once(
-        "SELECT EXISTS (SELECT FROM org_stats.tracked t JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) t.relid \
-                         WHERE p.colocationid OPERATOR(pg_catalog.=) \
-                               (SELECT q.colocationid FROM pg_catalog.pg_dist_partition q WHERE q.logicalrelid OPERATOR(pg_catalog.=) $1))",
-        &[table.into()],
-        // A fresh snapshot, which sees the registration just deleted.
+/// First key of the advisory lock on a colocation group's counters table ('citu' in ASCII), which
+/// `track()` and the drop of an unused one take so that neither misses the other.
+const GROUP_LOCK: i32 = 0x6369_7475;
+
+fn lock_group(colocation: i32) {
+    sql::kept(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+        &[GROUP_LOCK.into(), colocation.into()],
         Access::Write,
-        |row| used = row.get(1).unwrap(),
+        |_| {},
     );
-    if !used {
-        sql::exec(&format!("DROP TABLE {counters}"), &[]);
+}
+
+/// Drops the counters table of every colocation group left without a tracked table (after
+/// `untrack()` or `DROP TABLE`), and so its shards on every node. On the coordinator only: a
+/// worker has no registry to tell.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn drop_unused_counters() {
+    if !installed() {
+        return;
     }
+    security::as_extension_owner(|| {
+        let mut groups: Vec<(i32, String)> = Vec::new();
+        sql::kept(
+            "SELECT p.colocationid, p.logicalrelid::pg_catalog.regclass::pg_catalog.text \
+               FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid \
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace \
+                AND c.relname OPERATOR(pg_catalog.=) ('counters_' OPERATOR(pg_catalog.||) p.colocationid)::pg_catalog.name \
+                AND (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g) OPERATOR(pg_catalog.=) 0",
+            &[],
+            Access::Read,
+            |row| groups.push((row.get(1).unwrap(), row.get(2).unwrap())),
+        );
+        for (colocation, counters) in groups {
+            lock_group(colocation);
+            let mut used = true;
+            sql::kept(
+                "SELECT EXISTS (SELECT FROM org_stats.tracked t \
+                                  JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid OPERATOR(pg_catalog.=) t.relid \
+                                 WHERE p.colocationid OPERATOR(pg_catalog.=) $1)",
+                &[colocation.into()],
+                // A fresh snapshot, which sees registrations deleted just before.
+                Access::Write,
+                |row| used = row.get(1).unwrap(),
+            );
+            if !used {
+                sql::exec(&format!("DROP TABLE {counters}"), &[]);
+            }
+        }
+    });
 }
 
 /// The event trigger before `DROP EXTENSION` (sql/ddl.sql): dropping org_stats drops the counters
@@ -423,10 +534,20 @@ pub fn drop_unused(table: RegClass, counters: &str) {
 pub unsafe extern "C-unwind" fn on_drop_extension(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    // SAFETY: called by PostgreSQL as an event trigger of DROP EXTENSION, whose context is its
-    // EventTriggerData and whose statement is a DropStmt naming extensions by String nodes.
+    // SAFETY: the context is checked to be an EventTriggerData of a DropStmt (a direct call has
+    // none); a DROP EXTENSION names its extensions by String nodes.
     let dropping_org_stats = unsafe {
         let data = (*fcinfo).context as *mut pg_sys::EventTriggerData;
+        let is = |node: *mut pg_sys::Node, tag| !node.is_null() && (*node).type_ == tag;
+        if !is(data.cast(), pg_sys::NodeTag::T_EventTriggerData)
+            || !is((*data).parsetree, pg_sys::NodeTag::T_DropStmt)
+        {
+            raise(
+                PgSqlErrorCode::ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED,
+                "org_stats.on_drop_extension() runs only as the event trigger before DROP EXTENSION",
+                "It is called by PostgreSQL, not by hand.",
+            );
+        }
         let stmt = (*data).parsetree as *mut pg_sys::DropStmt;
         let names = (*stmt).objects;
         (*stmt).removeType == pg_sys::ObjectType::OBJECT_EXTENSION

@@ -61,7 +61,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/ddl.sql",
     name = "ddl_event_triggers",
-    requires = [ddl::ddl_start, ddl::ddl_end, drift::recalculate_of_table]
+    requires = [
+        ddl::ddl_start,
+        ddl::ddl_end,
+        drift::recalculate_of_table,
+        citus::drop_unused_counters
+    ]
 );
 extension_sql_file!(
     "../sql/reads.sql",

@@ -143,6 +143,11 @@ fn claim(
     Some(claimed)
 }
 
+/// The slot of the row Citus maintenance adds its repairs to with plain SQL (`citus::add`), which
+/// takes no claim: writers leave it alone (their slots are never negative), so they never wait on
+/// it or deadlock with a repair.
+pub const MAINTENANCE_SLOT: i32 = -1;
+
 /// Positions and slots of the group's rows that may be claimed: every version a dirty snapshot
 /// sees (committed and live, or being inserted or changed by a transaction in progress).
 fn rows_of(counters: &Indexed, group: &Group) -> Vec<(pg_sys::ItemPointerData, i32)> {
@@ -187,7 +192,11 @@ pub fn add(counters: &Indexed, group: &Group, delta: &Delta, visible: Visible) {
             return;
         }
     }
-    for (tid, _) in rows_of(counters, group) {
+    // The maintenance slot is updated without claiming (see `MAINTENANCE_SLOT`).
+    for (tid, _) in rows_of(counters, group)
+        .into_iter()
+        .filter(|(_, slot)| *slot != MAINTENANCE_SLOT)
+    {
         if let Some(row) = claim(counters, tid, group, visible, false) {
             if added(&row) {
                 return;

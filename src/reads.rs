@@ -442,8 +442,9 @@ fn totals_of_all(
     let sum_columns = t.sum_columns.len();
     let counters = storage::counters(pg_sys::AccessShareLock);
     let collation = storage::status_collation(&counters);
-    let rows = if let Some(counters) = citus::counters_table(t.relid) {
-        citus::all_counts(&counters, t.table_id)
+    let distributed = citus::counters_table(t.relid);
+    let rows = if let (true, Some(counters)) = (t.all_backfilled, &distributed) {
+        citus::all_counts(counters, t.table_id)
     } else if t.all_backfilled {
         let mut rows = storage::all_counts(t.table_id, sum_columns, snapshot);
         rows.extend(deltas::pending(t.table_id, None));

@@ -315,15 +315,18 @@ pub fn counters(mode: u32) -> Indexed {
 pub enum Place {
     #[default]
     Local,
-    /// The OIDs of the counters shard and its key index (as numbers, which order).
-    Shard { heap: u32, key: u32 },
+    /// The OID of the counters shard (as a number, which orders).
+    Shard { heap: u32 },
 }
 
 /// The counters at `place` through their key, locked in `mode`.
 pub fn counters_at(place: Place, mode: u32) -> Indexed {
     let counters = match place {
         Place::Local => Indexed::open(Own::Counters, Own::CountersKey, mode),
-        Place::Shard { heap, key } => Indexed::open_oids(heap.into(), key.into(), mode),
+        Place::Shard { heap } => {
+            let (heap, key) = crate::citus::shard_with_key(heap.into());
+            Indexed::open_oids(heap, key, mode)
+        }
     };
     // SAFETY: the relation is open.
     let natts = unsafe { (*(*counters.heap).rd_att).natts } as usize;

@@ -488,6 +488,7 @@ fn track_table(
 /// Stops a tracking: drops its triggers, its counters and its registration.
 fn untrack_tracking(tracked: Tracked) {
     security::require_owner(tracked.relid, "untrack");
+    citus::require_own_transaction(tracked.relid, "untrack");
     security::as_extension_owner(|| {
         // The parent first, as writers lock it: dropping a partition's trigger first could deadlock.
         sql::exec(
@@ -510,8 +511,8 @@ fn untrack_tracking(tracked: Tracked) {
         ] {
             sql::exec(delete, &[tracked.table_id.into()]);
         }
-        if let Some(counters) = &distributed {
-            citus::drop_unused(tracked.relid, counters);
+        if distributed.is_some() {
+            citus::drop_unused_counters();
         }
     });
 }

@@ -292,10 +292,11 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
          CREATE TABLE loads (id bigserial, workos_org_id text NOT NULL, status text, PRIMARY KEY (workos_org_id, id));
          SELECT create_distributed_table('loads', 'workos_org_id');
          INSERT INTO loads (workos_org_id, status)
-         SELECT 'org' || (i % 7), CASE WHEN i % 3 = 0 THEN 'Open' ELSE 'Delivered' END FROM generate_series(1, 300) i;
-         SELECT org_stats.track('loads');",
+         SELECT 'org' || (i % 7), CASE WHEN i % 3 = 0 THEN 'Open' ELSE 'Delivered' END FROM generate_series(1, 300) i;",
     )
     .unwrap();
+    // track() of a distributed table runs as a transaction of its own (it refuses a block).
+    db.batch_execute("SELECT org_stats.track('loads')").unwrap();
     assert_exact(&mut db, "loads", "track() with backfill");
 
     db.batch_execute(
@@ -438,11 +439,13 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     db.batch_execute(
         "CREATE TABLE invoices (id bigserial, workos_org_id text NOT NULL, status text, PRIMARY KEY (workos_org_id, id));
          SELECT create_distributed_table('invoices', 'workos_org_id', colocate_with => 'loads');
-         INSERT INTO invoices (workos_org_id, status) SELECT 'org' || (i % 7), 'DRAFT' FROM generate_series(1, 90) i;
-         SELECT org_stats.track('invoices', backfill => false);
-         INSERT INTO invoices (workos_org_id, status) VALUES ('org2', 'VOID');",
+         INSERT INTO invoices (workos_org_id, status) SELECT 'org' || (i % 7), 'DRAFT' FROM generate_series(1, 90) i;",
     )
     .unwrap();
+    db.batch_execute("SELECT org_stats.track('invoices', backfill => false)")
+        .unwrap();
+    db.batch_execute("INSERT INTO invoices (workos_org_id, status) VALUES ('org2', 'VOID')")
+        .unwrap();
     db.batch_execute("CALL org_stats.backfill('invoices')")
         .unwrap();
     assert_exact(&mut db, "invoices", "CALL org_stats.backfill()");
@@ -523,6 +526,114 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
         )),
         "0A000",
         "a read Citus sends to a worker inside a query on the table is refused"
+    );
+
+    assert_eq!(
+        error_code(
+            db.batch_execute("BEGIN; SELECT org_stats.track('by_status', 'status'); COMMIT;")
+                .map(|_| 0)
+        ),
+        "25001",
+        "track() of a distributed table inside a transaction block is refused"
+    );
+    db.batch_execute("ROLLBACK").unwrap();
+    assert!(
+        db.execute("SELECT org_stats.on_drop_extension()", &[])
+            .is_err(),
+        "the DROP EXTENSION event trigger's function refuses a direct call"
+    );
+    db.batch_execute(
+        "CREATE TABLE parted (id bigserial, workos_org_id text NOT NULL, status text, PRIMARY KEY (workos_org_id, status, id))
+             PARTITION BY LIST (status);
+         CREATE TABLE parted_open PARTITION OF parted FOR VALUES IN ('Open');
+         SELECT create_distributed_table('parted', 'workos_org_id');",
+    )
+    .unwrap();
+    assert_eq!(
+        error_code(db.execute("SELECT org_stats.track('parted')", &[])),
+        "0A000",
+        "a partitioned distributed table is refused"
+    );
+
+    // A role that may only read the table reads the counts, as on one node.
+    db.batch_execute(
+        "CREATE ROLE dashboard LOGIN; GRANT SELECT ON loads TO dashboard; GRANT USAGE ON SCHEMA org_stats TO dashboard;
+         SET ROLE dashboard;",
+    )
+    .unwrap();
+    for org in ORGS {
+        let counted: i64 = db
+            .query_one("SELECT org_stats.count('loads', $1)", &[&org])
+            .unwrap()
+            .get(0);
+        let actual: i64 = db
+            .query_one(
+                "SELECT count(*) FROM loads WHERE workos_org_id = $1",
+                &[&org],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            counted, actual,
+            "{org} read as a role with SELECT on the table only"
+        );
+    }
+    let listed: i64 = db
+        .query_one(
+            "SELECT sum(count)::bigint FROM org_stats.organization_stats",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM loads", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        listed, rows,
+        "organization_stats shows that role the table it may read"
+    );
+    db.batch_execute("RESET ROLE").unwrap();
+    println!("citus: exact for a role with SELECT on the table only");
+
+    // A name so long that Citus shortens its shards' names with a hash, a "C" collation, and a
+    // colocation group of its own (3 shards), whose counters go with the table.
+    let long = "shipments_of_the_organization_with_a_rather_long_table_name";
+    for statement in [
+        format!(
+            "CREATE TABLE {long} (id bigserial, workos_org_id text COLLATE \"C\" NOT NULL, status text,
+                                  PRIMARY KEY (workos_org_id, id))"
+        ),
+        format!("SELECT create_distributed_table('{long}', 'workos_org_id', shard_count => 3)"),
+        format!("INSERT INTO {long} (workos_org_id, status) SELECT 'org' || (i % 7), 'Open' FROM generate_series(1, 40) i"),
+        format!("SELECT org_stats.track('{long}')"),
+        format!("INSERT INTO {long} (workos_org_id, status) SELECT 'org' || (i % 7), 'Late' FROM generate_series(1, 30) i"),
+    ] {
+        db.batch_execute(&statement).unwrap();
+    }
+    assert_exact(
+        &mut db,
+        long,
+        "writes to a table whose shard names Citus shortens",
+    );
+    let long_counters: String = db
+        .query_one(
+            &format!("SELECT 'counters_' || colocationid FROM pg_dist_partition WHERE logicalrelid = '{long}'::regclass"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    db.batch_execute(&format!("DROP TABLE {long}")).unwrap();
+    db.batch_execute("CALL citus_cleanup_orphaned_resources()")
+        .unwrap();
+    let left_of_group: Vec<String> = counters_left(&cluster)
+        .into_iter()
+        .filter(|r| r.contains(&format!("{long_counters}_")) || r.ends_with(&long_counters))
+        .collect();
+    assert_eq!(
+        left_of_group,
+        Vec::<String>::new(),
+        "DROP TABLE of a group's last tracked table drops its counters from every node"
     );
 
     let invoices_id: i32 = db
