@@ -10,6 +10,7 @@
 //! says that it skipped otherwise.
 
 use org_stats_integration_tests::pg_program;
+use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 use std::path::PathBuf;
 
@@ -132,112 +133,81 @@ fn citus_installed() -> bool {
         .exists()
 }
 
-/// Every (org, what) where org_stats disagrees with a live GROUP BY of `table`, read from the
-/// coordinator; empty when all agree.
+/// The rows of `query` as text, sorted (so two queries compare whatever order they return).
+fn text_rows(db: &mut Client, query: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<String> {
+    db.query(
+        &format!("SELECT q::text FROM ({query}) q ORDER BY 1"),
+        params,
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Every read where org_stats disagrees with a live GROUP BY of `table`, read from the
+/// coordinator, and any drift check_drift() finds; empty when all agree.
 fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
-    let mut bad = Vec::new();
-    for org in ORGS {
-        let counted: Vec<(Option<String>, i64)> = db
-            .query(
-                &format!("SELECT status, count FROM org_stats.count_by_status('{table}', $1)"),
-                &[&org],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let actual: Vec<(Option<String>, i64)> = db
-            .query(
-                &format!(
-                    "SELECT status::text, count(*) FROM {table} WHERE workos_org_id = $1 GROUP BY 1 ORDER BY 1"
-                ),
-                &[&org],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        if counted != actual {
-            bad.push(format!("{org}: counted {counted:?}, actual {actual:?}"));
-        }
-        let total: i64 = db
-            .query_one(&format!("SELECT org_stats.count('{table}', $1)"), &[&org])
-            .unwrap()
-            .get(0);
-        let rows: i64 = actual.iter().map(|(_, n)| n).sum();
-        if total != rows {
-            bad.push(format!("{org}: count() {total}, rows {rows}"));
-        }
-    }
-    // The reads of many orgs: organization_stats, totals() of all orgs, counts of an org list.
     let all_orgs: Vec<String> = ORGS.iter().map(|o| o.to_string()).collect();
-    for (what, counted) in [
+    let per_org_status =
+        format!("SELECT workos_org_id, status::text, count(*) FROM {table} GROUP BY 1, 2");
+    let mut checks: Vec<(String, String, String, Vec<&(dyn ToSql + Sync)>)> = vec![
         (
-            "organization_stats",
+            "organization_stats".into(),
             format!(
-                "SELECT org_id, status, count FROM org_stats.organization_stats
-                  WHERE table_name = '{table}'::regclass ORDER BY 1, 2"
+                "SELECT org_id, status, count FROM org_stats.organization_stats WHERE table_name = '{table}'::regclass"
             ),
+            per_org_status,
+            vec![],
         ),
         (
-            "count_by_status of an org list",
-            format!("SELECT * FROM org_stats.count_by_status('{table}', $1::text[]) ORDER BY 1, 2"),
+            "count_by_status of an org list".into(),
+            format!("SELECT * FROM org_stats.count_by_status('{table}', $1::text[])"),
+            format!(
+                "SELECT workos_org_id, status::text, count(*) FROM {table} WHERE workos_org_id = ANY ($1) GROUP BY 1, 2"
+            ),
+            vec![&all_orgs],
         ),
-    ] {
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = if what.starts_with("count") {
-            vec![&all_orgs]
-        } else {
-            vec![]
-        };
-        let counted: Vec<(String, Option<String>, i64)> = db
-            .query(&counted, &params)
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        let actual: Vec<(String, Option<String>, i64)> = db
-            .query(
-                &format!("SELECT workos_org_id, status::text, count(*) FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"),
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+        (
+            "totals() of all orgs".into(),
+            format!("SELECT status, count FROM org_stats.totals('{table}')"),
+            format!("SELECT status::text, count(*) FROM {table} GROUP BY 1"),
+            vec![],
+        ),
+    ];
+    for org in &ORGS {
+        checks.push((
+            format!("count_by_status of {org}"),
+            format!("SELECT status, count FROM org_stats.count_by_status('{table}', $1)"),
+            format!(
+                "SELECT status::text, count(*) FROM {table} WHERE workos_org_id = $1 GROUP BY 1"
+            ),
+            vec![org],
+        ));
+        checks.push((
+            format!("count() of {org}"),
+            format!("SELECT org_stats.count('{table}', $1)"),
+            format!("SELECT count(*) FROM {table} WHERE workos_org_id = $1"),
+            vec![org],
+        ));
+    }
+    let mut bad = Vec::new();
+    for (what, counted, actual, params) in checks {
+        let (counted, actual) = (
+            text_rows(db, &counted, &params),
+            text_rows(db, &actual, &params),
+        );
         if counted != actual {
             bad.push(format!("{what}: counted {counted:?}, actual {actual:?}"));
         }
     }
-    let totals: Vec<(Option<String>, i64)> = db
-        .query(
-            &format!("SELECT status, count FROM org_stats.totals('{table}')"),
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let actual: Vec<(Option<String>, i64)> = db
-        .query(
-            &format!("SELECT status::text, count(*) FROM {table} GROUP BY 1 ORDER BY 1"),
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    if totals != actual {
-        bad.push(format!("totals(): counted {totals:?}, actual {actual:?}"));
-    }
-    let drift: i64 = db
-        .query_one(
-            &format!("SELECT count(*) FROM org_stats.check_drift('{table}')"),
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    if drift != 0 {
-        bad.push(format!("check_drift() reports {drift} groups"));
+    let drift = text_rows(
+        db,
+        &format!("SELECT * FROM org_stats.check_drift('{table}')"),
+        &[],
+    );
+    if !drift.is_empty() {
+        bad.push(format!("check_drift(): {drift:?}"));
     }
     bad
 }
