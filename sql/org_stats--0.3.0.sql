@@ -372,7 +372,7 @@ AS 'MODULE_PATHNAME', 'counts_by_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:103
+-- src/ddl.rs:104
 -- org_stats::ddl::ddl_end
 CREATE  FUNCTION "ddl_end"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -381,7 +381,7 @@ AS 'MODULE_PATHNAME', 'ddl_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:72
+-- src/ddl.rs:73
 -- org_stats::ddl::ddl_start
 CREATE  FUNCTION "ddl_start"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -390,7 +390,7 @@ AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:381
+-- src/citus.rs:405
 -- org_stats::citus::distributed_counts
 CREATE  FUNCTION "distributed_counts"() RETURNS TABLE (
 	"table_id" INT,  /* i32 */
@@ -480,7 +480,7 @@ SELECT t.relid AS table_name,
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:469
+-- src/citus.rs:494
 -- org_stats::citus::drop_unused_counters
 CREATE  FUNCTION "drop_unused_counters"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
@@ -752,7 +752,7 @@ AS 'MODULE_PATHNAME', 'unschedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:520
+-- src/tracking.rs:521
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tbl" regclass /* RegClass */
@@ -763,7 +763,7 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:529
+-- src/tracking.rs:530
 -- org_stats::tracking::untrack
 CREATE  FUNCTION "untrack"(
 	"tracking" TEXT /* & str */

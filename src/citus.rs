@@ -117,10 +117,11 @@ fn counters_name(colocation: i32) -> String {
     format!("org_stats.counters_{colocation}")
 }
 
-/// Refuses `action` (track or untrack) of a distributed table inside a transaction block. Citus
-/// may send the block's later writes to a shard over another connection than the one that
-/// changed its triggers, which does not see the change yet: those writes would go uncounted.
-pub fn require_own_transaction(table: RegClass, action: &str) {
+/// Refuses to change the triggers of a distributed table (`what`: "org_stats.track() of", ...)
+/// inside a transaction block. Citus may send the block's later writes to a shard over another
+/// connection than the one that changed its triggers, which does not see the change yet: those
+/// writes would go uncounted.
+pub fn require_own_transaction(table: RegClass, what: &str) {
     // SAFETY: reads the transaction state.
     if !(present() && unsafe { pg_sys::IsTransactionBlock() }) {
         return;
@@ -129,10 +130,11 @@ pub fn require_own_transaction(table: RegClass, action: &str) {
         raise(
             PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
             format!(
-                "org_stats.{action}() of distributed table {} cannot run inside a transaction block",
+                "{what} distributed table {} cannot run inside a transaction block",
                 table.display()
             ),
-            format!("Run it on its own, outside BEGIN ... COMMIT: SELECT org_stats.{action}('...');"),
+            "Run it as a statement of its own, outside BEGIN ... COMMIT and multi-statement strings: \
+             Citus may send the block's later writes over a connection that does not see org_stats' new triggers.",
         );
     }
 }
@@ -147,7 +149,7 @@ pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: b
     let Some((colocation, method, column)) = distribution(table) else {
         return;
     };
-    require_own_transaction(table, "track");
+    require_own_transaction(table, "org_stats.track() of");
     let name = table.display();
     if method != "h" || column.as_deref() != Some(org_column) {
         raise(

@@ -14,6 +14,7 @@
 //! this right through pg_dump/pg_restore, which renumbers columns and replays partitions before
 //! org_stats' own tables are restored.
 
+use crate::citus;
 use crate::deltas;
 use crate::drift;
 use crate::errors::raise;
@@ -182,6 +183,8 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
         text
     });
     if renamed || filter != t.filter {
+        // The triggers are made again with the new names.
+        citus::require_own_transaction(t.relid, "renaming a tracked column of");
         let sum_columns = &names[sums.clone()];
         let filter_columns = &names[sums.end..];
         sql::kept(

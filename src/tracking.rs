@@ -488,7 +488,7 @@ fn track_table(
 /// Stops a tracking: drops its triggers, its counters and its registration.
 fn untrack_tracking(tracked: Tracked) {
     security::require_owner(tracked.relid, "untrack");
-    citus::require_own_transaction(tracked.relid, "untrack");
+    citus::require_own_transaction(tracked.relid, "org_stats.untrack() of");
     security::as_extension_owner(|| {
         // The parent first, as writers lock it: dropping a partition's trigger first could deadlock.
         sql::exec(

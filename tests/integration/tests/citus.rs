@@ -507,6 +507,23 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
         "track() of a distributed table inside a transaction block is refused"
     );
     db.batch_execute("ROLLBACK").unwrap();
+    for (what, block) in [
+        (
+            "untrack()",
+            "BEGIN; SELECT org_stats.untrack('loads'); COMMIT;",
+        ),
+        (
+            "renaming a tracked column",
+            "BEGIN; ALTER TABLE loads RENAME COLUMN status TO state; COMMIT;",
+        ),
+    ] {
+        assert_eq!(
+            error_code(db.batch_execute(block).map(|_| 0)),
+            "25001",
+            "{what} of a distributed table inside a transaction block is refused"
+        );
+        db.batch_execute("ROLLBACK").unwrap();
+    }
     assert!(
         db.execute("SELECT org_stats.on_drop_extension()", &[])
             .is_err(),
