@@ -390,7 +390,7 @@ AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:405
+-- src/citus.rs:416
 -- org_stats::citus::distributed_counts
 CREATE  FUNCTION "distributed_counts"() RETURNS TABLE (
 	"table_id" INT,  /* i32 */
@@ -480,7 +480,7 @@ SELECT t.relid AS table_name,
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:494
+-- src/citus.rs:505
 -- org_stats::citus::drop_unused_counters
 CREATE  FUNCTION "drop_unused_counters"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE

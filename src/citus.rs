@@ -74,17 +74,7 @@ pub fn counters_table(table: RegClass) -> Option<String> {
 /// Refuses a read of a distributed table on a worker, where org_stats has no registry: Citus sent
 /// it there inside a query on the table. Returns if this is no such read.
 pub fn refuse_read_on_worker(table: RegClass) {
-    if counters_table(table).is_none() {
-        return;
-    }
-    let mut worker = false;
-    sql::kept(
-        "SELECT g.groupid OPERATOR(pg_catalog.<>) 0 FROM pg_catalog.pg_dist_local_group g",
-        &[],
-        Access::Read,
-        |row| worker = row.get(1).unwrap(),
-    );
-    if worker {
+    if counters_table(table).is_some() && on_worker() {
         raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("org_stats reads of distributed table {} run on the coordinator", table.display()),
@@ -92,6 +82,37 @@ pub fn refuse_read_on_worker(table: RegClass) {
              or in a CTE that Citus runs on the coordinator.",
         );
     }
+}
+
+/// Whether this node is a Citus worker (the coordinator is group 0).
+fn on_worker() -> bool {
+    let mut worker = false;
+    sql::kept(
+        "SELECT g.groupid OPERATOR(pg_catalog.<>) 0 FROM pg_catalog.pg_dist_local_group g",
+        &[],
+        Access::Read,
+        |row| worker = row.get(1).unwrap(),
+    );
+    worker
+}
+
+/// The distributed counters tables, with their colocation groups; none on a worker, whose copies
+/// are Citus' to drop.
+fn counters_tables() -> Vec<(i32, String)> {
+    let mut tables = Vec::new();
+    if on_worker() {
+        return tables;
+    }
+    sql::kept(
+        "SELECT p.colocationid, p.logicalrelid::pg_catalog.regclass::pg_catalog.text \
+           FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid \
+          WHERE c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace \
+            AND c.relname OPERATOR(pg_catalog.~) '^counters_[0-9]+$'",
+        &[],
+        Access::Read,
+        |row| tables.push((row.get(1).unwrap(), row.get(2).unwrap())),
+    );
+    tables
 }
 
 /// Refuses notifications of a distributed tracking: its writes are counted on the workers, which
@@ -123,10 +144,7 @@ fn counters_name(colocation: i32) -> String {
 /// writes would go uncounted.
 pub fn require_own_transaction(table: RegClass, what: &str) {
     // SAFETY: reads the transaction state.
-    if !(present() && unsafe { pg_sys::IsTransactionBlock() }) {
-        return;
-    }
-    if distribution(table).is_some_and(|(_, method, _)| method == "h") {
+    if unsafe { pg_sys::IsTransactionBlock() } && counters_table(table).is_some() {
         raise(
             PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
             format!(
@@ -348,27 +366,20 @@ pub fn shard_with_key(heap: pg_sys::Oid) -> (pg_sys::Oid, pg_sys::Oid) {
 /// The non-zero counts of one org in a distributed tracking, per status (NULL last): one query
 /// that Citus routes to the node holding the org's shard.
 pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<String>, Delta)> {
+    let query = format!(
+        "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
+          WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
+          GROUP BY c.status HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0 ORDER BY c.status"
+    );
     let mut counts = Vec::new();
     // As the extension owner: the caller's right to read the table was checked, not the counters'.
     security::as_extension_owner(|| {
         sql::once(
-        &format!(
-            "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
-              WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
-              GROUP BY c.status HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0 ORDER BY c.status"
-        ),
-        &[org_id.into(), table_id.into()],
-        Access::Read,
-        |row| {
-            counts.push((
-                row.get(1),
-                Delta {
-                    n: row.get(2).unwrap(),
-                    sums: Vec::new(),
-                },
-            ))
-        },
-    )
+            &query,
+            &[org_id.into(), table_id.into()],
+            Access::Read,
+            |row| counts.push((row.get(1), counted(row.get(2)))),
+        )
     });
     counts
 }
@@ -376,27 +387,27 @@ pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<St
 /// The non-zero counts of every org of a distributed tracking, per (org, status): a query on
 /// every node, as any read of all orgs is.
 pub fn all_counts(counters: &str, table_id: i32) -> Vec<(String, Option<String>, Delta)> {
+    let query = format!(
+        "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
+          WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2 \
+         HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0"
+    );
     let mut rows = Vec::new();
     // As `org_counts`.
     security::as_extension_owner(|| {
-        sql::once(
-            &format!(
-            "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
-              WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2 \
-             HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0"
-        ),
-            &[table_id.into()],
-            Access::Read,
-            |row| {
-                let counted = Delta {
-                    n: row.get(3).unwrap(),
-                    sums: Vec::new(),
-                };
-                rows.push((row.get(1).unwrap(), row.get(2), counted))
-            },
-        )
+        sql::once(&query, &[table_id.into()], Access::Read, |row| {
+            rows.push((row.get(1).unwrap(), row.get(2), counted(row.get(3))))
+        })
     });
     rows
+}
+
+/// A count read from distributed counters, which keep no sums.
+fn counted(n: Option<i64>) -> Delta {
+    Delta {
+        n: n.unwrap(),
+        sums: Vec::new(),
+    }
 }
 
 /// The counts of the distributed trackings whose tables the caller may read (as the count
@@ -490,25 +501,14 @@ fn lock_group(colocation: i32) {
 
 /// Drops the counters table of every colocation group left without a tracked table (after
 /// `untrack()` or `DROP TABLE`), and so its shards on every node. On the coordinator only: a
-/// worker has no registry to tell.
+/// worker has no registry to tell (see `counters_tables`).
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn drop_unused_counters() {
     if !installed() {
         return;
     }
     security::as_extension_owner(|| {
-        let mut groups: Vec<(i32, String)> = Vec::new();
-        sql::kept(
-            "SELECT p.colocationid, p.logicalrelid::pg_catalog.regclass::pg_catalog.text \
-               FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid \
-              WHERE c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace \
-                AND c.relname OPERATOR(pg_catalog.=) ('counters_' OPERATOR(pg_catalog.||) p.colocationid)::pg_catalog.name \
-                AND (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g) OPERATOR(pg_catalog.=) 0",
-            &[],
-            Access::Read,
-            |row| groups.push((row.get(1).unwrap(), row.get(2).unwrap())),
-        );
-        for (colocation, counters) in groups {
+        for (colocation, counters) in counters_tables() {
             lock_group(colocation);
             let mut used = true;
             sql::kept(
@@ -570,20 +570,9 @@ pub extern "C" fn pg_finfo_on_drop_extension() -> &'static pg_sys::Pg_finfo_reco
     &V1_API
 }
 
-/// Drops every distributed counters table, on the coordinator (a worker's copies are Citus').
+/// Drops every distributed counters table (on the coordinator, see `counters_tables`).
 fn drop_counters_tables() {
-    let mut tables: Vec<String> = Vec::new();
-    sql::kept(
-        "SELECT p.logicalrelid::pg_catalog.regclass::pg_catalog.text \
-           FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid \
-          WHERE c.relnamespace OPERATOR(pg_catalog.=) 'org_stats'::pg_catalog.regnamespace \
-            AND c.relname OPERATOR(pg_catalog.~) '^counters_[0-9]+$' \
-            AND (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g) OPERATOR(pg_catalog.=) 0",
-        &[],
-        Access::Read,
-        |row| tables.push(row.get(1).unwrap()),
-    );
-    for table in tables {
+    for (_, table) in counters_tables() {
         sql::exec(&format!("DROP TABLE {table}"), &[]);
     }
 }
