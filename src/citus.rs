@@ -9,12 +9,15 @@
 //! and one per registry change (`present`), and never runs a Citus function.
 
 use crate::deltas::Delta;
-use crate::errors::raise;
+use crate::drift;
+use crate::errors::{self, raise};
 use crate::pool::MAINTENANCE_SLOT;
-use crate::registry::RegClass;
+use crate::registry::{self, RegClass};
 use crate::security;
 use crate::sql::{self, Access};
 use crate::storage::{self, Place};
+use crate::sums;
+use crate::tracking;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -160,7 +163,7 @@ pub fn require_own_transaction(table: RegClass, what: &str) {
 /// Before `track()` of `table` installs its triggers: refuses what cannot be counted next to its
 /// rows, makes the co-located counters table if its group has none, and lets the triggers reach
 /// the shards. Nothing for a table Citus does not distribute. Run as the extension owner.
-pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: bool) {
+pub fn prepare_tracking(table: RegClass, org_column: &str) {
     if !present() {
         return;
     }
@@ -177,13 +180,6 @@ pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: b
                 "org_stats keeps a distributed table's counts next to its rows, by org. Distribute it by the org column: \
                  SELECT undistribute_table('{name}'); SELECT create_distributed_table('{name}', '{org_column}');"
             ),
-        );
-    }
-    if filter || sums {
-        raise(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("cannot track {name} with a filter or summed columns: it is a distributed table"),
-            "On Citus, org_stats counts rows per org and status; track the table without filter and sum_columns.",
         );
     }
     // The org column: whether it is text, and its collation (which co-location must match).
@@ -252,6 +248,123 @@ pub fn prepare_tracking(table: RegClass, org_column: &str, filter: bool, sums: b
             &[counters.as_str().into(), table.qualified().as_str().into()],
         );
     }
+}
+
+/// Distributes tracked table `tbl` by its org column, as Citus' `create_distributed_table()`
+/// would, which refuses a table with triggers: in one transaction that writers wait for, drops
+/// its trackings' triggers and counts, distributes it, then sets each tracking up on its shards
+/// as `track()` does and counts its rows again.
+#[pg_extern(volatile, parallel_unsafe)]
+fn distribute(
+    tbl: Option<RegClass>,
+    shard_count: default!(Option<i32>, "NULL"),
+    colocate_with: default!(Option<&str>, "'default'"),
+) {
+    let Some(table) = tbl else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "org_stats.distribute(): tbl must not be NULL",
+            "Name the tracked table to distribute.",
+        );
+    };
+    let name = table.display();
+    if !installed() {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "org_stats.distribute() needs Citus, which is not installed in this database",
+            "Preload citus and run CREATE EXTENSION citus first; without Citus, nothing is distributed.",
+        );
+    }
+    security::require_owner(table, "distribute");
+    // SAFETY: reads the transaction state.
+    if unsafe { pg_sys::IsTransactionBlock() } {
+        raise(
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            format!("org_stats.distribute() of {name} cannot run inside a transaction block"),
+            "Run it as a statement of its own, as org_stats.track() of a distributed table: Citus may send \
+             the block's later writes over a connection that does not see org_stats' new triggers.",
+        );
+    }
+    if distribution(table).is_some() {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{name} is a Citus table already"),
+            "org_stats.distribute() distributes a tracked local table. To distribute a Citus table another way, \
+             untrack it, change it with Citus, and track it again.",
+        );
+    }
+    let trackings = security::as_extension_owner(|| registry::all_of(table));
+    let Some(org_column) = trackings.first().map(|t| t.org_column.clone()) else {
+        errors::not_tracked(&name);
+    };
+    if trackings.iter().any(|t| t.org_column != org_column) {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("the trackings of {name} count by different org columns"),
+            "A distributed table's counts live with its rows, by the column it is distributed by; \
+             untrack the trackings by another org column first.",
+        );
+    }
+    let mut notifying = false;
+    security::as_extension_owner(|| {
+        sql::kept(
+            "SELECT EXISTS (SELECT FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) $1 AND t.notify)",
+            &[table.into()],
+            Access::Read,
+            |row| notifying = row.get(1).unwrap(),
+        )
+    });
+    if notifying {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot distribute {name}: a tracking of it notifies changes"),
+            "Distributed trackings do not notify; turn it off first with org_stats.set_notify('...', false).",
+        );
+    }
+    security::as_extension_owner(|| {
+        // Writers wait from here until commit: no row is written while the table has no triggers.
+        sql::exec(
+            &format!(
+                "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+                table.qualified()
+            ),
+            &[],
+        );
+        for t in &trackings {
+            drift::lock_table(t);
+            tracking::remove_triggers(&tracking::relations_with_triggers(t.table_id), t.table_id);
+            sql::exec(
+                "DELETE FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
+                &[t.table_id.into()],
+            );
+        }
+    });
+    // As the caller, whom Citus checks owns the table.
+    sql::exec(
+        "SELECT pg_catalog.create_distributed_table($1, $2, colocate_with => $3, shard_count => $4)",
+        &[
+            table.into(),
+            org_column.as_str().into(),
+            colocate_with.unwrap_or("default").into(),
+            shard_count.into(),
+        ],
+    );
+    // Reads from here on must see the table distributed.
+    sql::seeing_own_changes(|| {
+        security::as_extension_owner(|| {
+            for t in &trackings {
+                prepare_tracking(table, &org_column);
+                tracking::install_triggers(Some(table), &[table], t);
+                // Counting the rows again is repairing the drift of a tracking with no counts.
+                drift::scan(t, drift::Orgs::All, true);
+                sql::exec(
+                    "UPDATE org_stats.tracked t SET backfilled_at = COALESCE(t.backfilled_at, pg_catalog.now()) \
+                      WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+                    &[t.table_id.into()],
+                );
+            }
+        })
+    });
 }
 
 /// Runs `f` (which creates or drops org_stats' triggers) with Citus propagating triggers of
@@ -330,8 +443,9 @@ pub fn place_of_shard(rel: pg_sys::Relation) -> Place {
         Some(_) => raise(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("org_stats has no counters next to shard {relname}"),
-            "Its table was tracked before it was distributed. Untrack it, distribute it, then track it again: \
-             SELECT org_stats.untrack('...'); SELECT create_distributed_table('...', '<org column>'); SELECT org_stats.track('...');",
+            "Its table was distributed while tracked (with citus.enable_unsafe_triggers), or moved to another \
+             colocation group, after org_stats made its counters. Untrack the table and track it again; \
+             org_stats.distribute() distributes a tracked table.",
         ),
     }
 }
@@ -363,13 +477,20 @@ pub fn shard_with_key(heap: pg_sys::Oid) -> (pg_sys::Oid, pg_sys::Oid) {
     }
 }
 
-/// The non-zero counts of one org in a distributed tracking, per status (NULL last): one query
-/// that Citus routes to the node holding the org's shard.
-pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<String>, Delta)> {
+/// The non-zero counts of one org in a distributed tracking, per status (NULL last), with the sums
+/// of its first `sum_columns` summed columns: one query that Citus routes to the node holding the
+/// org's shard.
+pub fn org_counts(
+    counters: &str,
+    table_id: i32,
+    org_id: &str,
+    sum_columns: usize,
+) -> Vec<(Option<String>, Delta)> {
     let query = format!(
-        "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
+        "SELECT c.status, pg_catalog.sum(c.n)::pg_catalog.int8, {sums} FROM {counters} c \
           WHERE c.org_id OPERATOR(pg_catalog.=) $1 AND c.table_id OPERATOR(pg_catalog.=) $2 \
-          GROUP BY c.status HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0 ORDER BY c.status"
+          GROUP BY c.status HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0 ORDER BY c.status",
+        sums = sums::total_sql("c.sums", sum_columns),
     );
     let mut counts = Vec::new();
     // As the extension owner: the caller's right to read the table was checked, not the counters'.
@@ -378,35 +499,44 @@ pub fn org_counts(counters: &str, table_id: i32, org_id: &str) -> Vec<(Option<St
             &query,
             &[org_id.into(), table_id.into()],
             Access::Read,
-            |row| counts.push((row.get(1), counted(row.get(2)))),
+            |row| counts.push((row.get(1), counted(row.get(2), row.get(3)))),
         )
     });
     counts
 }
 
-/// The non-zero counts of every org of a distributed tracking, per (org, status): a query on
-/// every node, as any read of all orgs is.
-pub fn all_counts(counters: &str, table_id: i32) -> Vec<(String, Option<String>, Delta)> {
+/// The non-zero counts of every org of a distributed tracking, per (org, status), with the sums
+/// of its first `sum_columns` summed columns: a query on every node, as any read of all orgs is.
+pub fn all_counts(
+    counters: &str,
+    table_id: i32,
+    sum_columns: usize,
+) -> Vec<(String, Option<String>, Delta)> {
     let query = format!(
-        "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8 FROM {counters} c \
+        "SELECT c.org_id, c.status, pg_catalog.sum(c.n)::pg_catalog.int8, {sums} FROM {counters} c \
           WHERE c.table_id OPERATOR(pg_catalog.=) $1 GROUP BY 1, 2 \
-         HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0"
+         HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0",
+        sums = sums::total_sql("c.sums", sum_columns),
     );
     let mut rows = Vec::new();
     // As `org_counts`.
     security::as_extension_owner(|| {
         sql::once(&query, &[table_id.into()], Access::Read, |row| {
-            rows.push((row.get(1).unwrap(), row.get(2), counted(row.get(3))))
+            rows.push((
+                row.get(1).unwrap(),
+                row.get(2),
+                counted(row.get(3), row.get(4)),
+            ))
         })
     });
     rows
 }
 
-/// A count read from distributed counters, which keep no sums.
-fn counted(n: Option<i64>) -> Delta {
+/// A count and its sums as read from distributed counters.
+fn counted(n: Option<i64>, sums: Option<Vec<pgrx::AnyNumeric>>) -> Delta {
     Delta {
         n: n.unwrap(),
-        sums: Vec::new(),
+        sums: sums::from_numerics(sums),
     }
 }
 
@@ -439,7 +569,7 @@ fn distributed_counts() -> TableIterator<
                 continue;
             }
             if let Some(counters) = counters_table(table) {
-                let counts = all_counts(&counters, table_id);
+                let counts = all_counts(&counters, table_id, 0);
                 rows.extend(
                     counts
                         .into_iter()
@@ -451,22 +581,32 @@ fn distributed_counts() -> TableIterator<
     TableIterator::new(rows)
 }
 
-/// Adds `changes` ((org, status, delta) of one tracking) to a distributed counters table: what
-/// backfill and repairs add, in one statement, in the slot writers leave to maintenance.
-pub fn add(counters: &str, table_id: i32, changes: &[(String, Option<String>, i64)]) {
+/// Adds `changes` ((org, status, delta) of one tracking with `sum_columns` summed columns) to a
+/// distributed counters table: what backfill and repairs add, in one statement, in the slot
+/// writers leave to maintenance.
+pub fn add(
+    counters: &str,
+    table_id: i32,
+    sum_columns: usize,
+    changes: &[(String, Option<String>, Delta)],
+) {
     if changes.is_empty() {
         return;
     }
     let orgs: Vec<String> = changes.iter().map(|c| c.0.clone()).collect();
     let statuses: Vec<Option<String>> = changes.iter().map(|c| c.1.clone()).collect();
-    let counts: Vec<i64> = changes.iter().map(|c| c.2).collect();
+    let counts: Vec<i64> = changes.iter().map(|c| c.2.n).collect();
+    let sums: Vec<Option<String>> = changes.iter().map(|c| sums::to_text(&c.2.sums)).collect();
     sql::exec(
         &format!(
-            "INSERT INTO {counters} AS c (org_id, table_id, status, slot, n) \
-             SELECT u.org_id, $2, u.status, $3, u.n \
+            "INSERT INTO {counters} AS c (org_id, table_id, status, slot, n, sums) \
+             SELECT u.org_id, $2, u.status, $3, u.n, u.sums::pg_catalog.numeric[] \
                FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), \
-                               pg_catalog.unnest($5::pg_catalog.int8[])) AS u(org_id, status, n) \
-             ON CONFLICT (org_id, table_id, status, slot) DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n"
+                               pg_catalog.unnest($5::pg_catalog.int8[]), pg_catalog.unnest($6::pg_catalog.text[])) \
+                    AS u(org_id, status, n, sums) \
+             ON CONFLICT (org_id, table_id, status, slot) DO UPDATE \
+             SET n = c.n OPERATOR(pg_catalog.+) excluded.n, sums = {sums}",
+            sums = sums::plus_sql("c.sums", "excluded.sums", sum_columns),
         ),
         &[
             orgs.into(),
@@ -474,8 +614,24 @@ pub fn add(counters: &str, table_id: i32, changes: &[(String, Option<String>, i6
             MAINTENANCE_SLOT.into(),
             statuses.into(),
             counts.into(),
+            sums.into(),
         ],
     );
+}
+
+/// What a TRUNCATE of a distributed tracked table does to its counts: removes them, unless it
+/// does not reach the shards. Citus' own truncate trigger skips them while DDL propagation is
+/// off, as `truncate_local_data_after_distributing_table()` turns it off to empty only the
+/// coordinator's leftover copy of the rows, which were counted on the shards.
+pub fn truncated(counters: &str, table_id: i32) {
+    // SAFETY: reads a setting by name; NULL when Citus has not defined it.
+    let propagating = unsafe {
+        let value = pg_sys::GetConfigOption(c"citus.enable_ddl_propagation".as_ptr(), true, false);
+        value.is_null() || std::ffi::CStr::from_ptr(value) == c"on"
+    };
+    if propagating {
+        forget(counters, table_id);
+    }
 }
 
 /// Removes every counter of a tracking from a distributed counters table.

@@ -116,16 +116,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         ""
     };
     // Summed columns: each group's stored and actual sums, part by part (see `sums`).
-    let parts = t.sum_columns.len() * sums::PARTS;
-    let summed = |side: &str| {
-        if parts == 0 {
-            return "NULL::pg_catalog.numeric[]".to_owned();
-        }
-        let each: Vec<String> = (1..=parts)
-            .map(|i| format!("COALESCE(pg_catalog.sum(g.{side}[{i}]), 0)"))
-            .collect();
-        format!("ARRAY[{}]::pg_catalog.numeric[]", each.join(", "))
-    };
+    let summed = |side: &str| sums::total_sql(&format!("g.{side}"), t.sum_columns.len());
     // On Citus, the counters co-located with a distributed table (see `citus`).
     let distributed = citus::counters_table(t.relid);
     let query = format!(
@@ -183,30 +174,33 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             });
         }
     });
-    if let (true, Some(counters)) = (repair, &distributed) {
-        let changes: Vec<_> = out
-            .drift
-            .iter()
-            .map(|d| (d.org_id.clone(), d.status.clone(), d.actual.n - d.stored.n))
-            .collect();
-        citus::add(counters, t.table_id, &changes);
-    } else if repair {
-        write_path::write(
-            out.drift
-                .iter()
-                .map(|d| {
-                    let group = Group {
-                        table_id: t.table_id,
-                        place: Place::Local,
-                        org_id: d.org_id.clone(),
-                        status: d.status.clone(),
-                    };
-                    let mut difference = d.actual.clone();
-                    difference.add(&d.stored.negated());
-                    (group, difference)
-                })
-                .collect(),
-        );
+    if repair {
+        let differences = out.drift.iter().map(|d| {
+            let mut difference = d.actual.clone();
+            difference.add(&d.stored.negated());
+            (d.org_id.clone(), d.status.clone(), difference)
+        });
+        match &distributed {
+            Some(counters) => citus::add(
+                counters,
+                t.table_id,
+                t.sum_columns.len(),
+                &differences.collect::<Vec<_>>(),
+            ),
+            None => write_path::write(
+                differences
+                    .map(|(org_id, status, difference)| {
+                        let group = Group {
+                            table_id: t.table_id,
+                            place: Place::Local,
+                            org_id,
+                            status,
+                        };
+                        (group, difference)
+                    })
+                    .collect(),
+            ),
+        }
     }
     out
 }

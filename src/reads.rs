@@ -108,7 +108,7 @@ fn org_totals(
         }
     }
     if let Some(counters) = citus::counters_table(t.relid) {
-        return citus::org_counts(&counters, t.table_id, org_id);
+        return citus::org_counts(&counters, t.table_id, org_id, sum_columns);
     }
     let counters = storage::counters(pg_sys::AccessShareLock);
     let mut counts = storage::org_counts(&counters, t.table_id, org_id, sum_columns, snapshot);
@@ -444,7 +444,7 @@ fn totals_of_all(
     let collation = storage::status_collation(&counters);
     let distributed = citus::counters_table(t.relid);
     let rows = if let (true, Some(counters)) = (t.all_backfilled, &distributed) {
-        citus::all_counts(counters, t.table_id)
+        citus::all_counts(counters, t.table_id, sum_columns)
     } else if t.all_backfilled {
         let mut rows = storage::all_counts(t.table_id, sum_columns, snapshot);
         rows.extend(deltas::pending(t.table_id, None));

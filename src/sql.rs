@@ -52,6 +52,22 @@ pub fn on_latest_snapshot<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Runs `f` on the active snapshot advanced to see every change this transaction made so far: for
+/// a function that reads what a statement it ran has just written, such as the catalog rows Citus
+/// writes when it distributes a table, which reads on the statement's snapshot would not see.
+pub fn seeing_own_changes<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: pushed here and popped below, as in on_latest_snapshot.
+    unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushCopiedSnapshot(pg_sys::GetActiveSnapshot());
+        pg_sys::UpdateActiveSnapshotCommandId();
+    }
+    let result = f();
+    // SAFETY: pops the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
+    result
+}
+
 /// Runs a statement whose text is a `'static` string, planning it once per backend.
 pub fn kept(
     sql: &'static str,

@@ -191,6 +191,38 @@ pub fn json_object(columns: &[String], sums: &[Sum]) -> pgrx::JsonB {
     ))
 }
 
+/// SQL adding up, over a group's rows, their `numeric[]` `array` of `columns` summed columns part
+/// by part (as `Sum::add` does); NULL with no summed column.
+pub fn total_sql(array: &str, columns: usize) -> String {
+    if columns == 0 {
+        return "NULL::pg_catalog.numeric[]".into();
+    }
+    let each: Vec<String> = (1..=columns * PARTS)
+        .map(|i| format!("COALESCE(pg_catalog.sum({array}[{i}]), 0)"))
+        .collect();
+    format!("ARRAY[{}]::pg_catalog.numeric[]", each.join(", "))
+}
+
+/// SQL adding two `numeric[]` of `columns` summed columns part by part, a NULL array as zeros;
+/// NULL with no summed column.
+pub fn plus_sql(a: &str, b: &str, columns: usize) -> String {
+    if columns == 0 {
+        return "NULL::pg_catalog.numeric[]".into();
+    }
+    let each: Vec<String> = (1..=columns * PARTS)
+        .map(|i| format!("COALESCE({a}[{i}], 0) OPERATOR(pg_catalog.+) COALESCE({b}[{i}], 0)"))
+        .collect();
+    format!("ARRAY[{}]::pg_catalog.numeric[]", each.join(", "))
+}
+
+/// Sums of several columns as the text of the `numeric[]` a counter row stores (NULL for none).
+pub fn to_text(sums: &[Sum]) -> Option<String> {
+    (!sums.is_empty()).then(|| {
+        let parts: Vec<String> = sums.iter().flat_map(|s| s.parts()).collect();
+        format!("{{{}}}", parts.join(","))
+    })
+}
+
 /// Sums of several columns to the `numeric[]` a counter row stores (NULL for none).
 pub fn to_datum(sums: &[Sum]) -> Option<pg_sys::Datum> {
     if sums.is_empty() {

@@ -444,7 +444,7 @@ fn track_table(
             None => refuse_if_tracked(tbl, &table_name),
             Some(tracking) => refuse_if_named(tracking),
         }
-        citus::prepare_tracking(tbl, org_column, filter.is_some(), !sum_columns.is_empty());
+        citus::prepare_tracking(tbl, org_column);
         let mut table_id = 0;
         let (filter_text, filter_columns) = match &filter {
             Some(f) => (Some(f.text.as_str()), f.columns.clone()),

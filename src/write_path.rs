@@ -372,7 +372,7 @@ fn org_stats_truncate_trigger<'a>(
         };
         if let Some(counters) = citus::counters_table(t.relid) {
             // A distributed table: its shards are emptied on their nodes.
-            citus::forget(&counters, t.table_id);
+            citus::truncated(&counters, t.table_id);
         } else if relid == t.relid.0 && !partitioned {
             // The stored counts: this also clears any drift, as the table is now empty.
             let stored = sql::on_latest_snapshot(|| {
