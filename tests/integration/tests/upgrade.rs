@@ -154,6 +154,15 @@ fn uses_what_it_added(db: &mut Client, version: &str) {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
+        "0.4.0" => {
+            // distribute() exists and, on a node without Citus, says so.
+            let err = db
+                .batch_execute("SELECT org_stats.distribute('loads')")
+                .unwrap_err();
+            let err = err.as_db_error().expect("an error from the server");
+            assert_eq!(err.code().code(), "55000", "{err:?}");
+            assert!(err.message().contains("Citus"), "{err:?}");
+        }
         _ => {}
     }
 }
