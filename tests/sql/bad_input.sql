@@ -48,6 +48,9 @@ SELECT org_stats.untrack('tricky');
 SELECT count(*) AS loads_still_there FROM pg_class WHERE relname = 'loads';
 SELECT * FROM error_of($$SELECT org_stats.count('loads', 'acme''; DROP TABLE loads; --')$$);
 
+-- org_stats.distribute() needs Citus.
+SELECT * FROM error_of($$SELECT org_stats.distribute('loads')$$);
+
 -- Nothing above changed the registry.
 SELECT table_name FROM org_stats.tracked_tables ORDER BY 1;
 \pset format aligned

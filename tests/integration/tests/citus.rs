@@ -1,10 +1,11 @@
 //! Citus: a coordinator and two workers on private ports, `loads` distributed by its org column
-//! and tracked, every count compared with a live GROUP BY on the distributed table after each
-//! step: backfill, single- and multi-shard writes, COPY, INSERT ... SELECT, writes through a
-//! worker, a transaction with a rolled-back savepoint, concurrent writers through the
-//! coordinator, a shard move, drift repaired by recalculate(), CALL backfill(), TRUNCATE, a
-//! column rename, refusals (another distribution column, a reference table, a read Citus sends
-//! to a worker), DROP TABLE, untrack() and DROP EXTENSION leaving nothing on any node.
+//! and tracked twice (by default, and as `valued`: a filter and a summed column), every count
+//! and sum compared with a live GROUP BY on the distributed table after each step: backfill,
+//! single- and multi-shard writes, COPY, INSERT ... SELECT, writes through a worker, a
+//! transaction with a rolled-back savepoint, concurrent writers through the coordinator, a
+//! shard move, a shard split and a rebalance, drift repaired by recalculate(), CALL backfill(),
+//! TRUNCATE, a table tracked before org_stats.distribute() distributes it, a column rename, refusals (another distribution column, a reference table, a read
+//! Citus sends to a worker), DROP TABLE, untrack() and DROP EXTENSION leaving nothing on any node.
 //!
 //! Citus is not in Debian: the test runs when citus.so is in the server's library directory and
 //! says that it skipped otherwise.
@@ -16,6 +17,9 @@ use std::path::PathBuf;
 
 const PORTS: [u16; 3] = [54390, 54391, 54392];
 const ORGS: [&str; 7] = ["org0", "org1", "org2", "org3", "org4", "org5", "org6"];
+/// The second tracking of `loads`: the rows its filter keeps, and the sum of `amount`.
+const VALUED: &str = "valued";
+const VALUED_FILTER: &str = "status <> 'Cancelled'";
 
 /// The three servers; stopped (and their directory removed) when dropped, also on a failure.
 struct Cluster {
@@ -155,7 +159,7 @@ fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
         (
             "organization_stats".into(),
             format!(
-                "SELECT org_id, status, count FROM org_stats.organization_stats WHERE table_name = '{table}'::regclass"
+                "SELECT org_id, status, count FROM org_stats.organization_stats WHERE table_name = '{table}'::regclass AND tracking IS NULL"
             ),
             per_org_status,
             vec![],
@@ -201,6 +205,9 @@ fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
             bad.push(format!("{what}: counted {counted:?}, actual {actual:?}"));
         }
     }
+    if table == "loads" && tracked(db, VALUED) {
+        bad.extend(valued_mismatches(db));
+    }
     let drift = text_rows(
         db,
         &format!("SELECT * FROM org_stats.check_drift('{table}')"),
@@ -210,6 +217,50 @@ fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
         bad.push(format!("check_drift(): {drift:?}"));
     }
     bad
+}
+
+fn tracked(db: &mut Client, tracking: &str) -> bool {
+    db.query_one(
+        "SELECT EXISTS (SELECT FROM org_stats.tracked WHERE name = $1)",
+        &[&tracking],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Where the `valued` tracking's counts and sums of `amount` disagree with a live GROUP BY of
+/// the rows its filter keeps: per org, and over all orgs.
+fn valued_mismatches(db: &mut Client) -> Vec<String> {
+    let actual = |orgs: &str| {
+        format!(
+            "SELECT status::text, count(*), sum(amount)::text FROM loads WHERE ({VALUED_FILTER}) AND {orgs} GROUP BY 1"
+        )
+    };
+    let counted = |totals: &str| format!("SELECT status, count, sums->>'amount' FROM {totals}");
+    let mut checks: Vec<(String, String, String, Vec<&(dyn ToSql + Sync)>)> = vec![(
+        "totals() of valued over all orgs".into(),
+        counted(&format!("org_stats.totals('{VALUED}')")),
+        actual("true"),
+        vec![],
+    )];
+    for org in &ORGS {
+        checks.push((
+            format!("totals() of valued for {org}"),
+            counted(&format!("org_stats.totals('{VALUED}', $1)")),
+            actual("workos_org_id = $1"),
+            vec![org],
+        ));
+    }
+    checks
+        .into_iter()
+        .filter_map(|(what, counted, actual, params)| {
+            let (counted, actual) = (
+                text_rows(db, &counted, &params),
+                text_rows(db, &actual, &params),
+            );
+            (counted != actual).then(|| format!("{what}: counted {counted:?}, actual {actual:?}"))
+        })
+        .collect()
 }
 
 fn assert_exact(db: &mut Client, table: &str, step: &str) {
@@ -259,14 +310,22 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     println!("citus: {version}");
     db.batch_execute(
         "CREATE EXTENSION org_stats;
-         CREATE TABLE loads (id bigserial, workos_org_id text NOT NULL, status text, PRIMARY KEY (workos_org_id, id));
+         CREATE TABLE loads (id bigserial, workos_org_id text NOT NULL, status text, amount numeric,
+                             PRIMARY KEY (workos_org_id, id));
          SELECT create_distributed_table('loads', 'workos_org_id');
-         INSERT INTO loads (workos_org_id, status)
-         SELECT 'org' || (i % 7), CASE WHEN i % 3 = 0 THEN 'Open' ELSE 'Delivered' END FROM generate_series(1, 300) i;",
+         INSERT INTO loads (workos_org_id, status, amount)
+         SELECT 'org' || (i % 7), CASE WHEN i % 3 = 0 THEN 'Open' ELSE 'Delivered' END,
+                CASE WHEN i % 10 <> 0 THEN i * 1.25 END
+           FROM generate_series(1, 300) i;",
     )
     .unwrap();
     // track() of a distributed table runs as a transaction of its own (it refuses a block).
     db.batch_execute("SELECT org_stats.track('loads')").unwrap();
+    db.execute(
+        "SELECT org_stats.track('loads', name => $1, filter => $2, sum_columns => ARRAY['amount'])",
+        &[&VALUED, &VALUED_FILTER],
+    )
+    .unwrap();
     assert_exact(&mut db, "loads", "track() with backfill");
 
     db.batch_execute(
@@ -274,15 +333,16 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
          UPDATE loads SET status = 'Delivered' WHERE workos_org_id = 'org2' AND id % 2 = 0;
          UPDATE loads SET status = 'Cancelled' WHERE id % 11 = 0;
          DELETE FROM loads WHERE id % 13 = 0;
-         INSERT INTO loads (workos_org_id, status) SELECT workos_org_id, 'Copied' FROM loads WHERE status = 'Open';",
+         UPDATE loads SET amount = amount * 2 - 0.5 WHERE workos_org_id = 'org3';
+         INSERT INTO loads (workos_org_id, status, amount) SELECT workos_org_id, 'Copied', amount FROM loads WHERE status = 'Open';",
     )
     .unwrap();
     let mut copy = db
-        .copy_in("COPY loads (workos_org_id, status) FROM STDIN")
+        .copy_in("COPY loads (workos_org_id, status, amount) FROM STDIN")
         .unwrap();
     use std::io::Write;
     for i in 0..70 {
-        writeln!(copy, "org{}\tCopied", i % 7).unwrap();
+        writeln!(copy, "org{}\tCopied\t{i}.5", i % 7).unwrap();
     }
     copy.finish().unwrap();
     assert_exact(
@@ -291,8 +351,8 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
         "single- and multi-shard writes, INSERT ... SELECT and COPY",
     );
 
-    let mut worker = cluster.node(PORTS[1]);
-    worker
+    cluster
+        .node(PORTS[1])
         .batch_execute(
             "INSERT INTO loads (workos_org_id, status) VALUES ('org3', 'FromWorker'), ('org4', 'FromWorker');
              UPDATE loads SET status = 'Open' WHERE workos_org_id = 'org5' AND status = 'Copied';",
@@ -326,7 +386,7 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
                     client
                         .batch_execute(&format!(
                             "BEGIN;
-                             INSERT INTO loads (workos_org_id, status) VALUES ('{org}', 'Busy'), ('{other}', 'Open');
+                             INSERT INTO loads (workos_org_id, status, amount) VALUES ('{org}', 'Busy', {i}), ('{other}', 'Open', 1);
                              UPDATE loads SET status = 'Done' WHERE id = (SELECT max(id) FROM loads WHERE workos_org_id = '{other}');
                              COMMIT;"
                         ))
@@ -354,7 +414,8 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     let (shard, from): (i64, i32) = {
         let row = db
             .query_one(
-                "SELECT shardid, nodeport FROM citus_shards WHERE table_name = 'loads'::regclass ORDER BY shardid LIMIT 1",
+                "SELECT shardid, nodeport FROM citus_shards
+                  WHERE shardid = get_shard_id_for_distribution_column('loads', 'org1')",
                 &[],
             )
             .unwrap();
@@ -377,17 +438,76 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     .unwrap();
     assert_exact(&mut db, "loads", "a shard move and writes after it");
 
-    // Drift: rows written on a worker with triggers off (as a replica would apply them).
-    let shard_name: String = worker
-        .query_one(
-            "SELECT 'loads_' || shardid FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
-              JOIN pg_dist_node n USING (groupid)
-              WHERE s.logicalrelid = 'loads'::regclass AND n.nodeport = $1 LIMIT 1",
+    // A split of that shard in two, one half on each worker: Citus splits its counters shard at
+    // the same point, so each org's counts go with its rows.
+    let (middle, nodes): (String, Vec<i32>) = {
+        let row = db
+            .query_one(
+                "SELECT ((shardminvalue::bigint + shardmaxvalue::bigint) / 2)::text,
+                        (SELECT array_agg(nodeid ORDER BY nodeport) FROM pg_dist_node WHERE groupid <> 0)
+                   FROM pg_dist_shard WHERE shardid = $1",
+                &[&shard],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    db.execute(
+        "SELECT citus_split_shard_by_split_points($1, ARRAY[$2], $3, shard_transfer_mode => 'block_writes')",
+        &[&shard, &middle, &nodes],
+    )
+    .unwrap();
+    db.batch_execute(
+        "INSERT INTO loads (workos_org_id, status, amount) SELECT 'org' || (i % 7), 'Split', i FROM generate_series(1, 70) i;",
+    )
+    .unwrap();
+    assert_exact(&mut db, "loads", "a shard split and writes after it");
+
+    // All of the table's shards onto one worker, then the rebalancer spreads them again.
+    for row in db
+        .query(
+            "SELECT shardid, nodeport FROM citus_shards WHERE table_name = 'loads'::regclass AND nodeport <> $1",
             &[&i32::from(PORTS[1])],
         )
         .unwrap()
+    {
+        let (shard, from): (i64, i32) = (row.get(0), row.get(1));
+        db.execute(
+            "SELECT citus_move_shard_placement($1, $2, $3, $2, $4, shard_transfer_mode => 'block_writes')",
+            &[&shard, &host, &from, &i32::from(PORTS[1])],
+        )
+        .unwrap();
+    }
+    db.batch_execute("SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')")
+        .unwrap();
+    let spread: i64 = db
+        .query_one(
+            "SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'loads'::regclass",
+            &[],
+        )
+        .unwrap()
         .get(0);
-    worker
+    assert_eq!(spread, 2, "the rebalancer moved shards to both workers");
+    db.batch_execute(
+        "UPDATE loads SET status = 'Rebalanced' WHERE status = 'Split' AND workos_org_id IN ('org1', 'org4');
+         INSERT INTO loads (workos_org_id, status, amount) SELECT 'org' || (i % 7), 'Rebalanced', i FROM generate_series(1, 35) i;",
+    )
+    .unwrap();
+    assert_exact(&mut db, "loads", "a rebalance and writes after it");
+
+    // Drift: rows written on a worker with triggers off (as a replica would apply them), in the
+    // shard of org1, which holds rows.
+    let (shard_name, port): (String, i32) = {
+        let row = db
+            .query_one(
+                "SELECT 'loads_' || shardid, nodeport FROM citus_shards
+                  WHERE shardid = get_shard_id_for_distribution_column('loads', 'org1')",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    cluster
+        .node(u16::try_from(port).unwrap())
         .batch_execute(&format!(
             "SET session_replication_role = replica;
              INSERT INTO {shard_name} (id, workos_org_id, status)
@@ -400,10 +520,16 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
         "rows written with triggers off show as drift"
     );
     let repaired = db
-        .query("SELECT * FROM org_stats.recalculate('loads')", &[])
+        .query(
+            "SELECT * FROM org_stats.recalculate('loads'::regclass)",
+            &[],
+        )
         .unwrap()
         .len();
-    assert!(repaired > 0, "recalculate() repaired the drift");
+    assert!(
+        repaired > 0,
+        "recalculate() repaired the drift of both trackings of loads"
+    );
     assert_exact(&mut db, "loads", "recalculate()");
 
     db.batch_execute(
@@ -426,6 +552,65 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     .unwrap();
     assert_exact(&mut db, "invoices", "TRUNCATE");
 
+    // Tracked before it is distributed: Citus' create_distributed_table() refuses a table with
+    // triggers, org_stats.distribute() distributes it and counts it on the shards.
+    db.batch_execute(
+        "CREATE TABLE trips (id bigserial, workos_org_id text NOT NULL, status text, PRIMARY KEY (workos_org_id, id));
+         INSERT INTO trips (workos_org_id, status) SELECT 'org' || (i % 7), 'Planned' FROM generate_series(1, 80) i;",
+    )
+    .unwrap();
+    db.batch_execute("SELECT org_stats.track('trips')").unwrap();
+    db.batch_execute("UPDATE trips SET status = 'Driving' WHERE id % 4 = 0")
+        .unwrap();
+    assert_eq!(
+        error_code(
+            db.batch_execute("BEGIN; SELECT org_stats.distribute('trips'); COMMIT;")
+                .map(|_| 0)
+        ),
+        "25001",
+        "distribute() inside a transaction block is refused"
+    );
+    db.batch_execute("ROLLBACK").unwrap();
+    db.batch_execute("SELECT org_stats.distribute('trips', shard_count => 2)")
+        .unwrap();
+    assert_exact(&mut db, "trips", "distribute() of a tracked table");
+    let left_local: i64 = db
+        .query_one(
+            "SELECT count(*) FROM org_stats.counters c JOIN org_stats.tracked t USING (table_id)
+              WHERE t.relid = 'trips'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left_local, 0, "the counts of trips moved to its shards");
+    // Citus left the rows' local copy behind; emptying it leaves the counts of the shards alone.
+    db.batch_execute("SELECT truncate_local_data_after_distributing_table('trips')")
+        .unwrap();
+    db.batch_execute(
+        "INSERT INTO trips (workos_org_id, status) SELECT 'org' || (i % 7), 'Planned' FROM generate_series(1, 20) i;
+         DELETE FROM trips WHERE status = 'Driving' AND workos_org_id = 'org2';",
+    )
+    .unwrap();
+    assert_exact(
+        &mut db,
+        "trips",
+        "truncate_local_data_after_distributing_table() and writes",
+    );
+    assert_eq!(
+        error_code(db.execute("SELECT org_stats.distribute('trips')", &[])),
+        "55000",
+        "distribute() of a Citus table is refused"
+    );
+    db.batch_execute("CREATE TABLE untracked (workos_org_id text, status text)")
+        .unwrap();
+    assert_eq!(
+        error_code(db.execute("SELECT org_stats.distribute('untracked')", &[])),
+        "42704",
+        "distribute() of a table org_stats does not track is refused"
+    );
+    db.batch_execute("DROP TABLE trips; DROP TABLE untracked;")
+        .unwrap();
+
     // One statement per call: Citus propagates DDL from the query string, which must hold one.
     for statement in [
         "ALTER TABLE loads RENAME COLUMN status TO state",
@@ -446,7 +631,7 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     let (orgs, rows): (i64, i64) = {
         let row = db
             .query_one(
-                "SELECT orgs_counted, rows_counted FROM org_stats.health WHERE table_name = 'loads'::regclass",
+                "SELECT orgs_counted, rows_counted FROM org_stats.health WHERE table_name = 'loads'::regclass AND tracking IS NULL",
                 &[],
             )
             .unwrap();
@@ -567,7 +752,7 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     }
     let listed: i64 = db
         .query_one(
-            "SELECT sum(count)::bigint FROM org_stats.organization_stats",
+            "SELECT sum(count)::bigint FROM org_stats.organization_stats WHERE tracking IS NULL",
             &[],
         )
         .unwrap()
@@ -648,6 +833,8 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     assert_eq!(left, 0, "DROP TABLE leaves no counters of the table");
     assert_exact(&mut db, "loads", "DROP TABLE of another tracked table");
 
+    db.execute("SELECT org_stats.untrack($1::text)", &[&VALUED])
+        .unwrap();
     db.batch_execute("SELECT org_stats.untrack('loads')")
         .unwrap();
     db.batch_execute("CALL citus_cleanup_orphaned_resources()")
