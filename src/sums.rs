@@ -194,24 +194,26 @@ pub fn json_object(columns: &[String], sums: &[Sum]) -> pgrx::JsonB {
 /// SQL adding up, over a group's rows, their `numeric[]` `array` of `columns` summed columns part
 /// by part (as `Sum::add` does); NULL with no summed column.
 pub fn total_sql(array: &str, columns: usize) -> String {
-    if columns == 0 {
-        return "NULL::pg_catalog.numeric[]".into();
-    }
-    let each: Vec<String> = (1..=columns * PARTS)
-        .map(|i| format!("COALESCE(pg_catalog.sum({array}[{i}]), 0)"))
-        .collect();
-    format!("ARRAY[{}]::pg_catalog.numeric[]", each.join(", "))
+    parts_sql(columns, |i| {
+        format!("COALESCE(pg_catalog.sum({array}[{i}]), 0)")
+    })
 }
 
 /// SQL adding two `numeric[]` of `columns` summed columns part by part, a NULL array as zeros;
 /// NULL with no summed column.
 pub fn plus_sql(a: &str, b: &str, columns: usize) -> String {
+    parts_sql(columns, |i| {
+        format!("COALESCE({a}[{i}], 0) OPERATOR(pg_catalog.+) COALESCE({b}[{i}], 0)")
+    })
+}
+
+/// The `numeric[]` of `columns` summed columns whose part `i` (1-based) is `part(i)`; NULL with no
+/// summed column.
+fn parts_sql(columns: usize, part: impl Fn(usize) -> String) -> String {
     if columns == 0 {
         return "NULL::pg_catalog.numeric[]".into();
     }
-    let each: Vec<String> = (1..=columns * PARTS)
-        .map(|i| format!("COALESCE({a}[{i}], 0) OPERATOR(pg_catalog.+) COALESCE({b}[{i}], 0)"))
-        .collect();
+    let each: Vec<String> = (1..=columns * PARTS).map(part).collect();
     format!("ARRAY[{}]::pg_catalog.numeric[]", each.join(", "))
 }
 

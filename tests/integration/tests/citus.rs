@@ -277,6 +277,16 @@ fn error_code(result: Result<u64, postgres::Error>) -> String {
         .unwrap_or_default()
 }
 
+/// The SQLSTATE of `statement` run inside a transaction block, which is then rolled back.
+fn error_code_in_block(db: &mut Client, statement: &str) -> String {
+    let code = error_code(
+        db.batch_execute(&format!("BEGIN; {statement}; COMMIT;"))
+            .map(|_| 0),
+    );
+    db.batch_execute("ROLLBACK").unwrap();
+    code
+}
+
 /// Relations of org_stats' distributed counters left on each node, shards included.
 fn counters_left(cluster: &Cluster) -> Vec<String> {
     let mut left = Vec::new();
@@ -563,14 +573,10 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     db.batch_execute("UPDATE trips SET status = 'Driving' WHERE id % 4 = 0")
         .unwrap();
     assert_eq!(
-        error_code(
-            db.batch_execute("BEGIN; SELECT org_stats.distribute('trips'); COMMIT;")
-                .map(|_| 0)
-        ),
+        error_code_in_block(&mut db, "SELECT org_stats.distribute('trips')"),
         "25001",
         "distribute() inside a transaction block is refused"
     );
-    db.batch_execute("ROLLBACK").unwrap();
     db.batch_execute("SELECT org_stats.distribute('trips', shard_count => 2)")
         .unwrap();
     assert_exact(&mut db, "trips", "distribute() of a tracked table");
@@ -683,31 +689,19 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
         "a read Citus sends to a worker inside a query on the table is refused"
     );
 
-    assert_eq!(
-        error_code(
-            db.batch_execute("BEGIN; SELECT org_stats.track('by_status', 'status'); COMMIT;")
-                .map(|_| 0)
-        ),
-        "25001",
-        "track() of a distributed table inside a transaction block is refused"
-    );
-    db.batch_execute("ROLLBACK").unwrap();
-    for (what, block) in [
-        (
-            "untrack()",
-            "BEGIN; SELECT org_stats.untrack('loads'); COMMIT;",
-        ),
+    for (what, statement) in [
+        ("track()", "SELECT org_stats.track('by_status', 'status')"),
+        ("untrack()", "SELECT org_stats.untrack('loads')"),
         (
             "renaming a tracked column",
-            "BEGIN; ALTER TABLE loads RENAME COLUMN status TO state; COMMIT;",
+            "ALTER TABLE loads RENAME COLUMN status TO state",
         ),
     ] {
         assert_eq!(
-            error_code(db.batch_execute(block).map(|_| 0)),
+            error_code_in_block(&mut db, statement),
             "25001",
             "{what} of a distributed table inside a transaction block is refused"
         );
-        db.batch_execute("ROLLBACK").unwrap();
     }
     assert!(
         db.execute("SELECT org_stats.on_drop_extension()", &[])
