@@ -64,17 +64,20 @@ impl Visible {
 }
 
 thread_local! {
-    /// Where this backend last wrote each group: the next write tries that row first, which
-    /// with no other writer of the group is the row's latest version, without an index probe.
+    /// The row this backend last wrote for each group, by the position its index entries point
+    /// at (the root of its chain of HOT updates). The next write tries that row first: following
+    /// the chain from there finds its latest version, however many backends updated it since, as
+    /// long as they updated it in place, without the index descent.
     static LAST_WRITTEN: RefCell<FxHashMap<Group, pg_sys::ItemPointerData>> =
         RefCell::new(FxHashMap::default());
 }
 
-/// A counter row this transaction may update: its position, held locked until dropped, and the
-/// latest version's slot, count and sums.
+/// A counter row this transaction may update: its position, held locked until dropped, the
+/// root of its HOT chain, and the latest version's slot, count and sums.
 struct Claimed {
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
+    root: pg_sys::ItemPointerData,
     slot: i32,
     counted: Delta,
 }
@@ -96,9 +99,9 @@ impl Drop for Claimed {
 fn claim(
     counters: &Indexed,
     tid: pg_sys::ItemPointerData,
+    root: pg_sys::ItemPointerData,
     group: &Group,
     visible: Visible,
-    prune_first: bool,
 ) -> Option<Claimed> {
     let rel = counters.heap;
     let mut locked = tid;
@@ -109,13 +112,14 @@ fn claim(
     let mut claimed = Claimed {
         rel,
         tid,
+        root,
         slot: 0,
         counted: Delta::default(),
     };
     let any = &raw mut pg_sys::SnapshotAnyData;
     // SAFETY: the relation is open; any position may be read; what is kept is copied.
     let found = unsafe {
-        storage::row_at(rel, tid, any, prune_first, |row| {
+        storage::row_at(rel, tid, any, |row| {
             if !(row.updatable() && visible.allows(row.xmin())) {
                 return None;
             }
@@ -148,31 +152,45 @@ fn claim(
 /// it or deadlock with a repair.
 pub const MAINTENANCE_SLOT: i32 = -1;
 
-/// Positions and slots of the group's rows that may be claimed: every version a dirty snapshot
-/// sees (committed and live, or being inserted or changed by a transaction in progress).
-fn rows_of(counters: &Indexed, group: &Group) -> Vec<(pg_sys::ItemPointerData, i32)> {
-    let mut dirty = pg_sys::SnapshotData {
-        snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY,
-        ..Default::default()
-    };
-    versions_of(counters, group, &mut dirty)
+/// A version of a group's row: its position, the root of its HOT chain, and its slot.
+#[derive(Clone, Copy)]
+struct Found {
+    tid: pg_sys::ItemPointerData,
+    root: pg_sys::ItemPointerData,
+    slot: i32,
 }
 
-/// Positions and slots of the versions of the group's rows that `snapshot` sees.
-fn versions_of(
-    counters: &Indexed,
-    group: &Group,
-    snapshot: pg_sys::Snapshot,
-) -> Vec<(pg_sys::ItemPointerData, i32)> {
+/// What may be claimed: every version a dirty snapshot sees (committed and live, or being
+/// inserted or changed by a transaction in progress).
+fn dirty() -> pg_sys::SnapshotData {
+    pg_sys::SnapshotData {
+        snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY,
+        ..Default::default()
+    }
+}
+
+/// The versions of the group's rows that may be claimed.
+fn rows_of(counters: &Indexed, group: &Group) -> Vec<Found> {
+    versions_of(counters, group, &mut dirty())
+}
+
+/// The versions of the group's rows that `snapshot` sees.
+fn versions_of(counters: &Indexed, group: &Group, snapshot: pg_sys::Snapshot) -> Vec<Found> {
     let keys = [
         Key::Text(&group.org_id),
         Key::Int(group.table_id),
         Key::status(group.status.as_deref()),
     ];
     let mut rows = Vec::new();
-    counters.scan(&keys, snapshot, |row| {
+    counters.scan(&keys, snapshot, |row, root| {
         // SAFETY: a row of org_stats.counters, pinned in the slot; slot is integer NOT NULL.
-        rows.push(unsafe { ((*row).tts_tid, storage::column::<i32>(row, 4).unwrap()) });
+        rows.push(unsafe {
+            Found {
+                tid: (*row).tts_tid,
+                root,
+                slot: storage::column::<i32>(row, 4).unwrap(),
+            }
+        });
         true
     });
     rows
@@ -186,18 +204,25 @@ pub fn add(counters: &Indexed, group: &Group, delta: &Delta, visible: Visible) {
         total.add(delta);
         update(counters, row, group, &total)
     };
-    let remembered = LAST_WRITTEN.with(|w| w.borrow().get(group).copied());
-    if let Some(row) = remembered.and_then(|tid| claim(counters, tid, group, visible, true)) {
-        if added(&row) {
-            return;
+    // The maintenance slot is updated without claiming (see `MAINTENANCE_SLOT`).
+    if let Some(root) = LAST_WRITTEN.with(|w| w.borrow().get(group).copied()) {
+        // SAFETY: the relation is open; a dirty snapshot is one the chain walk accepts.
+        let chain = unsafe { storage::chain_at(counters.heap, root, &mut dirty()) };
+        // Only the chain's newest version can be claimed.
+        let newest = chain
+            .last()
+            .and_then(|&tid| claim(counters, tid, root, group, visible));
+        if let Some(row) = newest {
+            if row.slot != MAINTENANCE_SLOT && added(&row) {
+                return;
+            }
         }
     }
-    // The maintenance slot is updated without claiming (see `MAINTENANCE_SLOT`).
-    for (tid, _) in rows_of(counters, group)
+    for found in rows_of(counters, group)
         .into_iter()
-        .filter(|(_, slot)| *slot != MAINTENANCE_SLOT)
+        .filter(|found| found.slot != MAINTENANCE_SLOT)
     {
-        if let Some(row) = claim(counters, tid, group, visible, false) {
+        if let Some(row) = claim(counters, found.tid, found.root, group, visible) {
             if added(&row) {
                 return;
             }
@@ -213,7 +238,7 @@ pub fn add(counters: &Indexed, group: &Group, delta: &Delta, visible: Visible) {
 fn new_slot(counters: &Indexed, group: &Group) -> i32 {
     let versions = versions_of(counters, group, &raw mut pg_sys::SnapshotAnyData);
     let mut slot = compat::backend_number();
-    while versions.iter().any(|&(_, s)| s == slot) {
+    while versions.iter().any(|found| found.slot == slot) {
         slot = slot
             .checked_add(SLOT_STRIDE)
             .unwrap_or_else(|| errors::counters_altered("has no free slot left for a new row"));
@@ -254,9 +279,8 @@ fn form(counters: &Indexed, group: &Group, slot: i32, counted: &Delta) -> pg_sys
     }
 }
 
-fn remember(group: &Group, tuple: pg_sys::HeapTuple) {
-    // SAFETY: the tuple was just written; t_self is its position.
-    storage::remember(&LAST_WRITTEN, group.clone(), unsafe { (*tuple).t_self });
+fn remember(group: &Group, root: pg_sys::ItemPointerData) {
+    storage::remember(&LAST_WRITTEN, group.clone(), root);
 }
 
 /// Sets a claimed row's count and sums; false if the row changed after all (only a write that
@@ -271,7 +295,13 @@ fn update(counters: &Indexed, row: &Claimed, group: &Group, counted: &Delta) -> 
         let done = result == pg_sys::TM_Result::TM_Ok;
         if done {
             storage::insert_index_entries(counters, tuple, entries, true);
-            remember(group, tuple);
+            // An update the indexes follow starts a chain of its own.
+            let root = if entries == compat::NewEntries::All {
+                (*tuple).t_self
+            } else {
+                row.root
+            };
+            remember(group, root);
         }
         pg_sys::heap_freetuple(tuple);
         done
@@ -291,7 +321,7 @@ fn insert(counters: &Indexed, group: &Group, slot: i32, counted: &Delta) {
             std::ptr::null_mut(),
         );
         storage::insert_index_entries(counters, tuple, compat::NewEntries::All, false);
-        remember(group, tuple);
+        remember(group, (*tuple).t_self);
         pg_sys::heap_freetuple(tuple);
     }
 }
@@ -323,7 +353,7 @@ pub fn fold(counters: &Indexed, groups: &[Group]) {
     for group in groups {
         let mut rows: Vec<Claimed> = rows_of(counters, group)
             .into_iter()
-            .filter_map(|(tid, _)| claim(counters, tid, group, Visible::Any, false))
+            .filter_map(|found| claim(counters, found.tid, found.root, group, Visible::Any))
             .collect();
         if rows.len() < 2 && rows.iter().all(|r| !r.counted.is_zero()) {
             continue;

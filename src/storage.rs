@@ -202,12 +202,13 @@ impl Indexed {
     }
 
     /// Calls `each` with every row whose leading index columns equal `keys` and that `snapshot`
-    /// sees, in index order, until it returns false.
+    /// sees, in index order, until it returns false; with the row, the position its index entry
+    /// points at (the root of its chain of HOT updates, see `chain_at`).
     pub fn scan(
         &self,
         keys: &[Key],
         snapshot: pg_sys::Snapshot,
-        mut each: impl FnMut(*mut pg_sys::TupleTableSlot) -> bool,
+        mut each: impl FnMut(*mut pg_sys::TupleTableSlot, pg_sys::ItemPointerData) -> bool,
     ) {
         // SAFETY: both relations are open; text keys are palloc'd in the current memory context,
         // which outlives the scan; slot and scan are released below (or by the abort of an
@@ -260,7 +261,7 @@ impl Indexed {
                 pg_sys::ScanDirection::ForwardScanDirection,
                 slot,
             ) {
-                if !each(slot) {
+                if !each(slot, (*scan).xs_heaptid) {
                     break;
                 }
             }
@@ -504,7 +505,7 @@ pub fn registration(
         // sees (the lookup key is unique), whatever has been written since. Registrations are
         // rarely updated: their page is left for other accesses to prune.
         let found = unsafe {
-            row_at(tracked.heap, tid, snapshot, false, |row| {
+            row_at(tracked.heap, tid, snapshot, |row| {
                 read(&mut |attnum| row.get(attnum))
             })
         };
@@ -517,7 +518,7 @@ pub fn registration(
         Lookup::Table(oid) => Key::Oid(oid),
         Lookup::Name(name) => Key::Text(name),
     };
-    tracked.scan(&[key], snapshot, |row| {
+    tracked.scan(&[key], snapshot, |row, _| {
         // SAFETY: a row of org_stats.tracked, pinned in the slot.
         let mut get = |attnum| unsafe { value(row, attnum) };
         found = read(&mut get).map(|registration| (unsafe { (*row).tts_tid }, registration));
@@ -580,15 +581,19 @@ pub fn org_counts(
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(Option<String>, Delta)> {
     let mut counts: Vec<(Option<String>, Delta)> = Vec::new();
-    counters.scan(&[Key::Text(org_id), Key::Int(table_id)], snapshot, |slot| {
-        // SAFETY: a row of org_stats.counters.
-        let (_, status, delta) = unsafe { counted(slot, sum_columns) };
-        match counts.last_mut() {
-            Some((last, sum)) if *last == status => sum.add(&delta),
-            _ => counts.push((status, delta)),
-        }
-        true
-    });
+    counters.scan(
+        &[Key::Text(org_id), Key::Int(table_id)],
+        snapshot,
+        |slot, _| {
+            // SAFETY: a row of org_stats.counters.
+            let (_, status, delta) = unsafe { counted(slot, sum_columns) };
+            match counts.last_mut() {
+                Some((last, sum)) if *last == status => sum.add(&delta),
+                _ => counts.push((status, delta)),
+            }
+            true
+        },
+    );
     counts
 }
 
@@ -617,7 +622,7 @@ pub fn all_counts(
         return rows;
     }
     let by_table = Indexed::open(Own::Counters, Own::CountersByTable, pg_sys::AccessShareLock);
-    by_table.scan(&[Key::Int(table_id)], snapshot, |slot| {
+    by_table.scan(&[Key::Int(table_id)], snapshot, |slot, _| {
         // SAFETY: a row of org_stats.counters.
         rows.push(unsafe { counted(slot, sum_columns) });
         true
@@ -681,28 +686,16 @@ impl Version {
 /// may lie past the heap's end by now (VACUUM truncates empty trailing pages, though never while
 /// this backend holds a lock on the table), so that is checked first.
 ///
-/// With `prune_first`, the page is pruned before the read, as an index probe would: rows updated
-/// where they were last written never pass through the index, and without it their page would
-/// keep its dead versions until VACUUM, leaving updates no room to stay HOT. Pruning may move
-/// tuples, so it comes before the fetch.
-///
 /// # Safety
 /// `rel` is open.
 pub unsafe fn row_at<R>(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    prune_first: bool,
     f: impl FnOnce(&mut Version) -> R,
 ) -> Option<R> {
-    let block = pgrx::itemptr::item_pointer_get_block_number(&tid);
-    if !block_exists(rel, block) {
+    if !block_exists(rel, pgrx::itemptr::item_pointer_get_block_number(&tid)) {
         return None;
-    }
-    if prune_first {
-        let page = pg_sys::ReadBuffer(rel, block);
-        pg_sys::heap_page_prune_opt(rel, page);
-        pg_sys::ReleaseBuffer(page);
     }
     let mut version = Version {
         tuple: pg_sys::HeapTupleData {
@@ -724,6 +717,47 @@ pub unsafe fn row_at<R>(
     let result = f(&mut version);
     pg_sys::ReleaseBuffer(version.buffer);
     Some(result)
+}
+
+/// Positions of the versions that `snapshot` sees in the chain of heap-only (HOT) updates that
+/// starts at `root`, in chain order: what an index entry pointing at `root` leads to, without
+/// the index descent. Empty if `root` no longer starts a chain (the row moved on a non-HOT update
+/// and VACUUM reclaimed the position). The page is pruned first, as an index probe does: rows
+/// found this way never pass through the index, and without it their page would keep its dead
+/// versions until VACUUM, leaving updates no room to stay HOT.
+///
+/// # Safety
+/// `rel` is open; `snapshot` is one `heap_hot_search_buffer` accepts.
+pub unsafe fn chain_at(
+    rel: pg_sys::Relation,
+    root: pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+) -> Vec<pg_sys::ItemPointerData> {
+    let mut found = Vec::new();
+    let block = pgrx::itemptr::item_pointer_get_block_number(&root);
+    if !block_exists(rel, block) {
+        return found;
+    }
+    let buffer = pg_sys::ReadBuffer(rel, block);
+    pg_sys::heap_page_prune_opt(rel, buffer);
+    pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+    let mut tid = root;
+    let mut tuple = pg_sys::HeapTupleData::default();
+    // Each call after the first goes on past the version the previous one found.
+    while pg_sys::heap_hot_search_buffer(
+        &mut tid,
+        rel,
+        buffer,
+        snapshot,
+        &mut tuple,
+        std::ptr::null_mut(),
+        found.is_empty(),
+    ) {
+        found.push(tid);
+    }
+    pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32);
+    pg_sys::ReleaseBuffer(buffer);
+    found
 }
 
 /// Whether `block` lies within `rel`'s heap. The size this backend last learned is trusted as a
