@@ -236,6 +236,9 @@ run_pooled() { # variant
                        FROM generate_series(0, $POOL_CLIENTS - 1) c, generate_series(0, 1) k" \
                  -c "ALTER TABLE pool_floor ADD PRIMARY KEY (client, k)"
         pool_tps pooled_floor none pooled_floor_insert.sql pooled_floor_status.sql
+        # org_stats' triggers alone: a tracking no row passes, so they fire and count nothing.
+        pool_sql -c "SELECT org_stats.track('pooled', filter => 'id < 0')" >/dev/null
+        pool_tps pooled_triggers_only none pooled_insert.sql pooled_status.sql
         return
     fi
     [ "$(pool_sql -At -c "SELECT count(*) FROM org_stats.check_drift('pooled')")" = 0 ] ||
