@@ -256,13 +256,23 @@ impl Indexed {
             let scan = compat::index_beginscan(self.heap, self.index(), snapshot, nkeys);
             pg_sys::index_rescan(scan, scan_keys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
             let slot = pg_sys::table_slot_create(self.heap, std::ptr::null_mut());
-            while pg_sys::index_getnext_slot(
-                scan,
-                pg_sys::ScanDirection::ForwardScanDirection,
-                slot,
-            ) {
-                if !each(slot, (*scan).xs_heaptid) {
+            // index_getnext_slot's loop, keeping each index entry's heap position (the root),
+            // which fetching overwrites with the position of the version found.
+            'entries: loop {
+                let entry =
+                    pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if entry.is_null() {
                     break;
+                }
+                let root = *entry;
+                // A snapshot other than an MVCC one may see several versions of one chain.
+                while pg_sys::index_fetch_heap(scan, slot) {
+                    if !each(slot, root) {
+                        break 'entries;
+                    }
+                    if !(*scan).xs_heap_continue {
+                        break;
+                    }
                 }
             }
             pg_sys::ExecDropSingleTupleTableSlot(slot);
