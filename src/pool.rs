@@ -204,7 +204,8 @@ pub fn add(counters: &Indexed, group: &Group, delta: &Delta, visible: Visible) {
         total.add(delta);
         update(counters, row, group, &total)
     };
-    // The maintenance slot is updated without claiming (see `MAINTENANCE_SLOT`).
+    // Writers leave the maintenance slot alone (see `MAINTENANCE_SLOT`): a remembered position
+    // may hold it by now, and only claiming reads its slot.
     if let Some(root) = LAST_WRITTEN.with(|w| w.borrow().get(group).copied()) {
         // SAFETY: the relation is open; a dirty snapshot is one the chain walk accepts.
         let chain = unsafe { storage::chain_at(counters.heap, root, &mut dirty()) };

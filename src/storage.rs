@@ -732,9 +732,10 @@ pub unsafe fn row_at<R>(
 /// Positions of the versions that `snapshot` sees in the chain of heap-only (HOT) updates that
 /// starts at `root`, in chain order: what an index entry pointing at `root` leads to, without
 /// the index descent. Empty if `root` no longer starts a chain (the row moved on a non-HOT update
-/// and VACUUM reclaimed the position). The page is pruned first, as an index probe does: rows
-/// found this way never pass through the index, and without it their page would keep its dead
-/// versions until VACUUM, leaving updates no room to stay HOT.
+/// and VACUUM reclaimed the position); once reclaimed, the position may start another row's
+/// chain, so callers check whose versions they got. The page is pruned first, as an index probe
+/// does: rows found this way never pass through the index, and without it their page would keep
+/// its dead versions until VACUUM, leaving updates no room to stay HOT.
 ///
 /// # Safety
 /// `rel` is open; `snapshot` is one `heap_hot_search_buffer` accepts.
