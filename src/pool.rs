@@ -153,7 +153,6 @@ fn claim(
 pub const MAINTENANCE_SLOT: i32 = -1;
 
 /// A version of a group's row: its position, the root of its HOT chain, and its slot.
-#[derive(Clone, Copy)]
 struct Found {
     tid: pg_sys::ItemPointerData,
     root: pg_sys::ItemPointerData,
@@ -208,12 +207,9 @@ pub fn add(counters: &Indexed, group: &Group, delta: &Delta, visible: Visible) {
     // may hold it by now, and only claiming reads its slot.
     if let Some(root) = LAST_WRITTEN.with(|w| w.borrow().get(group).copied()) {
         // SAFETY: the relation is open; a dirty snapshot is one the chain walk accepts.
-        let chain = unsafe { storage::chain_at(counters.heap, root, &mut dirty()) };
         // Only the chain's newest version can be claimed.
-        let newest = chain
-            .last()
-            .and_then(|&tid| claim(counters, tid, root, group, visible));
-        if let Some(row) = newest {
+        let newest = unsafe { storage::newest_in_chain(counters.heap, root, &mut dirty()) };
+        if let Some(row) = newest.and_then(|tid| claim(counters, tid, root, group, visible)) {
             if row.slot != MAINTENANCE_SLOT && added(&row) {
                 return;
             }

@@ -203,7 +203,7 @@ impl Indexed {
 
     /// Calls `each` with every row whose leading index columns equal `keys` and that `snapshot`
     /// sees, in index order, until it returns false; with the row, the position its index entry
-    /// points at (the root of its chain of HOT updates, see `chain_at`).
+    /// points at (the root of its chain of HOT updates, see `newest_in_chain`).
     pub fn scan(
         &self,
         keys: &[Key],
@@ -729,29 +729,29 @@ pub unsafe fn row_at<R>(
     Some(result)
 }
 
-/// Positions of the versions that `snapshot` sees in the chain of heap-only (HOT) updates that
-/// starts at `root`, in chain order: what an index entry pointing at `root` leads to, without
-/// the index descent. Empty if `root` no longer starts a chain (the row moved on a non-HOT update
+/// The position of the newest version that `snapshot` sees in the chain of heap-only (HOT)
+/// updates that starts at `root`: where an index entry pointing at `root` leads, without the
+/// index descent. `None` if `root` no longer starts a chain (the row moved on a non-HOT update
 /// and VACUUM reclaimed the position); once reclaimed, the position may start another row's
-/// chain, so callers check whose versions they got. The page is pruned first, as an index probe
+/// chain, so callers check whose version they got. The page is pruned first, as an index probe
 /// does: rows found this way never pass through the index, and without it their page would keep
 /// its dead versions until VACUUM, leaving updates no room to stay HOT.
 ///
 /// # Safety
 /// `rel` is open; `snapshot` is one `heap_hot_search_buffer` accepts.
-pub unsafe fn chain_at(
+pub unsafe fn newest_in_chain(
     rel: pg_sys::Relation,
     root: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-) -> Vec<pg_sys::ItemPointerData> {
-    let mut found = Vec::new();
+) -> Option<pg_sys::ItemPointerData> {
     let block = pgrx::itemptr::item_pointer_get_block_number(&root);
     if !block_exists(rel, block) {
-        return found;
+        return None;
     }
     let buffer = pg_sys::ReadBuffer(rel, block);
     pg_sys::heap_page_prune_opt(rel, buffer);
     pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
+    let mut newest = None;
     let mut tid = root;
     let mut tuple = pg_sys::HeapTupleData::default();
     // Each call after the first goes on past the version the previous one found.
@@ -762,13 +762,13 @@ pub unsafe fn chain_at(
         snapshot,
         &mut tuple,
         std::ptr::null_mut(),
-        found.is_empty(),
+        newest.is_none(),
     ) {
-        found.push(tid);
+        newest = Some(tid);
     }
     pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as i32);
     pg_sys::ReleaseBuffer(buffer);
-    found
+    newest
 }
 
 /// Whether `block` lies within `rel`'s heap. The size this backend last learned is trusted as a
