@@ -58,7 +58,12 @@ BEGIN
              WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND s.table_id OPERATOR(pg_catalog.=) t.table_id;
             DELETE FROM org_stats.backfill_state b USING org_stats.tracked t
              WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid AND b.table_id OPERATOR(pg_catalog.=) t.table_id;
-            DELETE FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid;
+            -- Citus drops a table to replace it by a new one of the same name and triggers
+            -- (undistribute_table(), alter_distributed_table()): with Citus, the registration stays
+            -- until commit, when org_stats follows it to the new table or forgets it (src/citus.rs).
+            IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+                DELETE FROM org_stats.tracked t WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid;
+            END IF;
         ELSIF dropped.object_type OPERATOR(pg_catalog.=) 'trigger'
               AND dropped.address_names[3] LIKE 'org\_stats\_flush\_%'
               AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
@@ -71,7 +76,8 @@ BEGIN
                 OPERATOR(pg_catalog.||) pg_catalog.split_part(pg_catalog.substr(dropped.address_names[3], 17), '_', 1)::integer;
         END IF;
     END LOOP;
-    FOR tracked IN SELECT t.relid FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) ANY (recount) LOOP
+    FOR tracked IN SELECT t.relid FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) ANY (recount)
+                      AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.relid) LOOP
         RAISE NOTICE 'org_stats: recounting % after one of its partitions was dropped', tracked.relid;
         PERFORM org_stats.recalculate(tracked.relid);
     END LOOP;

@@ -14,7 +14,8 @@ CREATE FUNCTION org_stats.count_by_status(tracking text, org_id text)
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'count_by_status_of_wrapper';
 
--- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled), for the
+-- One row per non-zero (tracking, org, status) whose counts are authoritative (backfilled, and kept
+-- where the table's rows are), for the
 -- tables the querying role may SELECT from and (unless org_stats.count_under_rls is on) whose
 -- row-level security does not apply to it. A security barrier, so no function of the caller's
 -- sees rows of other tables before those checks.
@@ -29,6 +30,8 @@ SELECT t.relid AS table_name, c.org_id, c.status,
    AND (NOT pg_catalog.row_security_active(t.relid)
         OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
    AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
+   -- Since 0.5.0: not a tracking whose table Citus moved from this node (src/citus.rs).
+   AND t.counted_in IS NULL AND org_stats.live_reason(t.table_id) IS NULL
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0
 UNION ALL
@@ -53,7 +56,10 @@ SELECT t.relid AS table_name,
        t.backfilled_at,
        t.last_recalculated,
        t.last_groups_repaired,
-       t.name AS tracking
+       t.name AS tracking,
+       -- Since 0.5.0: why its reads count the table's rows live instead of reading its counters
+       -- (NULL when they read them): Citus keeps the rows where no counters can be (src/citus.rs).
+       org_stats.live_reason(t.table_id) AS live_reason
   FROM org_stats.tracked t
   LEFT JOIN org_stats.backfill_state b ON b.table_id OPERATOR(pg_catalog.=) t.table_id
   -- Its counter rows, in org_stats.counters or (since 0.3.0) on Citus next to its shards.

@@ -28,7 +28,11 @@ CREATE TABLE org_stats.tracked (
     -- Since 0.3.0: whether the tracking sends change notifications, on its secret channel
     -- (src/live.rs).
     notify         boolean NOT NULL DEFAULT false,
-    channel        text
+    channel        text,
+    -- Since 0.5.0: where its counts are kept (src/citus.rs): NULL for org_stats.counters, the
+    -- name of the distributed counters table next to its shards on Citus, or '' for nowhere (Citus
+    -- keeps its rows where no counters can be next to them; its reads count them live).
+    counted_in     text
 );
 CREATE UNIQUE INDEX tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;

@@ -53,11 +53,21 @@ fn target(tracking: &str) -> Tracked {
 
 /// Starts (or resumes) the backfill of a tracking: the orgs still to count, in order, and the
 /// progress row of `org_stats.backfill_state`. Orgs counted by an earlier, interrupted run are
-/// skipped. Called by the `org_stats.backfill` procedure.
+/// skipped. A tracking counted where its table's rows no longer are (Citus moved them) starts
+/// over where they are, all its orgs to count. Called by the `org_stats.backfill` procedure.
 #[pg_extern(volatile, strict, parallel_unsafe, name = "backfill_start")]
 fn backfill_start_tracking(tracking: &str) -> Vec<String> {
     let t = target(tracking);
     security::as_extension_owner(|| {
+        if citus::moved(&t) {
+            citus::adopt(&t, citus::Recount::Online);
+        }
+        let Some(counters) = citus::placement(t.relid, &t.org_column)
+            .counters()
+            .map(str::to_owned)
+        else {
+            return Vec::new();
+        };
         let mut orgs = Vec::new();
         sql::once(
             &format!(
@@ -69,7 +79,7 @@ fn backfill_start_tracking(tracking: &str) -> Vec<String> {
                 org = t.org_sql(),
                 column = quote_identifier(&t.org_column),
                 table = t.relid.qualified(),
-                counters = citus::counters_of(t.relid),
+                counters = counters,
             ),
             &[t.table_id.into()],
             Access::Read,
@@ -132,12 +142,13 @@ fn backfill_finish_tracking(tracking: &str) {
 }
 
 /// The trackings `backfill(tbl)` covers, as references the steps above take: every tracking of
-/// `tbl`, or every tracking of a table the caller owns that is not yet backfilled.
+/// `tbl`, or every tracking of a table the caller owns that is not yet backfilled or that Citus
+/// moved.
 #[pg_extern(stable, parallel_safe, name = "backfill_targets")]
 fn trackings_to_backfill(tbl: Option<RegClass>) -> Vec<String> {
     drift::targets(tbl, "backfill")
         .into_iter()
-        .filter(|t| tbl.is_some() || !t.counted)
+        .filter(|t| tbl.is_some() || !t.counted || citus::moved(t))
         .map(|t| t.reference())
         .collect()
 }

@@ -84,8 +84,19 @@ pub fn lock_table(t: &Tracked) -> bool {
     registry::find_by_id(t.table_id).is_some()
 }
 
-/// Compares (and with `repair`, fixes) the counts of `orgs` in `t`. Run with the extension's rights.
+/// Compares (and with `repair`, fixes) the counts of `orgs` in `t`, kept where its table is now
+/// (see `citus::placement`; nothing is compared where nothing can be kept). Run with the
+/// extension's rights.
 pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
+    let mut out = Scan {
+        drift: Vec::new(),
+        orgs_checked: 0,
+        rows: 0,
+    };
+    let placement = citus::placement(t.relid, &t.org_column);
+    let Some(counters) = placement.counters() else {
+        return out;
+    };
     let (org, status) = (t.org_sql(), t.status_sql());
     let (table_filter, counter_filter, arg): (String, &str, Option<pgrx::datum::DatumWithOid>) =
         match orgs {
@@ -117,8 +128,6 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
     };
     // Summed columns: each group's stored and actual sums, part by part (see `sums`).
     let summed = |side: &str| sums::total_sql(&format!("g.{side}"), t.sum_columns.len());
-    // On Citus, the counters co-located with a distributed table (see `citus`).
-    let distributed = citus::counters_table(t.relid);
     let query = format!(
         "WITH groups AS (
             SELECT g.org_id, g.status, pg_catalog.sum(g.stored)::pg_catalog.int8 AS stored,
@@ -140,7 +149,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
          SELECT d.org_id, d.status, d.stored, d.actual, s.orgs, s.rows, d.stored_sums, d.actual_sums
            FROM totals s LEFT JOIN drift d ON true ORDER BY d.org_id, d.status",
         table = t.relid.qualified(),
-        counters = distributed.as_deref().unwrap_or("org_stats.counters"),
+        counters = counters,
         table_filter = t.counted_sql(&table_filter),
         sums = t.sums_sql(),
         stored_sums = summed("stored_sums"),
@@ -151,11 +160,6 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
     let mut args = vec![t.table_id.into()];
     args.extend(arg);
     let access = if repair { Access::Write } else { Access::Read };
-    let mut out = Scan {
-        drift: Vec::new(),
-        orgs_checked: 0,
-        rows: 0,
-    };
     sql::once(&query, &args, access, |row| {
         out.orgs_checked = row.get(5).unwrap();
         out.rows = row.get(6).unwrap();
@@ -180,14 +184,14 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             difference.add(&d.stored.negated());
             (d.org_id.clone(), d.status.clone(), difference)
         });
-        match &distributed {
-            Some(counters) => citus::add(
+        match &placement {
+            citus::Placement::Distributed(counters) => citus::add(
                 counters,
                 t.table_id,
                 t.sum_columns.len(),
                 &differences.collect::<Vec<_>>(),
             ),
-            None => write_path::write(
+            _ => write_path::write(
                 differences
                     .map(|(org_id, status, difference)| {
                         let group = Group {
@@ -294,10 +298,18 @@ fn rows_of(t: &Tracked, drift: Vec<Drift>) -> impl Iterator<Item = DriftRow> + '
     })
 }
 
-/// The drift of `trackings`; changes nothing.
+/// The drift of `trackings`; changes nothing. A tracking whose reads count live has no stored
+/// counts to check (see `citus::readable`).
 fn check(trackings: Vec<Tracked>, org_id: Option<&str>) -> Vec<DriftRow> {
     let mut rows = Vec::new();
     for t in &trackings {
+        if let Err(why) = citus::readable(t) {
+            pgrx::notice!(
+                "org_stats: reads of {} count its rows live: {why}",
+                t.reference()
+            );
+            continue;
+        }
         let orgs = org_id.map_or(Orgs::All, Orgs::One);
         let found = security::as_extension_owner(|| scan(t, orgs, false));
         rows.extend(rows_of(t, found.drift));
@@ -316,7 +328,21 @@ fn repair(trackings: Vec<Tracked>, org_id: Option<&str>) -> Vec<DriftRow> {
             if !lock_table(t) {
                 continue;
             }
-            let found = scan(t, org_id.map_or(Orgs::All, Orgs::One), true);
+            // Counted where its table's rows no longer are: counted again where they are.
+            let found = if citus::moved(t) {
+                match citus::adopt(t, citus::Recount::Now) {
+                    Some(found) => found,
+                    None => continue,
+                }
+            } else if let Err(why) = citus::readable(t) {
+                pgrx::notice!(
+                    "org_stats: reads of {} count its rows live: {why}",
+                    t.reference()
+                );
+                continue;
+            } else {
+                scan(t, org_id.map_or(Orgs::All, Orgs::One), true)
+            };
             orgs_checked += found.orgs_checked;
             sql::kept(
                 "UPDATE org_stats.tracked t SET last_recalculated = pg_catalog.now(), last_groups_repaired = $2, \

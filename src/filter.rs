@@ -12,6 +12,7 @@
 
 use crate::compat;
 use crate::errors;
+use crate::relcache;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 use rustc_hash::FxHashMap;
@@ -257,23 +258,22 @@ thread_local! {
     static COMPILED: RefCell<FxHashMap<(i32, pg_sys::Oid), Compiled>> = RefCell::new(FxHashMap::default());
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+fn forget(relid: pg_sys::Oid) {
     COMPILED.with(|c| {
         c.borrow_mut().retain(|(_, rel), compiled| {
             let keep = relid != pg_sys::Oid::INVALID && *rel != relid;
             if !keep {
-                pg_sys::MemoryContextDelete(compiled.memory);
+                // SAFETY: the context holds only this filter, which nothing uses any more.
+                unsafe { pg_sys::MemoryContextDelete(compiled.memory) };
             }
             keep
         })
     });
 }
 
-/// Registers the relcache invalidation; called once per backend from `_PG_init`.
+/// Listens to relcache invalidations; called once per backend from `_PG_init`.
 pub fn init() {
-    // SAFETY: registers a plain function with no argument.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0)) };
+    relcache::listen(forget);
 }
 
 /// Parses and plans a stored filter for `rel`, under the pinned search path, into a new memory

@@ -35,6 +35,7 @@ mod live;
 mod pool;
 mod reads;
 mod registry;
+mod relcache;
 mod scheduling;
 mod security;
 mod sql;
@@ -71,7 +72,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/reads.sql",
     name = "reads",
-    requires = [citus::distributed_counts]
+    requires = [citus::distributed_counts, citus::live_reason]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
@@ -83,6 +84,8 @@ pub extern "C-unwind" fn _PG_init() {
     storage::init();
     filter::init();
     live::init();
+    citus::init();
+    relcache::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

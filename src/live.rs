@@ -738,7 +738,7 @@ fn set_notify(tracking: &str, enabled: default!(bool, true)) {
     let t = registry::resolve(tracking, None);
     security::require_owner(t.relid, "set_notify");
     if enabled {
-        citus::refuse_notify(t.relid);
+        citus::refuse_notify(&t);
     }
     security::as_extension_owner(|| {
         sql::kept(

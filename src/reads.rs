@@ -30,10 +30,11 @@ enum Reference<'a> {
 
 /// A tracking resolved for reading, the caller's right to read its table checked.
 struct Target {
-    relid: RegClass,
     table_id: i32,
     all_backfilled: bool,
     sum_columns: Vec<String>,
+    /// Where its counts are read, or why its reads count live (see `citus::readable_at`).
+    kept: Result<citus::Placement, String>,
 }
 
 /// Resolves `reference` on `snapshot`; with `sums`, also learns the summed columns.
@@ -62,8 +63,13 @@ fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool) -> Targe
             registration
         }
     };
+    let relid = RegClass(registration.relid);
     Target {
-        relid: RegClass(registration.relid),
+        kept: citus::readable_at(
+            relid,
+            &registration.org_column,
+            registration.counted_in.as_deref(),
+        ),
         table_id: registration.table_id,
         all_backfilled: registration.all_backfilled,
         sum_columns: registration.sum_columns,
@@ -91,24 +97,22 @@ fn org_totals(
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(Option<String>, Delta)> {
     let sum_columns = if sums { t.sum_columns.len() } else { 0 };
-    if !t.all_backfilled {
-        let live = security::as_extension_owner(|| {
-            // Not backfilled yet: a live count, exact and slower.
-            (!org_backfilled(t.table_id, org_id)).then(|| {
-                let tracked =
-                    registry::find_by_id(t.table_id).expect("registered, as read just above");
-                backfill::group_counts(&tracked, tracked.relid, Some(org_id))
-                    .into_iter()
-                    .map(|(_, status, counted)| (status, trimmed(counted, sum_columns)))
-                    .collect()
-            })
+    // Counted where the table's rows no longer are, or not backfilled yet: a live count, exact
+    // and slower.
+    let live = t.kept.is_err()
+        || (!t.all_backfilled
+            && security::as_extension_owner(|| !org_backfilled(t.table_id, org_id)));
+    if live {
+        return security::as_extension_owner(|| {
+            let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
+            backfill::group_counts(&tracked, tracked.relid, Some(org_id))
+                .into_iter()
+                .map(|(_, status, counted)| (status, trimmed(counted, sum_columns)))
+                .collect()
         });
-        if let Some(counts) = live {
-            return counts;
-        }
     }
-    if let Some(counters) = citus::counters_table(t.relid) {
-        return citus::org_counts(&counters, t.table_id, org_id, sum_columns);
+    if let Ok(citus::Placement::Distributed(counters)) = &t.kept {
+        return citus::org_counts(counters, t.table_id, org_id, sum_columns);
     }
     let counters = storage::counters(pg_sys::AccessShareLock);
     let mut counts = storage::org_counts(&counters, t.table_id, org_id, sum_columns, snapshot);
@@ -442,15 +446,17 @@ fn totals_of_all(
     let sum_columns = t.sum_columns.len();
     let counters = storage::counters(pg_sys::AccessShareLock);
     let collation = storage::status_collation(&counters);
-    let distributed = citus::counters_table(t.relid);
-    let rows = if let (true, Some(counters)) = (t.all_backfilled, &distributed) {
+    let rows = if let (true, Ok(citus::Placement::Distributed(counters))) =
+        (t.all_backfilled, &t.kept)
+    {
         citus::all_counts(counters, t.table_id, sum_columns)
-    } else if t.all_backfilled {
+    } else if t.all_backfilled && t.kept.is_ok() {
         let mut rows = storage::all_counts(t.table_id, sum_columns, snapshot);
         rows.extend(deltas::pending(t.table_id, None));
         rows
     } else {
-        // Not every org is backfilled yet: a live count, exact and slower.
+        // Not every org is backfilled yet, or counted where the rows no longer are: a live
+        // count, exact and slower.
         security::as_extension_owner(|| {
             let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
             backfill::group_counts(&tracked, tracked.relid, None)

@@ -169,6 +169,8 @@ pub struct Tracked {
     /// Whether the counters are authoritative: the whole table was backfilled, or (when asked
     /// about one org) that org was.
     pub counted: bool,
+    /// Where its counts are kept, as `org_stats.tracked.counted_in` stores it (see `citus`).
+    pub counted_in: Option<String>,
     org_type: pg_sys::Oid,
     status_type: pg_sys::Oid,
 }
@@ -268,19 +270,23 @@ fn tracked_from(row: &sql::Row) -> Tracked {
         filter: row.get(9),
         sum_columns: row.get(10).unwrap_or_default(),
         filter_columns: row.get(11).unwrap_or_default(),
+        counted_in: row.get(12),
     }
 }
 
 /// A registry query: the columns `tracked_from` reads, then `$tail` (a WHERE clause on `t`).
-/// `$2` is the org whose backfill state decides `counted`. Made twice: for this version's
-/// registry, and for 0.1.0's, whose trackings have no name, filter or sums (see
-/// `storage::schema`).
+/// `$2` is the org whose backfill state decides `counted`. Made three times: for this version's
+/// registry, for 0.2.0's to 0.4.0's, which do not say where counts are kept, and for 0.1.0's,
+/// whose trackings have no name, filter or sums either (see `storage::schema`).
 macro_rules! tracked_query {
     ($tail:literal) => {
         [tracked_query!($tail, "org_stats.tracked t "), tracked_query!($tail,
+            "(SELECT t.*, NULL::pg_catalog.text AS counted_in FROM org_stats.tracked t) t "),
+         tracked_query!($tail,
             "(SELECT t.table_id, t.relid, t.org_column, t.status_column, t.tracked_at, t.backfilled_at, \
                      NULL::pg_catalog.text AS name, NULL::pg_catalog.text AS filter, \
-                     NULL::pg_catalog.text[] AS sum_columns, NULL::pg_catalog.text[] AS filter_columns \
+                     NULL::pg_catalog.text[] AS sum_columns, NULL::pg_catalog.text[] AS filter_columns, \
+                     NULL::pg_catalog.text AS counted_in \
                 FROM org_stats.tracked t) t ")]
     };
     ($tail:literal, $from:literal) => {
@@ -293,7 +299,7 @@ macro_rules! tracked_query {
                         AND a.attname OPERATOR(pg_catalog.=) t.org_column AND NOT a.attisdropped), \
                     (SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) t.relid \
                         AND a.attname OPERATOR(pg_catalog.=) t.status_column AND NOT a.attisdropped), \
-                    t.name, t.filter, t.sum_columns, t.filter_columns \
+                    t.name, t.filter, t.sum_columns, t.filter_columns, t.counted_in \
                FROM ",
             $from,
             $tail
@@ -302,11 +308,15 @@ macro_rules! tracked_query {
 }
 
 fn lookup(
-    queries: [&'static str; 2],
+    queries: [&'static str; 3],
     args: &[pgrx::datum::DatumWithOid],
     access: Access,
 ) -> Vec<Tracked> {
-    let query = queries[usize::from(storage::schema() < storage::Schema::V0_2)];
+    let query = match storage::schema() {
+        storage::Schema::V0_5 => queries[0],
+        storage::Schema::V0_2 | storage::Schema::V0_3 => queries[1],
+        storage::Schema::V0_1 => queries[2],
+    };
     let mut found = Vec::new();
     sql::kept(query, args, access, |row| found.push(tracked_from(row)));
     found
@@ -354,6 +364,16 @@ pub fn find_by_id(table_id: i32) -> Option<Tracked> {
     .pop()
 }
 
+/// The registration with this table_id, as the caller's snapshot sees it.
+pub fn find_by_id_read(table_id: i32) -> Option<Tracked> {
+    lookup(
+        tracked_query!("WHERE t.table_id OPERATOR(pg_catalog.=) $1"),
+        &[table_id.into(), None::<String>.into()],
+        Access::Read,
+    )
+    .pop()
+}
+
 /// The tracking `reference` names: the tracking of that name, or else the default tracking of the
 /// table of that name (as a `regclass` argument reads it), with whether `org_id`'s counters are
 /// authoritative; or the not-tracked error. Run as the caller (the table name is read with the
@@ -387,6 +407,15 @@ pub fn all() -> Vec<Tracked> {
         tracked_query!("ORDER BY t.table_id"),
         &[None::<String>.into(), None::<String>.into()],
         Access::Write,
+    )
+}
+
+/// Every tracking, in table_id order, as the caller's snapshot sees them.
+pub fn all_read() -> Vec<Tracked> {
+    lookup(
+        tracked_query!("ORDER BY t.table_id"),
+        &[None::<String>.into(), None::<String>.into()],
+        Access::Read,
     )
 }
 

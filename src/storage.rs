@@ -9,6 +9,7 @@
 use crate::compat;
 use crate::deltas::Delta;
 use crate::errors;
+use crate::relcache;
 use crate::sql::{self, Access};
 use crate::sums;
 use pgrx::datum::FromDatum;
@@ -91,8 +92,7 @@ fn relid(rel: Own) -> pg_sys::Oid {
     oid
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn forget_relids(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+fn forget_relids(relid: pg_sys::Oid) {
     RELIDS.with(|r| {
         if relid == pg_sys::Oid::INVALID || r.get().contains(&relid) {
             r.set([pg_sys::Oid::INVALID; 6]);
@@ -126,6 +126,8 @@ pub enum Schema {
     V0_2,
     /// Change notifications.
     V0_3,
+    /// Where each tracking's counts are kept (`counted_in`, see `citus`).
+    V0_5,
 }
 
 thread_local! {
@@ -142,7 +144,9 @@ pub fn schema() -> Schema {
     let has = |rel: Own, column: &std::ffi::CStr| unsafe {
         pg_sys::get_attnum(relid(rel), column.as_ptr()) > 0
     };
-    let schema = if has(Own::Tracked, c"notify") {
+    let schema = if has(Own::Tracked, c"counted_in") {
+        Schema::V0_5
+    } else if has(Own::Tracked, c"notify") {
         Schema::V0_3
     } else if has(Own::Counters, c"sums") {
         Schema::V0_2
@@ -158,10 +162,9 @@ pub fn tracked_relid() -> pg_sys::Oid {
     relid(Own::Tracked)
 }
 
-/// Registers the relcache invalidation; called once per backend from `_PG_init`.
+/// Listens to relcache invalidations; called once per backend from `_PG_init`.
 pub fn init() {
-    // SAFETY: registers a plain function with no argument.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_relids), pg_sys::Datum::from(0)) };
+    relcache::listen(forget_relids);
 }
 
 /// One of org_stats' tables with the unique index the hot paths probe, open (and locked) for the
@@ -455,6 +458,9 @@ pub enum Lookup<'a> {
 pub struct Registration {
     pub table_id: i32,
     pub relid: pg_sys::Oid,
+    pub org_column: String,
+    /// Where its counts are kept, as `org_stats.tracked.counted_in` says (see `citus`).
+    pub counted_in: Option<String>,
     /// Whether every org of it is counted (`backfilled_at` is set).
     pub all_backfilled: bool,
     /// The columns it sums (read only when asked for).
@@ -486,8 +492,8 @@ pub fn registration(
         Lookup::Name(_) => Own::TrackedNameKey,
     };
     let tracked = Indexed::open(Own::Tracked, index, pg_sys::AccessShareLock);
-    // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), backfilled_at (6),
-    // name (9), sum_columns (11).
+    // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), org_column name
+    // NOT NULL (3), backfilled_at (6), name (9), sum_columns (11), counted_in (15).
     let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>| {
         // SAFETY: the datums are the columns' values, of these types.
         let relid = unsafe { get(2).and_then(|d| pg_sys::Oid::from_datum(d, false)) }?;
@@ -499,6 +505,13 @@ pub fn registration(
         wanted.then(|| Registration {
             table_id: unsafe { get(1).and_then(|d| i32::from_datum(d, false)) }.unwrap(),
             relid,
+            // SAFETY: a name is a NUL-terminated string in a fixed-size datum.
+            org_column: unsafe {
+                CStr::from_ptr(get(3).unwrap().cast_mut_ptr::<std::os::raw::c_char>())
+            }
+            .to_string_lossy()
+            .into_owned(),
+            counted_in: unsafe { get(15).and_then(|d| String::from_datum(d, false)) },
             all_backfilled: get(6).is_some(),
             sum_columns: sums
                 .then(|| unsafe { get(11).and_then(|d| Vec::<String>::from_datum(d, false)) })

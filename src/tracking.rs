@@ -444,7 +444,7 @@ fn track_table(
             None => refuse_if_tracked(tbl, &table_name),
             Some(tracking) => refuse_if_named(tracking),
         }
-        citus::prepare_tracking(tbl, org_column);
+        let placement = citus::prepare_tracking(tbl, org_column);
         let mut table_id = 0;
         let (filter_text, filter_columns) = match &filter {
             Some(f) => (Some(f.text.as_str()), f.columns.clone()),
@@ -453,7 +453,19 @@ fn track_table(
         let mut args = vec![tbl.into(), org_column.into(), status_column.into()];
         // 0.1.0's registry has none of the rest (see `storage::schema`), and 0.1.0's
         // track() passes none of them.
-        let query = if storage::schema() >= storage::Schema::V0_2 {
+        let query = if storage::schema() >= storage::Schema::V0_5 {
+            args.extend([
+                name.into(),
+                filter_text.into(),
+                sum_columns.to_vec().into(),
+                filter_columns.into(),
+                placement.stored().into(),
+            ]);
+            "INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns, filter_columns, \
+                                            counted_in) \
+             VALUES ($1, $2, $3, $4, $5, NULLIF($6::pg_catalog.text[], '{}'), NULLIF($7::pg_catalog.text[], '{}'), $8) \
+             RETURNING table_id"
+        } else if storage::schema() >= storage::Schema::V0_2 {
             args.extend([
                 name.into(),
                 filter_text.into(),
@@ -499,22 +511,22 @@ fn untrack_tracking(tracked: Tracked) {
             &[],
         );
         remove_triggers(&relations_with_triggers(tracked.table_id), tracked.table_id);
-        let distributed = citus::counters_table(tracked.relid);
-        if let Some(counters) = &distributed {
-            citus::forget(counters, tracked.table_id);
-        }
-        for delete in [
-            "DELETE FROM org_stats.counters c WHERE c.table_id OPERATOR(pg_catalog.=) $1",
-            "DELETE FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) $1",
-            "DELETE FROM org_stats.backfill_state b WHERE b.table_id OPERATOR(pg_catalog.=) $1",
-            "DELETE FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) $1",
-        ] {
-            sql::exec(delete, &[tracked.table_id.into()]);
-        }
-        if distributed.is_some() {
-            citus::drop_unused_counters();
-        }
+        citus::forget_everywhere(tracked.table_id);
+        forget_registration(tracked.table_id);
+        citus::drop_unused_counters();
     });
+}
+
+/// Removes a tracking's registration and bookkeeping (its counters are removed apart, wherever
+/// they are kept). Run as the extension owner.
+pub fn forget_registration(table_id: i32) {
+    for delete in [
+        "DELETE FROM org_stats.org_state s WHERE s.table_id OPERATOR(pg_catalog.=) $1",
+        "DELETE FROM org_stats.backfill_state b WHERE b.table_id OPERATOR(pg_catalog.=) $1",
+        "DELETE FROM org_stats.tracked t WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+    ] {
+        sql::exec(delete, &[table_id.into()]);
+    }
 }
 
 /// Stops the default tracking of `tbl`.

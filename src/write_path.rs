@@ -122,12 +122,13 @@ struct Column {
     length: i16,
 }
 
-/// The org, status and summed columns in the rows of one relation, and where its counters are.
+/// The org, status and summed columns in the rows of one relation, and where its counters are
+/// (`None`: nowhere, its rows are not counted, see `citus::place_of_shard`).
 struct Columns {
     org: Column,
     status: Column,
     sums: Vec<Column>,
-    place: storage::Place,
+    place: Option<storage::Place>,
 }
 
 thread_local! {
@@ -135,6 +136,9 @@ thread_local! {
     /// relation's descriptor on every use (name and type at the cached position), so a renamed,
     /// re-added or retyped column is looked up again.
     static COLUMNS: RefCell<FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<Columns>>> = RefCell::new(FxHashMap::default());
+    /// Whether `COLUMNS` holds a relation counted nowhere: kept for the transaction only, since
+    /// its counters may be made (and commit) meanwhile (see `citus::place_of_rows`).
+    static UNCOUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The attribute of `desc` at `attnum`, if there is a live one.
@@ -204,8 +208,16 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
             .iter()
             .map(|name| find(name, text_form::for_sum))
             .collect(),
-        place: citus::place_of_shard(rel),
+        // SAFETY: tgname is the trigger's NUL-terminated name.
+        place: citus::place_of_rows(
+            unsafe { CStr::from_ptr(trigger.tgname) },
+            args.table_id,
+            args.org_column,
+        ),
     });
+    if cols.place.is_none() {
+        UNCOUNTED.with(|u| u.set(true));
+    }
     COLUMNS.with(|c| c.borrow_mut().insert(key, cols.clone()));
     cols
 }
@@ -223,7 +235,8 @@ fn value(
 }
 
 /// Counts a row of `rel` once, with `sign` (+1 or -1): its org and status, and its summed
-/// columns' values. Rows whose org is NULL belong to no organization.
+/// columns' values. Rows whose org is NULL belong to no organization, and rows of a relation
+/// counted nowhere are not counted.
 fn count(
     table_id: i32,
     tuple: pg_sys::HeapTuple,
@@ -231,7 +244,7 @@ fn count(
     cols: &Columns,
     sign: i64,
 ) {
-    let Some(org) = value(tuple, rel, &cols.org) else {
+    let (Some(place), Some(org)) = (cols.place, value(tuple, rel, &cols.org)) else {
         return;
     };
     let status = value(tuple, rel, &cols.status);
@@ -250,7 +263,7 @@ fn count(
         };
         let org = text_form::to_text(cols.org.form, org);
         let status = status.map(|s| text_form::to_text(cols.status.form, s));
-        deltas::add(table_id, cols.place, &org, status.as_deref(), &delta);
+        deltas::add(table_id, place, &org, status.as_deref(), &delta);
     }
 }
 
@@ -370,31 +383,36 @@ fn org_stats_truncate_trigger<'a>(
         let Some(t) = registry::find_by_id(args.table_id) else {
             return;
         };
-        if let Some(counters) = citus::counters_table(t.relid) {
+        match citus::readable(&t) {
             // A distributed table: its shards are emptied on their nodes.
-            citus::truncated(&counters, t.table_id);
-        } else if relid == t.relid.0 && !partitioned {
-            // The stored counts: this also clears any drift, as the table is now empty.
-            let stored = sql::on_latest_snapshot(|| {
-                // SAFETY: on_latest_snapshot has just made it the active snapshot.
-                let latest = unsafe { pg_sys::GetActiveSnapshot() };
-                storage::all_counts(t.table_id, t.sum_columns.len(), latest)
-            });
-            for (org_id, status, counted) in stored {
-                deltas::add(
-                    t.table_id,
-                    storage::Place::Local,
-                    &org_id,
-                    status.as_deref(),
-                    &counted.negated(),
-                );
+            Ok(citus::Placement::Distributed(counters)) => citus::truncated(&counters, t.table_id),
+            Ok(citus::Placement::Local) if relid == t.relid.0 && !partitioned => {
+                // The stored counts: this also clears any drift, as the table is now empty.
+                let stored = sql::on_latest_snapshot(|| {
+                    // SAFETY: on_latest_snapshot has just made it the active snapshot.
+                    let latest = unsafe { pg_sys::GetActiveSnapshot() };
+                    storage::all_counts(t.table_id, t.sum_columns.len(), latest)
+                });
+                for (org_id, status, counted) in stored {
+                    deltas::add(
+                        t.table_id,
+                        storage::Place::Local,
+                        &org_id,
+                        status.as_deref(),
+                        &counted.negated(),
+                    );
+                }
             }
-        } else if relid != t.relid.0 && !partitioned && is_partition_of(relid, &t) {
-            add_rows_of(&t, &[RegClass(relid)], -1);
+            Ok(citus::Placement::Local)
+                if relid != t.relid.0 && !partitioned && is_partition_of(relid, &t) =>
+            {
+                add_rows_of(&t, &[RegClass(relid)], -1)
+            }
+            // A partitioned table, whose leaf partitions fire their own truncate triggers; a
+            // table detached from the tracked one that keeps this trigger but no longer counts;
+            // or a tracking counted nowhere it could be read.
+            _ => {}
         }
-        // Otherwise: a partitioned table, whose leaf partitions fire their own truncate
-        // triggers, or a table detached from the tracked one that keeps this trigger but no
-        // longer counts.
     });
     write(deltas::take_current());
     Ok(None)
@@ -461,6 +479,9 @@ unsafe extern "C-unwind" fn on_xact(
             }
             deltas::clear();
             FLUSH_AT.with(|f| f.set(FLUSH_THRESHOLD));
+            if UNCOUNTED.with(|u| u.replace(false)) {
+                COLUMNS.with(|c| c.borrow_mut().retain(|_, cols| cols.place.is_some()));
+            }
         }
         _ => {}
     }

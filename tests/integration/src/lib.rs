@@ -3,6 +3,8 @@
 
 use postgres::{Client, GenericClient, NoTls};
 
+pub mod citus;
+
 /// The test cluster (ORG_STATS_DSN, set by pg_test.sh), in database `dbname` if given.
 pub fn dsn(dbname: Option<&str>) -> String {
     let base = std::env::var("ORG_STATS_DSN")

@@ -10,314 +10,20 @@
 //! Citus is not in Debian: the test runs when citus.so is in the server's library directory and
 //! says that it skipped otherwise.
 
-use org_stats_integration_tests::pg_program;
-use postgres::types::ToSql;
-use postgres::{Client, NoTls};
-use std::path::PathBuf;
+use org_stats_integration_tests::citus::{
+    assert_exact, error_code, error_code_in_block, mismatches, Cluster, ORGS, PORTS,
+};
 
-const PORTS: [u16; 3] = [54390, 54391, 54392];
-const ORGS: [&str; 7] = ["org0", "org1", "org2", "org3", "org4", "org5", "org6"];
 /// The second tracking of `loads`: the rows its filter keeps, and the sum of `amount`.
 const VALUED: &str = "valued";
 const VALUED_FILTER: &str = "status <> 'Cancelled'";
 
-/// The three servers; stopped (and their directory removed) when dropped, also on a failure.
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = std::env::temp_dir().join("org_stats_citus");
-        let cluster = Cluster { dir: dir.clone() };
-        cluster.stop();
-        std::fs::create_dir_all(&dir).unwrap();
-        let owned = std::process::Command::new("chown")
-            .args(["postgres", dir.to_str().unwrap()])
-            .status()
-            .unwrap();
-        assert!(owned.success(), "chown postgres {}", dir.display());
-        for port in PORTS {
-            let data = dir.join(port.to_string());
-            as_postgres("initdb", &["-D", data.to_str().unwrap(), "-A", "trust"]);
-            let conf = format!(
-                "port = {port}\nunix_socket_directories = '{dir}'\nlisten_addresses = ''\n\
-                 shared_preload_libraries = 'citus, org_stats'\nmax_worker_processes = 32\n\
-                 citus.shard_count = 4\ncitus.local_hostname = '{dir}'\n",
-                dir = dir.display()
-            );
-            let path = data.join("postgresql.conf");
-            let mut text = std::fs::read_to_string(&path).unwrap();
-            text.push_str(&conf);
-            std::fs::write(&path, text).unwrap();
-            as_postgres(
-                "pg_ctl",
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-l",
-                    dir.join(format!("{port}.log")).to_str().unwrap(),
-                    "-w",
-                    "start",
-                ],
-            );
-            cluster
-                .node(port)
-                .batch_execute("CREATE EXTENSION citus")
-                .unwrap();
-        }
-        let host = dir.display().to_string();
-        let mut coordinator = cluster.node(PORTS[0]);
-        coordinator
-            .execute(
-                "SELECT citus_set_coordinator_host($1, $2)",
-                &[&host, &i32::from(PORTS[0])],
-            )
-            .unwrap();
-        for port in &PORTS[1..] {
-            coordinator
-                .execute("SELECT citus_add_node($1, $2)", &[&host, &i32::from(*port)])
-                .unwrap();
-        }
-        cluster
-    }
-
-    fn node(&self, port: u16) -> Client {
-        Client::connect(
-            &format!(
-                "host={} port={port} user=postgres dbname=postgres",
-                self.dir.display()
-            ),
-            NoTls,
-        )
-        .expect("connect to a Citus node")
-    }
-
-    fn stop(&self) {
-        for port in PORTS {
-            let data = self.dir.join(port.to_string());
-            if data.exists() {
-                let _ = std::process::Command::new("runuser")
-                    .args(["-u", "postgres", "--"])
-                    .arg(pg_program("pg_ctl").get_program())
-                    .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
-                    .output();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Runs a PostgreSQL program as the postgres user (initdb refuses root).
-fn as_postgres(program: &str, args: &[&str]) {
-    let output = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(pg_program(program).get_program())
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn citus_installed() -> bool {
-    let output = pg_program("pg_config").arg("--pkglibdir").output().unwrap();
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-        .join("citus.so")
-        .exists()
-}
-
-/// The rows of `query` as text, sorted (so two queries compare whatever order they return).
-fn text_rows(db: &mut Client, query: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<String> {
-    db.query(
-        &format!("SELECT q::text FROM ({query}) q ORDER BY 1"),
-        params,
-    )
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
-}
-
-/// Every read where org_stats disagrees with a live GROUP BY of `table`, read from the
-/// coordinator, and any drift check_drift() finds; empty when all agree.
-fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
-    let all_orgs: Vec<String> = ORGS.iter().map(|o| o.to_string()).collect();
-    let per_org_status =
-        format!("SELECT workos_org_id, status::text, count(*) FROM {table} GROUP BY 1, 2");
-    let mut checks: Vec<(String, String, String, Vec<&(dyn ToSql + Sync)>)> = vec![
-        (
-            "organization_stats".into(),
-            format!(
-                "SELECT org_id, status, count FROM org_stats.organization_stats WHERE table_name = '{table}'::regclass AND tracking IS NULL"
-            ),
-            per_org_status,
-            vec![],
-        ),
-        (
-            "count_by_status of an org list".into(),
-            format!("SELECT * FROM org_stats.count_by_status('{table}', $1::text[])"),
-            format!(
-                "SELECT workos_org_id, status::text, count(*) FROM {table} WHERE workos_org_id = ANY ($1) GROUP BY 1, 2"
-            ),
-            vec![&all_orgs],
-        ),
-        (
-            "totals() of all orgs".into(),
-            format!("SELECT status, count FROM org_stats.totals('{table}')"),
-            format!("SELECT status::text, count(*) FROM {table} GROUP BY 1"),
-            vec![],
-        ),
-    ];
-    for org in &ORGS {
-        checks.push((
-            format!("count_by_status of {org}"),
-            format!("SELECT status, count FROM org_stats.count_by_status('{table}', $1)"),
-            format!(
-                "SELECT status::text, count(*) FROM {table} WHERE workos_org_id = $1 GROUP BY 1"
-            ),
-            vec![org],
-        ));
-        checks.push((
-            format!("count() of {org}"),
-            format!("SELECT org_stats.count('{table}', $1)"),
-            format!("SELECT count(*) FROM {table} WHERE workos_org_id = $1"),
-            vec![org],
-        ));
-    }
-    let mut bad = Vec::new();
-    for (what, counted, actual, params) in checks {
-        let (counted, actual) = (
-            text_rows(db, &counted, &params),
-            text_rows(db, &actual, &params),
-        );
-        if counted != actual {
-            bad.push(format!("{what}: counted {counted:?}, actual {actual:?}"));
-        }
-    }
-    if table == "loads" && tracked(db, VALUED) {
-        bad.extend(valued_mismatches(db));
-    }
-    let drift = text_rows(
-        db,
-        &format!("SELECT * FROM org_stats.check_drift('{table}')"),
-        &[],
-    );
-    if !drift.is_empty() {
-        bad.push(format!("check_drift(): {drift:?}"));
-    }
-    bad
-}
-
-fn tracked(db: &mut Client, tracking: &str) -> bool {
-    db.query_one(
-        "SELECT EXISTS (SELECT FROM org_stats.tracked WHERE name = $1)",
-        &[&tracking],
-    )
-    .unwrap()
-    .get(0)
-}
-
-/// Where the `valued` tracking's counts and sums of `amount` disagree with a live GROUP BY of
-/// the rows its filter keeps: per org, and over all orgs.
-fn valued_mismatches(db: &mut Client) -> Vec<String> {
-    let actual = |orgs: &str| {
-        format!(
-            "SELECT status::text, count(*), sum(amount)::text FROM loads WHERE ({VALUED_FILTER}) AND {orgs} GROUP BY 1"
-        )
-    };
-    let counted = |totals: &str| format!("SELECT status, count, sums->>'amount' FROM {totals}");
-    let mut checks: Vec<(String, String, String, Vec<&(dyn ToSql + Sync)>)> = vec![(
-        "totals() of valued over all orgs".into(),
-        counted(&format!("org_stats.totals('{VALUED}')")),
-        actual("true"),
-        vec![],
-    )];
-    for org in &ORGS {
-        checks.push((
-            format!("totals() of valued for {org}"),
-            counted(&format!("org_stats.totals('{VALUED}', $1)")),
-            actual("workos_org_id = $1"),
-            vec![org],
-        ));
-    }
-    checks
-        .into_iter()
-        .filter_map(|(what, counted, actual, params)| {
-            let (counted, actual) = (
-                text_rows(db, &counted, &params),
-                text_rows(db, &actual, &params),
-            );
-            (counted != actual).then(|| format!("{what}: counted {counted:?}, actual {actual:?}"))
-        })
-        .collect()
-}
-
-fn assert_exact(db: &mut Client, table: &str, step: &str) {
-    let bad = mismatches(db, table);
-    assert!(bad.is_empty(), "after {step}: {bad:#?}");
-    println!("citus: exact after {step}");
-}
-
-fn error_code(result: Result<u64, postgres::Error>) -> String {
-    result
-        .expect_err("refused")
-        .code()
-        .map(|c| c.code().to_owned())
-        .unwrap_or_default()
-}
-
-/// The SQLSTATE of `statement` run inside a transaction block, which is then rolled back.
-fn error_code_in_block(db: &mut Client, statement: &str) -> String {
-    let code = error_code(
-        db.batch_execute(&format!("BEGIN; {statement}; COMMIT;"))
-            .map(|_| 0),
-    );
-    db.batch_execute("ROLLBACK").unwrap();
-    code
-}
-
-/// Relations of org_stats' distributed counters left on each node, shards included.
-fn counters_left(cluster: &Cluster) -> Vec<String> {
-    let mut left = Vec::new();
-    for port in PORTS {
-        let mut node = cluster.node(port);
-        // Citus hides shards from pg_class in client sessions unless told not to.
-        node.batch_execute("SET citus.override_table_visibility TO off")
-            .unwrap();
-        for row in node
-            .query(
-                "SELECT relname::text FROM pg_class WHERE relname ~ '^counters_[0-9]+' ORDER BY 1",
-                &[],
-            )
-            .unwrap()
-        {
-            left.push(format!("{port}: {}", row.get::<_, String>(0)));
-        }
-    }
-    left
-}
-
 #[test]
 fn distributed_counts_stay_exact_on_a_three_node_cluster() {
-    if !citus_installed() {
-        println!("citus: SKIPPED, Citus is not installed (no citus.so in the server's pkglibdir)");
+    let Some(cluster) = Cluster::start(4) else {
         return;
-    }
-    let cluster = Cluster::start();
+    };
     let mut db = cluster.node(PORTS[0]);
-    let version: String = db.query_one("SELECT citus_version()", &[]).unwrap().get(0);
-    println!("citus: {version}");
     db.batch_execute(
         "CREATE EXTENSION org_stats;
          CREATE TABLE loads (id bigserial, workos_org_id text NOT NULL, status text, amount numeric,
@@ -792,7 +498,7 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     db.batch_execute(&format!("DROP TABLE {long}")).unwrap();
     db.batch_execute("CALL citus_cleanup_orphaned_resources()")
         .unwrap();
-    let left_of_group: Vec<String> = counters_left(&cluster)
+    let left_of_group: Vec<String> = cluster.counters_left()
         .into_iter()
         .filter(|r| r.contains(&format!("{long_counters}_")) || r.ends_with(&long_counters))
         .collect();
@@ -834,7 +540,7 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     db.batch_execute("CALL citus_cleanup_orphaned_resources()")
         .unwrap();
     assert_eq!(
-        counters_left(&cluster),
+        cluster.counters_left(),
         Vec::<String>::new(),
         "untrack() of the group's last tracked table drops its counters from every node"
     );
@@ -846,7 +552,7 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     db.batch_execute("CALL citus_cleanup_orphaned_resources()")
         .unwrap();
     assert_eq!(
-        counters_left(&cluster),
+        cluster.counters_left(),
         Vec::<String>::new(),
         "DROP EXTENSION leaves no counters on any node"
     );

@@ -163,6 +163,27 @@ fn uses_what_it_added(db: &mut Client, version: &str) {
             assert_eq!(err.code().code(), "55000", "{err:?}");
             assert!(err.message().contains("Citus"), "{err:?}");
         }
+        "0.5.0" => {
+            // Every tracking, made before or after, records its counts as kept on this node, and
+            // health says its reads read them.
+            db.batch_execute("SELECT org_stats.track('loads', name => 'loads_again')")
+                .unwrap();
+            let placed: Vec<(Option<String>, Option<String>)> = db
+                .query(
+                    "SELECT t.counted_in, h.live_reason FROM org_stats.tracked t
+                       JOIN org_stats.health h ON h.table_name = t.relid AND h.tracking IS NOT DISTINCT FROM t.name",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            assert!(placed.len() >= 3, "{placed:?}");
+            assert!(
+                placed.iter().all(|p| *p == (None, None)),
+                "kept in org_stats.counters and read from there: {placed:?}"
+            );
+        }
         _ => {}
     }
 }
