@@ -1,49 +1,34 @@
 //! org_stats: exact per-organization, per-status row counts of application tables, kept by
-//! triggers inside PostgreSQL. This file only wires the modules together; each concern lives in
-//! one module:
-//! - `tracking`: track()/untrack(), the tracking DDL
-//! - `ddl`: following DDL on tracked tables (event triggers in sql/ddl.sql)
-//! - `write_path` and `deltas`: the triggers and the per-statement delta map they fill
-//! - `reads`: count_by_status(), count(), counts(), totals(), for one org, many, or all
-//! - `filter`: checking and evaluating a tracking's filter
-//! - `sums`: exact sums of a tracking's summed columns
-//! - `live`: change notifications (shared memory, a notifier per database, listen/changed_since)
-//! - `compat`: the calls whose form differs between PostgreSQL majors
-//! - `backfill`: counting rows that already exist (at track() time, or online with backfill())
-//! - `drift`: check_drift()/recalculate(), and the exact diff they and backfill share
-//! - `scheduling`: schedule_recalculation() with pg_cron
-//! - `registry`: the tracked-table registry and the argument types naming tables and columns
-//! - `text_form`: the text form under which values are counted
-//! - `security`: running the extension's SQL with its rights and a pinned search_path
-//! - `sql`: SPI with kept plans and the caller's snapshot
-//! - `pool`: which counter row a delta goes to, without waiting on other writers
-//! - `storage`: direct index and heap access to the counters on the hot paths
-//! - `superseded`: clear errors for functions of 0.1.0's SQL this library no longer serves
-//! - `errors`: every error, with its SQLSTATE and HINT
+//! triggers inside PostgreSQL. This file only wires the modules together.
+//!
+//! Layers, lowest first. A module imports only from its own layer or the layers below it, and no
+//! two modules depend on each other, directly or through others (`tests/layers.py`, run by
+//! `./pg_test.sh`, checks both from the `crate::` paths):
+//! 1. `pg`: PostgreSQL glue: compat (every version condition), errors, sql, security, relcache,
+//!    names (`regclass`, `name`), access (direct index and heap access)
+//! 2. `values`: the text a value is counted under, exact sums, filters
+//! 3. `catalog`: org_stats' own tables, the registry of trackings
+//! 4. `counters`: where counts live (the seam integrations plug into), deltas, the row choice,
+//!    writing and reading counters, what a table holds counted live
+//! 5. `write_path`, `reads`, `maintenance`: the triggers; the read functions; drift, backfill,
+//!    relocation and scheduling
+//! 6. `tracking`, `superseded`: track()/untrack(), triggers, DDL following; 0.1.0's retired
+//!    functions
+//! 7. `live`, `citus`: integrations that plug into the layers below (notifications on the write
+//!    path's hook, Citus as a placement) and are named by nothing below them
 
 use pgrx::prelude::*;
 
-mod backfill;
+mod catalog;
 mod citus;
-mod compat;
-mod ddl;
-mod deltas;
-mod drift;
-mod errors;
-mod filter;
+mod counters;
 mod live;
-mod pool;
+mod maintenance;
+mod pg;
 mod reads;
-mod registry;
-mod relcache;
-mod scheduling;
-mod security;
-mod sql;
-mod storage;
-mod sums;
 mod superseded;
-mod text_form;
 mod tracking;
+mod values;
 mod write_path;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -53,39 +38,39 @@ extension_sql_file!(
     "../sql/backfill.sql",
     name = "backfill_procedure",
     requires = [
-        backfill::trackings_to_backfill,
-        backfill::backfill_start_tracking,
-        backfill::backfill_batch_tracking,
-        backfill::backfill_finish_tracking
+        maintenance::backfill::trackings_to_backfill,
+        maintenance::backfill::backfill_start_tracking,
+        maintenance::backfill::backfill_batch_tracking,
+        maintenance::backfill::backfill_finish_tracking
     ]
 );
 extension_sql_file!(
     "../sql/ddl.sql",
     name = "ddl_event_triggers",
     requires = [
-        ddl::ddl_start,
-        ddl::ddl_end,
-        drift::recalculate_of_table,
-        citus::drop_unused_counters
+        tracking::ddl::ddl_start,
+        tracking::ddl::ddl_end,
+        maintenance::drift::recalculate_of_table,
+        citus::api::drop_unused_counters
     ]
 );
 extension_sql_file!(
     "../sql/reads.sql",
     name = "reads",
-    requires = [citus::distributed_counts, citus::live_reason]
+    requires = [citus::api::distributed_counts, reads::live_reason]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    pg::security::init();
+    pg::relcache::init();
+    values::text_form::init();
+    values::filter::init();
+    catalog::schema::init();
     write_path::init();
-    text_form::init();
-    security::init();
-    storage::init();
-    filter::init();
     live::init();
     citus::init();
-    relcache::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -8,15 +8,18 @@
 //! a table's name as `regclass` reads it (its default tracking). A call with a string literal,
 //! `count_by_status('loads', ...)`, resolves to the `text` functions and so reads the same.
 
-use crate::backfill;
-use crate::citus;
-use crate::deltas::{self, Delta};
-use crate::errors;
-use crate::registry::{self, RegClass};
-use crate::security;
-use crate::sql::{self, Access};
-use crate::storage::{self, Lookup};
-use crate::sums::{self, Sum};
+use crate::catalog::registration::{self, Lookup};
+use crate::catalog::registry;
+use crate::counters::deltas::{self, Delta};
+use crate::counters::placement::{self, placer, readable, Placement};
+use crate::counters::remote;
+use crate::counters::storage;
+use crate::counters::table_counts;
+use crate::pg::errors;
+use crate::pg::names::{resolve_with, RegClass};
+use crate::pg::security;
+use crate::pg::sql::{self, Access};
+use crate::values::sums::{self, Sum};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use rustc_hash::FxHashSet;
@@ -33,8 +36,8 @@ struct Target {
     table_id: i32,
     all_backfilled: bool,
     sum_columns: Vec<String>,
-    /// Where its counts are read, or why its reads count live (see `citus::readable_at`).
-    kept: Result<citus::Placement, String>,
+    /// Where its counts are read, or why its reads count live (see `placement::readable_at`).
+    kept: Result<Placement, String>,
 }
 
 /// Resolves `reference` on `snapshot`; with `sums`, also learns the summed columns.
@@ -42,19 +45,21 @@ fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool) -> Targe
     let registration = match reference {
         Reference::Table(table) => {
             require_readable(table);
-            storage::registration(Lookup::Table(table.0), snapshot, sums).unwrap_or_else(|| {
-                citus::refuse_read_on_worker(table);
-                errors::not_tracked(&table.display())
-            })
+            registration::registration(Lookup::Table(table.0), snapshot, sums).unwrap_or_else(
+                || {
+                    placer().refuse_read_here(table);
+                    errors::not_tracked(&table.display())
+                },
+            )
         }
         Reference::Text(name) => {
-            let registration = registry::resolve_with(
+            let registration = resolve_with(
                 name,
-                |name| storage::registration(Lookup::Name(name), snapshot, sums),
+                |name| registration::registration(Lookup::Name(name), snapshot, sums),
                 |table| {
-                    let found = storage::registration(Lookup::Table(table.0), snapshot, sums);
+                    let found = registration::registration(Lookup::Table(table.0), snapshot, sums);
                     if found.is_none() {
-                        citus::refuse_read_on_worker(table);
+                        placer().refuse_read_here(table);
                     }
                     found
                 },
@@ -65,7 +70,7 @@ fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool) -> Targe
     };
     let relid = RegClass(registration.relid);
     Target {
-        kept: citus::readable_at(
+        kept: placement::readable_at(
             relid,
             &registration.org_column,
             registration.counted_in.as_deref(),
@@ -105,14 +110,14 @@ fn org_totals(
     if live {
         return security::as_extension_owner(|| {
             let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
-            backfill::group_counts(&tracked, tracked.relid, Some(org_id))
+            table_counts::group_counts(&tracked, tracked.relid, Some(org_id))
                 .into_iter()
                 .map(|(_, status, counted)| (status, trimmed(counted, sum_columns)))
                 .collect()
         });
     }
-    if let Ok(citus::Placement::Distributed(counters)) = &t.kept {
-        return citus::org_counts(counters, t.table_id, org_id, sum_columns);
+    if let Ok(Placement::Remote(counters)) = &t.kept {
+        return remote::org_counts(counters, t.table_id, org_id, sum_columns);
     }
     let counters = storage::counters(pg_sys::AccessShareLock);
     let mut counts = storage::org_counts(&counters, t.table_id, org_id, sum_columns, snapshot);
@@ -446,10 +451,8 @@ fn totals_of_all(
     let sum_columns = t.sum_columns.len();
     let counters = storage::counters(pg_sys::AccessShareLock);
     let collation = storage::status_collation(&counters);
-    let rows = if let (true, Ok(citus::Placement::Distributed(counters))) =
-        (t.all_backfilled, &t.kept)
-    {
-        citus::all_counts(counters, t.table_id, sum_columns)
+    let rows = if let (true, Ok(Placement::Remote(counters))) = (t.all_backfilled, &t.kept) {
+        remote::all_counts(counters, t.table_id, sum_columns)
     } else if t.all_backfilled && t.kept.is_ok() {
         let mut rows = storage::all_counts(t.table_id, sum_columns, snapshot);
         rows.extend(deltas::pending(t.table_id, None));
@@ -459,7 +462,7 @@ fn totals_of_all(
         // count, exact and slower.
         security::as_extension_owner(|| {
             let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
-            backfill::group_counts(&tracked, tracked.relid, None)
+            table_counts::group_counts(&tracked, tracked.relid, None)
         })
     };
     let mut by_status = Vec::new();
@@ -478,4 +481,13 @@ fn totals_of_all(
             .map(|(status, d)| (status, d.n, sums_json(&t, &d.sums)))
             .collect::<Vec<_>>(),
     )
+}
+
+/// Why reads of tracking `table_id` count its table's rows live instead of reading its counters
+/// (see `placement::readable`); NULL when they read its counters, or when there is no such tracking. What
+/// `org_stats.health` shows as `live_reason`.
+#[pg_extern(stable, strict, parallel_restricted)]
+fn live_reason(table_id: i32) -> Option<String> {
+    let t = security::as_extension_owner(|| registry::find_by_id_read(table_id))?;
+    readable(&t).err()
 }

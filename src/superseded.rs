@@ -5,7 +5,7 @@
 //! track(), untrack() and DDL keep working on that schema meanwhile (see
 //! `storage::schema`).
 
-use crate::errors;
+use crate::pg::errors;
 use pgrx::pg_sys;
 
 const V1_API: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };

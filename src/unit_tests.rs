@@ -1,14 +1,14 @@
 //! In-backend unit tests of internals: the text form of each supported type and the
 //! subtransaction bookkeeping of pending deltas. The SQL surface is tested by pg_regress
 //! (tests/sql), interleavings by pg_isolation_regress (tests/isolation), and the invariant by the
-//! randomized model test (tests/model).
+//! randomized model test (tests/integration/tests/randomized_invariant.rs).
 
 #[pgrx::pg_schema]
 mod tests {
-    use crate::deltas::{self, Delta, Group};
-    use crate::storage::Place;
-    use crate::sums::Sum;
-    use crate::text_form;
+    use crate::counters::deltas::{self, Delta, Group};
+    use crate::counters::placement::Place;
+    use crate::values::sums::Sum;
+    use crate::values::text_form;
     use pgrx::prelude::*;
 
     fn text_of(sql_value: &str) -> String {

@@ -9,19 +9,20 @@
 //! written by the pre-commit callback (a logical-replication apply worker fires only row
 //! triggers), and a huge statement flushes early to keep memory bounded.
 
-use crate::backfill;
-use crate::citus;
-use crate::deltas::{self, Delta, Group};
-use crate::errors;
-use crate::filter;
-use crate::live;
-use crate::pool;
-use crate::registry::{self, RegClass, Tracked};
-use crate::security;
-use crate::sql::{self, Access};
-use crate::storage;
-use crate::sums::Sum;
-use crate::text_form;
+use crate::catalog::registry::{self, Tracked};
+use crate::counters::deltas::{self, Delta};
+use crate::counters::placement::{placer, readable, Place, Placement};
+use crate::counters::pool;
+use crate::counters::remote;
+use crate::counters::storage;
+use crate::counters::write::{add_rows_of, write, write_to};
+use crate::pg::errors;
+use crate::pg::names::RegClass;
+use crate::pg::security;
+use crate::pg::sql::{self, Access};
+use crate::values::filter;
+use crate::values::sums::Sum;
+use crate::values::text_form;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use rustc_hash::FxHashMap;
@@ -37,46 +38,6 @@ thread_local! {
     /// Pending entries at which the row trigger flushes next. Entries of outer subtransactions
     /// cannot be flushed from an inner one, so after an early flush the bar moves past them.
     static FLUSH_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(FLUSH_THRESHOLD) };
-}
-
-/// Adds a statement's `deltas` to the counters, one row per group (see `pool`), only onto row
-/// versions that the snapshot its later reads use sees: at REPEATABLE READ and SERIALIZABLE the
-/// transaction's, at READ COMMITTED the statement's.
-pub fn write(deltas: Vec<(Group, Delta)>) {
-    // SAFETY: reads the snapshot stack; inside a statement there is an active snapshot.
-    let snapshot = unsafe {
-        if pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 {
-            pg_sys::GetTransactionSnapshot()
-        } else {
-            pg_sys::GetActiveSnapshot()
-        }
-    };
-    write_to(deltas, pool::Visible::To(snapshot));
-}
-
-fn write_to(deltas: Vec<(Group, Delta)>, visible: pool::Visible) {
-    if deltas.is_empty() {
-        return;
-    }
-    // SAFETY: what SPI does around every statement that writes: a new command before, so rows an
-    // earlier flush of this command wrote can be updated, and after, so snapshots taken later in
-    // this command (TRUNCATE's) see the writes.
-    unsafe { pg_sys::CommandCounterIncrement() };
-    // Groups come ordered by place: each place's counters are opened once.
-    let mut open: Option<(storage::Place, storage::Indexed)> = None;
-    for (group, delta) in &deltas {
-        let counters = match &open {
-            Some((place, counters)) if *place == group.place => counters,
-            _ => {
-                let counters = storage::counters_at(group.place, pg_sys::RowExclusiveLock);
-                storage::require_direct_writes(&counters);
-                &open.insert((group.place, counters)).1
-            }
-        };
-        pool::add(counters, group, delta, visible);
-        live::changed(group.table_id, &group.org_id);
-    }
-    unsafe { pg_sys::CommandCounterIncrement() };
 }
 
 /// The tracking a trigger counts for, from the trigger's own arguments (partitions fire with
@@ -123,12 +84,12 @@ struct Column {
 }
 
 /// The org, status and summed columns in the rows of one relation, and where its counters are
-/// (`None`: nowhere, its rows are not counted, see `citus::place_of_shard`).
+/// (`None`: nowhere, its rows are not counted, see `Placer::place_of_rows`).
 struct Columns {
     org: Column,
     status: Column,
     sums: Vec<Column>,
-    place: Option<storage::Place>,
+    place: Option<Place>,
 }
 
 thread_local! {
@@ -137,7 +98,7 @@ thread_local! {
     /// re-added or retyped column is looked up again.
     static COLUMNS: RefCell<FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<Columns>>> = RefCell::new(FxHashMap::default());
     /// Whether `COLUMNS` holds a relation counted nowhere: kept for the transaction only, since
-    /// its counters may be made (and commit) meanwhile (see `citus::place_of_rows`).
+    /// its counters may be made (and commit) meanwhile (see `Placer::place_of_rows`).
     static UNCOUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -209,7 +170,7 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
             .map(|name| find(name, text_form::for_sum))
             .collect(),
         // SAFETY: tgname is the trigger's NUL-terminated name.
-        place: citus::place_of_rows(
+        place: placer().place_of_rows(
             unsafe { CStr::from_ptr(trigger.tgname) },
             args.table_id,
             args.org_column,
@@ -383,10 +344,13 @@ fn org_stats_truncate_trigger<'a>(
         let Some(t) = registry::find_by_id(args.table_id) else {
             return;
         };
-        match citus::readable(&t) {
-            // A distributed table: its shards are emptied on their nodes.
-            Ok(citus::Placement::Distributed(counters)) => citus::truncated(&counters, t.table_id),
-            Ok(citus::Placement::Local) if relid == t.relid.0 && !partitioned => {
+        match readable(&t) {
+            // Counted remotely (on Citus, its shards are emptied on their nodes), unless the
+            // TRUNCATE does not empty the rows counted there.
+            Ok(Placement::Remote(counters)) if placer().truncate_reaches_rows() => {
+                remote::forget(&counters, t.table_id)
+            }
+            Ok(Placement::Local) if relid == t.relid.0 && !partitioned => {
                 // The stored counts: this also clears any drift, as the table is now empty.
                 let stored = sql::on_latest_snapshot(|| {
                     // SAFETY: on_latest_snapshot has just made it the active snapshot.
@@ -396,14 +360,14 @@ fn org_stats_truncate_trigger<'a>(
                 for (org_id, status, counted) in stored {
                     deltas::add(
                         t.table_id,
-                        storage::Place::Local,
+                        Place::Local,
                         &org_id,
                         status.as_deref(),
                         &counted.negated(),
                     );
                 }
             }
-            Ok(citus::Placement::Local)
+            Ok(Placement::Local)
                 if relid != t.relid.0 && !partitioned && is_partition_of(relid, &t) =>
             {
                 add_rows_of(&t, &[RegClass(relid)], -1)
@@ -416,27 +380,6 @@ fn org_stats_truncate_trigger<'a>(
     });
     write(deltas::take_current());
     Ok(None)
-}
-
-/// Adds `sign` times the rows of `relations` (partitions of `t` that leave it, join it, or are
-/// emptied) to the pending deltas, read on the latest snapshot: the caller holds them locked.
-pub fn add_rows_of(t: &Tracked, relations: &[RegClass], sign: i64) {
-    let groups: Vec<_> = sql::on_latest_snapshot(|| {
-        relations
-            .iter()
-            .flat_map(|rel| backfill::group_counts(t, *rel, None))
-            .collect()
-    });
-    for (org_id, status, counted) in groups {
-        let delta = if sign < 0 { counted.negated() } else { counted };
-        deltas::add(
-            t.table_id,
-            storage::Place::Local,
-            &org_id,
-            status.as_deref(),
-            &delta,
-        );
-    }
 }
 
 fn is_partition_of(relid: pg_sys::Oid, t: &Tracked) -> bool {

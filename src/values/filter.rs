@@ -10,9 +10,9 @@
 //! `pg_catalog`, so every later parse of that text, under the same pinned path, binds exactly
 //! the objects that were checked, whatever the writer's or the reader's search path.
 
-use crate::compat;
-use crate::errors;
-use crate::relcache;
+use crate::pg::compat;
+use crate::pg::errors;
+use crate::pg::relcache;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 use rustc_hash::FxHashMap;

@@ -10,8 +10,8 @@
 //! tracking) → org → a short list of (status, delta). A delta is a change of the row count and,
 //! for a tracking with summed columns, of each sum.
 
-use crate::storage::Place;
-use crate::sums::{self, Sum};
+use crate::counters::placement::Place;
+use crate::values::sums::{self, Sum};
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;

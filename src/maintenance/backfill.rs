@@ -1,49 +1,15 @@
 //! Counting rows that already exist: in one pass when a table is tracked, or online, a batch of
 //! orgs per transaction, for `track(..., backfill => false)` followed by `CALL org_stats.backfill()`.
 
-use crate::citus;
-use crate::deltas::Delta;
-use crate::drift;
-use crate::registry::{RegClass, Tracked};
-use crate::security;
-use crate::sql::{self, Access};
-use crate::sums;
+use crate::catalog::registry::Tracked;
+use crate::counters::placement::{moved, placer};
+use crate::maintenance::drift;
+use crate::maintenance::relocate::relocate;
+use crate::pg::names::RegClass;
+use crate::pg::security;
+use crate::pg::sql::{self, Access};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-
-/// The live (org, status, count and sums) groups of `relation` (the tracked table or one of its
-/// partitions) that tracking `t` counts, for one org in status order or for all orgs, read on the
-/// active snapshot. The caller runs it with the extension's rights.
-pub fn group_counts(
-    t: &Tracked,
-    relation: RegClass,
-    org_id: Option<&str>,
-) -> Vec<(String, Option<String>, Delta)> {
-    let (org, status) = (t.org_sql(), t.status_sql());
-    let (rows, order) = match org_id {
-        Some(_) => (format!("{org} OPERATOR(pg_catalog.=) $1"), " ORDER BY 2"),
-        None => (
-            format!("{} IS NOT NULL", quote_identifier(&t.org_column)),
-            "",
-        ),
-    };
-    let query = format!(
-        "SELECT {org}, {status}, pg_catalog.count(*), {sums} FROM {table} WHERE {rows} GROUP BY 1, 2{order}",
-        sums = t.sums_sql(),
-        table = relation.qualified(),
-        rows = t.counted_sql(&rows),
-    );
-    let args: Vec<_> = org_id.into_iter().map(|o| o.into()).collect();
-    let mut groups = Vec::new();
-    sql::once(&query, &args, Access::Read, |row| {
-        let counted = Delta {
-            n: row.get(3).unwrap(),
-            sums: sums::from_numerics(row.get(4)),
-        };
-        groups.push((row.get(1).unwrap(), row.get(2), counted))
-    });
-    groups
-}
 
 /// The tracking a backfill step works on (`tracking` as `backfill_targets` gave it), if the
 /// caller owns its table.
@@ -59,10 +25,11 @@ fn target(tracking: &str) -> Tracked {
 fn backfill_start_tracking(tracking: &str) -> Vec<String> {
     let t = target(tracking);
     security::as_extension_owner(|| {
-        if citus::moved(&t) {
-            citus::adopt(&t, citus::Recount::Online);
+        if moved(&t) {
+            relocate(&t, true);
         }
-        let Some(counters) = citus::placement(t.relid, &t.org_column)
+        let Some(counters) = placer()
+            .placement(t.relid, &t.org_column)
             .counters()
             .map(str::to_owned)
         else {
@@ -148,7 +115,7 @@ fn backfill_finish_tracking(tracking: &str) {
 fn trackings_to_backfill(tbl: Option<RegClass>) -> Vec<String> {
     drift::targets(tbl, "backfill")
         .into_iter()
-        .filter(|t| tbl.is_some() || !t.counted || citus::moved(t))
+        .filter(|t| tbl.is_some() || !t.counted || moved(t))
         .map(|t| t.reference())
         .collect()
 }

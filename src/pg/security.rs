@@ -5,10 +5,10 @@
 //! the caller's rights that reads and maintenance make, and the `org_stats.count_under_rls`
 //! setting.
 
-use crate::compat;
-use crate::errors;
-use crate::registry::RegClass;
-use crate::sql::{self, Access};
+use crate::pg::compat;
+use crate::pg::errors;
+use crate::pg::names::RegClass;
+use crate::pg::sql::{self, Access};
 use pgrx::pg_sys;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::cell::Cell;
@@ -45,7 +45,7 @@ pub fn require_rls_allows_counts(table: RegClass) {
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("row-level security on table {} applies to this role", table.display()),
             "The counts include rows its policies may hide from this role. A superuser can allow them with \
-             ALTER ROLE ... SET org_stats.count_under_rls = on (see the README's section on row-level security).",
+             ALTER ROLE ... SET org_stats.count_under_rls = on (see docs/reference.md, Row-level security).",
         );
     }
 }

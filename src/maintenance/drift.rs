@@ -11,17 +11,21 @@
 //! them never add the same difference twice; each must then read a snapshot taken after that lock,
 //! which READ COMMITTED guarantees.
 
-use crate::citus;
-use crate::deltas::{Delta, Group};
-use crate::errors;
-use crate::errors::raise;
-use crate::pool;
-use crate::registry::{self, RegClass, Tracked};
-use crate::security;
-use crate::sql::{self, Access};
-use crate::storage::{self, Place};
-use crate::sums::{self, Sum};
-use crate::write_path;
+use crate::catalog::registry::{self, Tracked};
+use crate::catalog::schema::{self, Schema};
+use crate::counters::deltas::{Delta, Group};
+use crate::counters::placement::{moved, placer, readable, Place, Placement};
+use crate::counters::pool;
+use crate::counters::remote;
+use crate::counters::storage;
+use crate::counters::write;
+use crate::maintenance::relocate::relocate;
+use crate::pg::errors;
+use crate::pg::errors::raise;
+use crate::pg::names::RegClass;
+use crate::pg::security;
+use crate::pg::sql::{self, Access};
+use crate::values::sums::{self, Sum};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -85,7 +89,7 @@ pub fn lock_table(t: &Tracked) -> bool {
 }
 
 /// Compares (and with `repair`, fixes) the counts of `orgs` in `t`, kept where its table is now
-/// (see `citus::placement`; nothing is compared where nothing can be kept). Run with the
+/// (see `counters::placement`; nothing is compared where nothing can be kept). Run with the
 /// extension's rights.
 pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
     let mut out = Scan {
@@ -93,7 +97,7 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         orgs_checked: 0,
         rows: 0,
     };
-    let placement = citus::placement(t.relid, &t.org_column);
+    let placement = placer().placement(t.relid, &t.org_column);
     let Some(counters) = placement.counters() else {
         return out;
     };
@@ -153,8 +157,8 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         table_filter = t.counted_sql(&table_filter),
         sums = t.sums_sql(),
         stored_sums = summed("stored_sums"),
-        // 0.1.0's counters have no sums (see `storage::schema`).
-        stored_sums_column = if storage::schema() >= storage::Schema::V0_2 { "c.sums" } else { "NULL" },
+        // 0.1.0's counters have no sums (see `catalog::schema`).
+        stored_sums_column = if schema::schema() >= Schema::V0_2 { "c.sums" } else { "NULL" },
         actual_sums = summed("actual_sums"),
     );
     let mut args = vec![t.table_id.into()];
@@ -185,13 +189,13 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             (d.org_id.clone(), d.status.clone(), difference)
         });
         match &placement {
-            citus::Placement::Distributed(counters) => citus::add(
+            Placement::Remote(counters) => remote::add(
                 counters,
                 t.table_id,
                 t.sum_columns.len(),
                 &differences.collect::<Vec<_>>(),
             ),
-            _ => write_path::write(
+            _ => write::write(
                 differences
                     .map(|(org_id, status, difference)| {
                         let group = Group {
@@ -207,6 +211,28 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         }
     }
     out
+}
+
+/// Counts tracking `t` again where its table's rows are now, after they moved (see
+/// `relocate`), in this transaction; `None` where they cannot be counted. Run with the
+/// extension's rights.
+pub fn count_again(t: &Tracked) -> Option<Scan> {
+    let placement = relocate(t, false);
+    let counters = placement.counters()?;
+    let scan = scan(t, Orgs::All, true);
+    sql::kept(
+        "UPDATE org_stats.tracked t SET backfilled_at = COALESCE(t.backfilled_at, pg_catalog.now()) \
+          WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+        &[t.table_id.into()],
+        Access::Write,
+        |_| {},
+    );
+    pgrx::notice!(
+        "org_stats: {} moved; counted its {} rows again in {counters}",
+        t.relid.display(),
+        scan.rows
+    );
+    Some(scan)
 }
 
 /// Folds the counter rows of each group of `t` into one (see `pool::fold`), so reads sum a
@@ -299,11 +325,11 @@ fn rows_of(t: &Tracked, drift: Vec<Drift>) -> impl Iterator<Item = DriftRow> + '
 }
 
 /// The drift of `trackings`; changes nothing. A tracking whose reads count live has no stored
-/// counts to check (see `citus::readable`).
+/// counts to check (see `counters::placement::readable`).
 fn check(trackings: Vec<Tracked>, org_id: Option<&str>) -> Vec<DriftRow> {
     let mut rows = Vec::new();
     for t in &trackings {
-        if let Err(why) = citus::readable(t) {
+        if let Err(why) = readable(t) {
             pgrx::notice!(
                 "org_stats: reads of {} count its rows live: {why}",
                 t.reference()
@@ -329,12 +355,12 @@ fn repair(trackings: Vec<Tracked>, org_id: Option<&str>) -> Vec<DriftRow> {
                 continue;
             }
             // Counted where its table's rows no longer are: counted again where they are.
-            let found = if citus::moved(t) {
-                match citus::adopt(t, citus::Recount::Now) {
+            let found = if moved(t) {
+                match count_again(t) {
                     Some(found) => found,
                     None => continue,
                 }
-            } else if let Err(why) = citus::readable(t) {
+            } else if let Err(why) = readable(t) {
                 pgrx::notice!(
                     "org_stats: reads of {} count its rows live: {why}",
                     t.reference()

@@ -3,160 +3,22 @@
 //! rows, all in the caller's transaction; `untrack()` undoes all of it. A table has at most one
 //! default (unnamed) tracking, read by the table's name, and any number of named ones.
 
-use crate::citus;
-use crate::drift;
-use crate::errors::raise;
-use crate::filter;
-use crate::registry::{self, Name, RegClass, Tracked};
-use crate::security;
-use crate::sql::{self, Access};
-use crate::storage;
-use crate::text_form;
+use crate::catalog::registry::{self, Tracked};
+use crate::catalog::schema::{self, Schema};
+use crate::counters::placement::{placer, Placement};
+use crate::counters::remote;
+use crate::maintenance::drift;
+use crate::pg::errors::raise;
+use crate::pg::names::{Name, RegClass};
+use crate::pg::security;
+use crate::pg::sql::{self, Access};
+use crate::tracking::triggers::{
+    install_triggers, partition_tree, relations_with_triggers, remove_triggers,
+};
+use crate::values::filter;
+use crate::values::text_form;
 use pgrx::prelude::*;
-use pgrx::spi::quote_literal;
 use pgrx::{pg_sys, PgSqlErrorCode};
-
-/// The triggers of one tracking; the table_id in their names lets a table be tracked more than
-/// once and a partition on its own as well as through its parent, and tells a dropped trigger's
-/// tracking (see `ddl`).
-fn trigger_names(table_id: i32) -> [String; 3] {
-    ["row", "flush", "truncate"].map(|kind| format!("org_stats_{kind}_{table_id}"))
-}
-
-/// The arguments every org_stats trigger carries: which tracking, by which columns, and, for a
-/// tracking with a filter or summed columns, the filter (empty for none) and those columns.
-fn trigger_args(t: &Tracked) -> String {
-    let mut args = vec![
-        format!("'{}'", t.table_id),
-        quote_literal(&t.org_column),
-        quote_literal(&t.status_column),
-    ];
-    if t.filter.is_some() || !t.sum_columns.is_empty() {
-        args.push(quote_literal(t.filter.as_deref().unwrap_or("")));
-        args.extend(t.sum_columns.iter().map(quote_literal));
-    }
-    args.join(", ")
-}
-
-/// Installs the triggers of a tracked table: the row trigger on `table` (PostgreSQL clones it
-/// onto every partition, now and later) and the statement triggers on `relations` (the table and
-/// its partitions; statement triggers are not cloned). On a logical-replication subscriber they
-/// fire ALWAYS, since the apply worker runs as a replica and would skip them.
-pub fn install_triggers(table: Option<RegClass>, relations: &[RegClass], t: &Tracked) {
-    citus::with_triggers_allowed(|| install_triggers_now(table, relations, t))
-}
-
-fn install_triggers_now(table: Option<RegClass>, relations: &[RegClass], t: &Tracked) {
-    let [row, flush, truncate] = trigger_names(t.table_id);
-    let args = trigger_args(t);
-    let mut created = Vec::new();
-    if let Some(table) = table {
-        sql::exec(
-            &format!(
-                "CREATE TRIGGER {row} AFTER INSERT OR UPDATE OR DELETE ON {} \
-                 FOR EACH ROW EXECUTE FUNCTION org_stats.org_stats_row_trigger({args})",
-                table.qualified()
-            ),
-            &[],
-        );
-        created.push((table, row));
-    }
-    for rel in relations {
-        let name = rel.qualified();
-        sql::exec(
-            &format!(
-                "CREATE TRIGGER {flush} AFTER INSERT OR UPDATE OR DELETE ON {name} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_flush_trigger({args})"
-            ),
-            &[],
-        );
-        sql::exec(
-            &format!(
-                "CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {name} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION org_stats.org_stats_truncate_trigger({args})"
-            ),
-            &[],
-        );
-        created.push((*rel, flush.clone()));
-        created.push((*rel, truncate.clone()));
-    }
-    for (rel, trigger) in created {
-        if is_subscription_target(rel) {
-            sql::exec(
-                &format!(
-                    "ALTER TABLE {} ENABLE ALWAYS TRIGGER {trigger}",
-                    rel.qualified()
-                ),
-                &[],
-            );
-        }
-    }
-}
-
-fn is_subscription_target(rel: RegClass) -> bool {
-    let mut target = false;
-    sql::kept(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_subscription_rel s \
-                         WHERE s.srrelid OPERATOR(pg_catalog.=) $1 \
-                            OR s.srrelid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a))",
-        &[rel.into()],
-        Access::Read,
-        |row| target = row.get(1).unwrap(),
-    );
-    target
-}
-
-/// The table and every partition below it.
-pub fn partition_tree(table: RegClass) -> Vec<RegClass> {
-    let mut tree = Vec::new();
-    sql::kept(
-        "SELECT $1 UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1) t",
-        &[table.into()],
-        Access::Write,
-        |r| tree.push(r.get(1).unwrap()),
-    );
-    tree
-}
-
-/// The relations carrying this tracked table's statement triggers (its tree, as of the last
-/// DDL org_stats saw).
-pub fn relations_with_triggers(table_id: i32) -> Vec<RegClass> {
-    let [_, flush, _] = trigger_names(table_id);
-    let mut rels = Vec::new();
-    sql::kept(
-        "SELECT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t \
-          WHERE t.tgname OPERATOR(pg_catalog.=) $1 AND t.tgparentid OPERATOR(pg_catalog.=) 0",
-        &[flush.as_str().into()],
-        Access::Write,
-        |r| rels.push(r.get(1).unwrap()),
-    );
-    rels
-}
-
-/// Drops this tracked table's triggers from `relations` (the row trigger lives on the table itself
-/// and goes with it; its clones go with it too).
-pub fn remove_triggers(relations: &[RegClass], table_id: i32) {
-    citus::with_triggers_allowed(|| remove_triggers_now(relations, table_id))
-}
-
-fn remove_triggers_now(relations: &[RegClass], table_id: i32) {
-    let names: Vec<String> = trigger_names(table_id).into();
-    for rel in relations {
-        let mut drops = Vec::new();
-        sql::kept(
-            "SELECT pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass) \
-               FROM pg_catalog.pg_trigger t \
-              WHERE t.tgrelid OPERATOR(pg_catalog.=) $1 AND t.tgparentid OPERATOR(pg_catalog.=) 0 \
-                AND t.tgname OPERATOR(pg_catalog.=) ANY ($2)",
-            &[(*rel).into(), names.clone().into()],
-            Access::Write,
-            |row| drops.push(row.get::<String>(1).unwrap()),
-        );
-        for drop in drops {
-            sql::exec(&drop, &[]);
-        }
-    }
-}
 
 /// Refuses what org_stats cannot count exactly, before anything is changed.
 fn validate(table: RegClass, org_column: &str, status_column: &str, default_tracking: bool) {
@@ -247,6 +109,27 @@ fn validate(table: RegClass, org_column: &str, status_column: &str, default_trac
             );
         }
     }
+}
+
+/// Where a new tracking of `table` by `org_column` keeps its counts, once what that needs is made
+/// (see `counters::placement`); refuses a table whose rows no counters can be next to. Run as the
+/// extension owner, before the triggers are installed.
+fn counted_at(table: RegClass, org_column: &str) -> Placement {
+    let placement = placer().placement(table, org_column);
+    match &placement {
+        Placement::Local => {}
+        Placement::Nowhere(why) => raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot track {}: {why}", table.display()),
+            "org_stats keeps a table's counts next to its rows, by org. On Citus it counts tables distributed by \
+             hash of their org column (of type text, not partitioned) and Citus local tables; see docs/citus.md.",
+        ),
+        Placement::Remote(_) => {
+            placer().require_own_transaction(table, "org_stats.track() of");
+            placer().make_counters(table, org_column);
+        }
+    }
+    placement
 }
 
 /// Raises 42710 if `table` is tracked, as seen by a fresh snapshot (so after track()'s lock it also
@@ -363,7 +246,7 @@ fn required<T>(value: Option<T>, argument: &str) -> T {
 
 /// Starts counting `tbl`: its rows per (org, status) or, with `filter`, only the rows satisfying
 /// it, and with `sum_columns` also the sums of those columns; a `name` makes it one more
-/// tracking of the table, read by that name. See the README for the semantics.
+/// tracking of the table, read by that name. See docs/reference.md for the semantics.
 #[pg_extern(volatile, parallel_unsafe, name = "track")]
 fn start_tracking(
     tbl: Option<RegClass>,
@@ -391,7 +274,7 @@ fn start_tracking(
 }
 
 /// 0.1.0's `track()`, which 0.1.0's SQL calls by this function's symbol until `ALTER EXTENSION
-/// org_stats UPDATE` (see `storage::schema`); the current install script does not
+/// org_stats UPDATE` (see `catalog::schema`); the current install script does not
 /// declare it.
 #[pg_extern(volatile, strict, parallel_unsafe, sql = false)]
 fn track(tbl: RegClass, org_column: Name, status_column: Name, backfill: bool) {
@@ -444,16 +327,16 @@ fn track_table(
             None => refuse_if_tracked(tbl, &table_name),
             Some(tracking) => refuse_if_named(tracking),
         }
-        let placement = citus::prepare_tracking(tbl, org_column);
+        let placement = counted_at(tbl, org_column);
         let mut table_id = 0;
         let (filter_text, filter_columns) = match &filter {
             Some(f) => (Some(f.text.as_str()), f.columns.clone()),
             None => (None, Vec::new()),
         };
         let mut args = vec![tbl.into(), org_column.into(), status_column.into()];
-        // 0.1.0's registry has none of the rest (see `storage::schema`), and 0.1.0's
+        // 0.1.0's registry has none of the rest (see `catalog::schema`), and 0.1.0's
         // track() passes none of them.
-        let query = if storage::schema() >= storage::Schema::V0_5 {
+        let query = if schema::schema() >= Schema::V0_5 {
             args.extend([
                 name.into(),
                 filter_text.into(),
@@ -465,7 +348,7 @@ fn track_table(
                                             counted_in) \
              VALUES ($1, $2, $3, $4, $5, NULLIF($6::pg_catalog.text[], '{}'), NULLIF($7::pg_catalog.text[], '{}'), $8) \
              RETURNING table_id"
-        } else if storage::schema() >= storage::Schema::V0_2 {
+        } else if schema::schema() >= Schema::V0_2 {
             args.extend([
                 name.into(),
                 filter_text.into(),
@@ -500,7 +383,7 @@ fn track_table(
 /// Stops a tracking: drops its triggers, its counters and its registration.
 fn untrack_tracking(tracked: Tracked) {
     security::require_owner(tracked.relid, "untrack");
-    citus::require_own_transaction(tracked.relid, "org_stats.untrack() of");
+    placer().require_own_transaction(tracked.relid, "org_stats.untrack() of");
     security::as_extension_owner(|| {
         // The parent first, as writers lock it: dropping a partition's trigger first could deadlock.
         sql::exec(
@@ -511,9 +394,9 @@ fn untrack_tracking(tracked: Tracked) {
             &[],
         );
         remove_triggers(&relations_with_triggers(tracked.table_id), tracked.table_id);
-        citus::forget_everywhere(tracked.table_id);
+        remote::forget_everywhere(tracked.table_id);
         forget_registration(tracked.table_id);
-        citus::drop_unused_counters();
+        placer().drop_unused();
     });
 }
 

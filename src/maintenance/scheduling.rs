@@ -2,8 +2,8 @@
 //! by `schedule_recalculation()`. It runs as the role that scheduled it, in this database, which
 //! must therefore be pg_cron's `cron.database_name`.
 
-use crate::errors::raise;
-use crate::sql::{self, Access};
+use crate::pg::errors::raise;
+use crate::pg::sql::{self, Access};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 

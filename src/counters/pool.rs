@@ -26,11 +26,12 @@
 //! SERIALIZABLE the transaction's snapshot, at READ COMMITTED the statement's); the commit-time
 //! flush, after which nothing reads, may take any.
 
-use crate::compat;
-use crate::deltas::{Delta, Group};
-use crate::errors;
-use crate::storage::{self, Indexed, Key};
-use crate::sums;
+use crate::counters::deltas::{Delta, Group};
+use crate::counters::storage;
+use crate::pg::access::{self, Indexed, Key};
+use crate::pg::compat;
+use crate::pg::errors;
+use crate::values::sums;
 use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
@@ -119,7 +120,7 @@ fn claim(
     let any = &raw mut pg_sys::SnapshotAnyData;
     // SAFETY: the relation is open; any position may be read; what is kept is copied.
     let found = unsafe {
-        storage::row_at(rel, tid, any, |row| {
+        access::row_at(rel, tid, any, |row| {
             if !(row.updatable() && visible.allows(row.xmin())) {
                 return None;
             }
@@ -147,7 +148,7 @@ fn claim(
     Some(claimed)
 }
 
-/// The slot of the row Citus maintenance adds its repairs to with plain SQL (`citus::add`), which
+/// The slot of the row maintenance adds its repairs to with plain SQL (`remote::add`), which
 /// takes no claim: writers leave it alone (their slots are never negative), so they never wait on
 /// it or deadlock with a repair.
 pub const MAINTENANCE_SLOT: i32 = -1;
@@ -187,7 +188,7 @@ fn versions_of(counters: &Indexed, group: &Group, snapshot: pg_sys::Snapshot) ->
             Found {
                 tid: (*row).tts_tid,
                 root,
-                slot: storage::column::<i32>(row, 4).unwrap(),
+                slot: access::column::<i32>(row, 4).unwrap(),
             }
         });
         true
@@ -208,7 +209,7 @@ pub fn add(counters: &Indexed, group: &Group, delta: &Delta, visible: Visible) {
     if let Some(root) = LAST_WRITTEN.with(|w| w.borrow().get(group).copied()) {
         // SAFETY: the relation is open; a dirty snapshot is one the chain walk accepts.
         // Only the chain's newest version can be claimed.
-        let newest = unsafe { storage::newest_in_chain(counters.heap, root, &mut dirty()) };
+        let newest = unsafe { access::newest_in_chain(counters.heap, root, &mut dirty()) };
         if let Some(row) = newest.and_then(|tid| claim(counters, tid, root, group, visible)) {
             if row.slot != MAINTENANCE_SLOT && added(&row) {
                 return;
@@ -277,7 +278,7 @@ fn form(counters: &Indexed, group: &Group, slot: i32, counted: &Delta) -> pg_sys
 }
 
 fn remember(group: &Group, root: pg_sys::ItemPointerData) {
-    storage::remember(&LAST_WRITTEN, group.clone(), root);
+    access::remember(&LAST_WRITTEN, group.clone(), root);
 }
 
 /// Sets a claimed row's count and sums; false if the row changed after all (only a write that

@@ -14,18 +14,19 @@
 //! this right through pg_dump/pg_restore, which renumbers columns and replays partitions before
 //! org_stats' own tables are restored.
 
-use crate::citus;
-use crate::deltas;
-use crate::drift;
-use crate::errors::raise;
-use crate::filter;
-use crate::registry::{self, RegClass, Tracked};
-use crate::security;
-use crate::sql::{self, Access};
-use crate::storage;
-use crate::text_form;
-use crate::tracking;
-use crate::write_path;
+use crate::catalog::registry::{self, Tracked};
+use crate::catalog::schema::{self, Schema};
+use crate::counters::deltas;
+use crate::counters::placement::placer;
+use crate::counters::write;
+use crate::maintenance::drift;
+use crate::pg::errors::raise;
+use crate::pg::names::RegClass;
+use crate::pg::security;
+use crate::pg::sql::{self, Access};
+use crate::tracking::triggers;
+use crate::values::filter;
+use crate::values::text_form;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::RefCell;
@@ -91,7 +92,7 @@ fn ddl_start() {
                     table_id: t.table_id,
                     columns,
                     filter: t.filter.as_deref().map(|f| filter::tree(t.relid.0, f)),
-                    tree: tracking::partition_tree(t.relid),
+                    tree: triggers::partition_tree(t.relid),
                 })
             })
             .collect()
@@ -184,7 +185,7 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
     });
     if renamed || filter != t.filter {
         // The triggers are made again with the new names.
-        citus::require_own_transaction(t.relid, "renaming a tracked column of");
+        placer().require_own_transaction(t.relid, "renaming a tracked column of");
         let sum_columns = &names[sums.clone()];
         let filter_columns = &names[sums.end..];
         sql::kept(
@@ -194,8 +195,8 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
             Access::Write,
             |_| {},
         );
-        // 0.1.0's registry has none of these (see `storage::schema`).
-        if storage::schema() >= storage::Schema::V0_2 {
+        // 0.1.0's registry has none of these (see `catalog::schema`).
+        if schema::schema() >= Schema::V0_2 {
             sql::kept(
                 "UPDATE org_stats.tracked t SET sum_columns = NULLIF($2::pg_catalog.text[], '{}'), \
                         filter_columns = NULLIF($3::pg_catalog.text[], '{}'), filter = $4 \
@@ -212,9 +213,9 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
         }
         // The trigger arguments name the columns: re-create the triggers with the new names.
         let renamed = registry::find_by_id(t.table_id).expect("tracked, as read just above");
-        let relations = tracking::relations_with_triggers(t.table_id);
-        tracking::remove_triggers(&relations, t.table_id);
-        tracking::install_triggers(Some(t.relid), &relations, &renamed);
+        let relations = triggers::relations_with_triggers(t.table_id);
+        triggers::remove_triggers(&relations, t.table_id);
+        triggers::install_triggers(Some(t.relid), &relations, &renamed);
     }
     let t = registry::find_by_id(t.table_id).expect("tracked, as read just above");
     if retyped {
@@ -228,7 +229,7 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
 /// that left lose both. The ATTACH or DETACH holds them locked, so the latest snapshot has all
 /// their rows for good.
 fn follow_partitions(t: &Tracked, tree_before: &[RegClass]) {
-    let tree = tracking::partition_tree(t.relid);
+    let tree = triggers::partition_tree(t.relid);
     let joined: Vec<RegClass> = tree
         .iter()
         .filter(|r| !tree_before.contains(r))
@@ -242,9 +243,9 @@ fn follow_partitions(t: &Tracked, tree_before: &[RegClass]) {
     if joined.is_empty() && left.is_empty() {
         return;
     }
-    write_path::add_rows_of(t, &joined, 1);
-    write_path::add_rows_of(t, &left, -1);
-    tracking::install_triggers(None, &joined, t);
-    tracking::remove_triggers(&left, t.table_id);
-    write_path::write(deltas::take_current());
+    write::add_rows_of(t, &joined, 1);
+    write::add_rows_of(t, &left, -1);
+    triggers::install_triggers(None, &joined, t);
+    triggers::remove_triggers(&left, t.table_id);
+    write::write(deltas::take_current());
 }
