@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # org_stats test, demo, benchmark and packaging driver. On a fresh Debian 12 machine (root or a
 # sudo user):
-#   ./pg_test.sh               every test on every supported PostgreSQL major (15, 17, 18), then
-#                              a Debian package per major, each installed and checked in a clean
-#                              chroot (what CI runs)
-#   ./pg_test.sh --pg 17       every test on one major (the quick loop); ORG_STATS_PG="15 18" for several
+#   ./pg_test.sh               every test on this machine's PostgreSQL (15), Citus' included
+#                              where Citus is installed (the contributor's loop)
+#   ./pg_test.sh all           every test on every supported major (15, 17, 18), then a Debian
+#                              package per major, each installed and checked in a clean chroot
+#                              (what CI runs)
+#   ./pg_test.sh --pg 17       every test on one major; ORG_STATS_PG="15 18" for several
 #   ./pg_test.sh demo          builds, starts a throwaway cluster, loads sample data, prints counts
 #   ./pg_test.sh bench         release build, cluster with fsync on, the benchmark: bench/RESULTS.md
+#   ORG_STATS_AB="REV_A REV_B" ./pg_test.sh ab
+#                              the write and read workloads of the benchmark on two revisions'
+#                              release builds, alternated, a fresh cluster each (a change that
+#                              should not change speed, such as a restructuring)
 #   ./pg_test.sh package       dist/postgresql-<major>-org-stats_<version>_<arch>.deb per major,
 #                              each installed and checked in a clean chroot without Rust
 # PostgreSQL 15 comes from this machine's Debian 12 packages. 17 and 18 come from Debian's
@@ -76,6 +82,27 @@ chroot_packages() { # kind major
     esac
 }
 
+# Elapsed seconds per phase, printed at the end, so slow phases show.
+PHASES=()
+PHASE_NAME=""
+PHASE_START=0
+phase() { # name (empty: end the current phase)
+    local now
+    now=$(date +%s)
+    [ -z "$PHASE_NAME" ] || PHASES+=("$(printf '%5d s' $((now - PHASE_START)))  $PHASE_NAME")
+    PHASE_NAME=$1
+    PHASE_START=$now
+    [ -z "$1" ] || log "$1"
+}
+print_phases() { # title
+    phase ""
+    [ ${#PHASES[@]} -gt 0 ] || return 0
+    echo
+    echo "$1, elapsed per phase:"
+    printf '  %s\n' "${PHASES[@]}"
+    PHASES=()
+}
+
 MOUNTED=()
 mount_chroot() { # dir [with-toolchain]
     local dir=$1 path
@@ -138,7 +165,7 @@ ensure_chroot() { # kind major
         CHROOT=$dir
         return
     fi
-    log "making the $kind chroot of $suite for PostgreSQL $major (a few minutes, once)"
+    phase "making the $kind chroot of $suite for PostgreSQL $major (a few minutes, once)"
     remove_chroot "$dir"
     remove_chroot "$dir.new"
     $SUDO mkdir -p "$CHROOTS"
@@ -174,9 +201,11 @@ run_in_chroot() { # major commands...
     local major=$1 status=0
     shift
     ensure_chroot build "$major"
+    phase "PostgreSQL $major, in its chroot: $*"
     mount_chroot "$CHROOT" with-toolchain
     in_chroot "$CHROOT" ORG_STATS_IN_CHROOT=1 "$ROOT/pg_test.sh" --pg "$major" "$@" || status=$?
     unmount_all
+    phase ""
     return $status
 }
 
@@ -317,23 +346,30 @@ regress() { # runner inputdir
 }
 
 run_tests() {
-    log "cargo fmt and cargo clippy -D warnings (PostgreSQL $PG_MAJOR)"
+    phase "layers: no module imports from a layer above its own, no loop (src/lib.rs, tests/layers.py)"
+    python3 tests/layers.py || fail
+    PASSED=$((PASSED + 1))
+    phase "cargo fmt and cargo clippy -D warnings (PostgreSQL $PG_MAJOR)"
     cargo fmt --check || fail
     cargo clippy --all-targets --no-default-features --features "pg$PG_MAJOR pg_test" -- -D warnings || fail
     PASSED=$((PASSED + 1))
-    log "pgrx unit tests (PostgreSQL $PG_MAJOR)"
+    phase "pgrx unit tests (PostgreSQL $PG_MAJOR)"
     cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "/tmp/org_stats_pgrx_data" 2>&1 | tee /tmp/org_stats_pgrx_test.log
     PASSED=$((PASSED + $(grep -o '[0-9]* passed' /tmp/org_stats_pgrx_test.log | tail -1 | cut -d' ' -f1)))
+    phase "building and installing org_stats (debug, PostgreSQL $PG_MAJOR)"
     install_extension debug
-    log "committed install script matches the generated one"
+    phase "committed install script matches the generated one"
     check_committed_sql
     start_cluster
     start_publisher
-    log "pg_regress: SQL surface"
+    phase "pg_regress: SQL surface"
     regress "$PGXS_TEST/regress/pg_regress" tests
-    log "pg_isolation_regress: concurrent sessions"
+    phase "pg_isolation_regress: concurrent sessions"
     regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation
-    log "integration tests: randomized model, maintenance under load, pg_cron, crash, dump/restore, upgrade, memory, replication, notifications, Citus (when installed)"
+    phase "the examples of README.md and docs/ print what they show (tests/docs.py)"
+    python3 tests/docs.py || fail
+    PASSED=$((PASSED + 1))
+    phase "integration tests: randomized model, maintenance under load, pg_cron, crash, dump/restore, upgrade, memory, replication, notifications, Citus (when installed)"
     if ! ORG_STATS_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
         cargo test --release --manifest-path tests/integration/Cargo.toml --target-dir "$CARGO_TARGET_DIR/integration" \
             --tests -- --nocapture --test-threads=1 2>&1 | tee /tmp/org_stats_integration.log; then
@@ -342,11 +378,48 @@ run_tests() {
     PASSED=$((PASSED + $(grep -o '^test result: ok. [0-9]* passed' /tmp/org_stats_integration.log | awk '{s += $4} END {print s}')))
     # The Citus test passes without Citus installed, saying so; the summary says it too.
     SKIPPED=$(grep -c 'citus: SKIPPED' /tmp/org_stats_integration.log || true)
-    log "benchmark smoke run (tiny sizes; checks it runs and org_stats stays exact)"
+    phase "benchmark smoke run (tiny sizes; checks it runs and org_stats stays exact)"
     bench/run.sh --smoke /tmp/org_stats_bench_smoke.md || fail
     PASSED=$((PASSED + 1))
     stop_clusters
-    echo "org_stats on PostgreSQL $PG_MAJOR: $PASSED passed, 0 failed$([ "$SKIPPED" = 0 ] || echo " (the Citus test skipped: Citus is not installed)")"
+    echo "org_stats on PostgreSQL $PG_MAJOR: $PASSED passed, 0 failed$([ "$SKIPPED" = 0 ] || echo " (the Citus tests skipped: Citus is not installed)")"
+}
+
+# --- A/B benchmark of two revisions -----------------------------------------------------------
+
+# The workloads an A/B run measures: writes (bulk and single-row, 1 and 8 clients, pooled) and
+# the read of one org.
+AB_WORKLOADS="bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_8_clients_100_orgs
+              status_update_8_clients_one_org insert_8_clients_one_org read_counts_big_org pooled_60_clients"
+
+compare_builds() {
+    local revs rev work round so lib
+    read -r -a revs <<<"${ORG_STATS_AB:?ORG_STATS_AB names the two revisions to compare}"
+    [ ${#revs[@]} = 2 ] || die "ORG_STATS_AB names two revisions"
+    work=$(mktemp -d /tmp/org_stats_ab.XXXXXX)
+    lib=$("$PG_CONFIG" --pkglibdir)
+    for rev in "${revs[@]}"; do
+        phase "release build of $rev"
+        git worktree add -f --detach "$work/$rev" "$rev" >/dev/null
+        (cd "$work/$rev" && CARGO_TARGET_DIR=$ROOT/target/ab cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null)
+        cp "$ROOT/target/ab/release/org_stats-pg$PG_MAJOR$lib/org_stats.so" "$work/$rev.so"
+        git worktree remove --force "$work/$rev"
+    done
+    for round in $(seq 1 "${ORG_STATS_AB_ROUNDS:-3}"); do
+        for rev in "${revs[@]}"; do
+            phase "A/B round $round: $rev"
+            $SUDO cp "$work/$rev.so" "$lib/org_stats.so"
+            ORG_STATS_FSYNC=on ORG_STATS_SHARED_BUFFERS=1GB start_cluster
+            ORG_STATS_BENCH_VARIANTS=org_stats ORG_STATS_BENCH_ROUNDS=1 ORG_STATS_BENCH_WORKLOADS="$AB_WORKLOADS" \
+                ORG_STATS_BENCH_SAMPLES="$work/$rev.$round" bench/run.sh "$work/report" >/dev/null
+            stop_clusters
+        done
+    done
+    phase ""
+    python3 bench/ab.py "${revs[@]}" "$work"/*.[0-9]*
+    # This checkout's own build again.
+    install_extension release
+    rm -rf "$work"
 }
 
 # --- Packages ---------------------------------------------------------------------------------
@@ -356,7 +429,7 @@ run_tests() {
 build_package() {
     local arch out stage deb
     arch=$(dpkg --print-architecture)
-    log "building the Debian package for PostgreSQL $PG_MAJOR"
+    phase "building the Debian package for PostgreSQL $PG_MAJOR"
     cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null
     out=$CARGO_TARGET_DIR/release/org_stats-pg$PG_MAJOR
     stage=$(mktemp -d /tmp/org_stats_deb.XXXXXX)
@@ -366,7 +439,7 @@ build_package() {
             cp "$script" "$stage/usr/share/postgresql/$PG_MAJOR/extension/"
     done
     mkdir -p "$stage/DEBIAN" "$stage/usr/share/doc/postgresql-$PG_MAJOR-org-stats"
-    cp README.md "$stage/usr/share/doc/postgresql-$PG_MAJOR-org-stats/"
+    cp -r README.md docs "$stage/usr/share/doc/postgresql-$PG_MAJOR-org-stats/"
     cat >"$stage/DEBIAN/control" <<CONTROL
 Package: postgresql-$PG_MAJOR-org-stats
 Version: $VERSION
@@ -404,7 +477,7 @@ check_package() { # major
     local major=$1 deb scratch status=0
     deb=$(ls "$ROOT"/dist/postgresql-"$major"-org-stats_"$VERSION"_*.deb)
     ensure_chroot clean "$major"
-    log "installing $(basename "$deb") in a clean $(suite_of "$major") chroot"
+    phase "installing $(basename "$deb") in a clean $(suite_of "$major") chroot"
     scratch=$(mktemp -d /tmp/org_stats_pkgcheck.XXXXXX)
     $SUDO cp -a "$CHROOT/." "$scratch/"
     $SUDO cp "$deb" "$ROOT/tests/package_check.sql" "$scratch/tmp/"
@@ -437,18 +510,17 @@ COMMANDS=()
 while [ $# -gt 0 ]; do
     case $1 in
         --pg) MAJORS=${2:?--pg needs a major version}; shift 2 ;;
-        test | demo | bench | package) COMMANDS+=("$1"); shift ;;
-        *) die "usage: $0 [--pg MAJOR] [test|demo|bench|package]" ;;
+        test | demo | bench | package | ab) COMMANDS+=("$1"); shift ;;
+        all) COMMANDS+=(test package); MAJORS=${MAJORS:-$SUPPORTED_MAJORS}; shift ;;
+        *) die "usage: $0 [--pg MAJOR] [all|test|demo|bench|package|ab]" ;;
     esac
 done
-# With no command: every test, and on every major also the packages (what CI runs).
-if [ ${#COMMANDS[@]} -eq 0 ]; then
-    COMMANDS=(test)
-    [ -n "$MAJORS" ] || COMMANDS+=(package)
-fi
-case ${COMMANDS[0]} in
-    demo | bench) MAJORS=${MAJORS:-$HOST_MAJOR} ;;
-    *) MAJORS=${MAJORS:-$SUPPORTED_MAJORS} ;;
+# With no command: every test on this machine's major.
+[ ${#COMMANDS[@]} -gt 0 ] || COMMANDS=(test)
+case ${COMMANDS[*]} in
+    "test package") ;;
+    package) MAJORS=${MAJORS:-$SUPPORTED_MAJORS} ;;
+    *) MAJORS=${MAJORS:-$HOST_MAJOR} ;;
 esac
 
 # On one major, natively: the host for its own suite's major, or this script inside a chroot.
@@ -472,13 +544,17 @@ run_here() { # commands...
                 fi
                 ;;
             package) build_package ;;
+            ab) compare_builds ;;
         esac
     done
+    print_phases "PostgreSQL $PG_MAJOR"
 }
 
-use_major "$HOST_MAJOR"
-install_prerequisites
 started=$(date +%s)
+use_major "$HOST_MAJOR"
+phase "prerequisites (installed when missing)"
+install_prerequisites
+phase ""
 for major in $MAJORS; do
     suite_of "$major" >/dev/null
     if [ "$major" = "$HOST_MAJOR" ]; then
@@ -495,4 +571,5 @@ done
 if [[ " ${COMMANDS[*]} " == *" package "* ]]; then
     for major in $MAJORS; do check_package "$major"; done
 fi
+print_phases "org_stats: ${COMMANDS[*]} on PostgreSQL $(echo $MAJORS | sed 's/ /, /g'), outside the runs above"
 echo "org_stats: ${COMMANDS[*]} green on PostgreSQL $(echo $MAJORS | sed 's/ /, /g') after $(($(date +%s) - started)) s"
