@@ -525,6 +525,7 @@ esac
 
 # On one major, natively: the host for its own suite's major, or this script inside a chroot.
 run_here() { # commands...
+    PHASES=()
     for command in "$@"; do
         case $command in
             test) run_tests ;;
