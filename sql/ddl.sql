@@ -29,9 +29,10 @@ BEGIN
         IF dropped.object_type OPERATOR(pg_catalog.=) 'table column' THEN
             IF EXISTS (SELECT FROM org_stats.tracked t
                         WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid
-                          AND (dropped.address_names[3] IN (t.org_column::text, t.status_column::text)
+                          AND (dropped.address_names[3] IN (t.org_column::text, t.status_column::text, t.time_column::text)
                                OR dropped.address_names[3] OPERATOR(pg_catalog.=)
-                                  ANY (COALESCE(t.sum_columns, '{}') OPERATOR(pg_catalog.||) COALESCE(t.filter_columns, '{}'))))
+                                  ANY (COALESCE(t.sum_columns, '{}') OPERATOR(pg_catalog.||) COALESCE(t.filter_columns, '{}')
+                                       OPERATOR(pg_catalog.||) COALESCE(t.group_columns, '{}'))))
                AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
                                 WHERE d.objid OPERATOR(pg_catalog.=) dropped.objid
                                   AND d.object_type OPERATOR(pg_catalog.=) 'table') THEN

@@ -2,8 +2,10 @@
 -- Citus (src/citus.rs): org_stats follows what Citus' own functions do to a tracked table
 -- (create_distributed_table() and its concurrent form, alter_distributed_table(),
 -- update_distributed_table_colocation(), undistribute_table()), so each tracking records where its
--- counts are kept; health says why a tracking's reads count its rows live, if they do. Counts
--- and trackings carry over untouched.
+-- counts are kept; health says why a tracking's reads count its rows live, if they do.
+-- Dimensions (src/values/dimensions.rs): a tracking may group by several columns and a time
+-- bucket, read by groups() and series(); track() takes group_by, time_column, bucket and
+-- bucket_time_zone. Counts and trackings carry over untouched.
 
 -- Where each tracking's counts are kept. A distributed tracking of 0.4.0 keeps them in the
 -- counters table co-located with its table.
@@ -25,6 +27,121 @@ STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'live_reason_wrapper';
 
+-- What a tracking groups by besides its status column (NULL for every 0.4.0 tracking).
+ALTER TABLE org_stats.tracked
+    ADD COLUMN group_columns    text[],
+    ADD COLUMN time_column      name,
+    ADD COLUMN bucket           interval,
+    ADD COLUMN bucket_time_zone text;
+
+CREATE OR REPLACE VIEW org_stats.tracked_tables AS
+SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
+       t.name AS tracking, t.filter, t.sum_columns, t.notify,
+       -- Since 0.5.0: every grouping column, the status column first, and the time bucket.
+       ARRAY[t.status_column::pg_catalog.text] OPERATOR(pg_catalog.||) COALESCE(t.group_columns, '{}') AS group_by,
+       t.time_column, t.bucket, t.bucket_time_zone
+  FROM org_stats.tracked t;
+
+DROP FUNCTION org_stats.track(regclass, name, name, boolean, text, text[], text);
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[] /* Vec < Option < String > > */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_untimed_wrapper';
+
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[], /* Vec < Option < String > > */
+	"time" timestamp with time zone, /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+	"months" INT, /* i32 */
+	"micros" bigint, /* i64 */
+	"zone" TEXT /* Option < & str > */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_timestamptz_wrapper';
+
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[], /* Vec < Option < String > > */
+	"time" timestamp, /* Option < pgrx :: datum :: Timestamp > */
+	"months" INT, /* i32 */
+	"micros" bigint /* i64 */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_timestamp_wrapper';
+
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[], /* Vec < Option < String > > */
+	"time" date, /* Option < pgrx :: datum :: Date > */
+	"months" INT, /* i32 */
+	"micros" bigint /* i64 */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_date_wrapper';
+
+CREATE  FUNCTION "groups"(
+	"tracking" TEXT, /* Option < & str > */
+	"org_id" TEXT, /* Option < & str > */
+	"since" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"until" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"key" TEXT[],  /* Vec < Option < String > > */
+	"count" bigint,  /* i64 */
+	"sums" jsonb  /* pgrx :: JsonB */
+)
+STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'groups_wrapper';
+
+CREATE  FUNCTION "groups"(
+	"tracking" TEXT, /* Option < & str > */
+	"org_ids" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"since" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"until" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"org_id" TEXT,  /* String */
+	"key" TEXT[],  /* Vec < Option < String > > */
+	"count" bigint,  /* i64 */
+	"sums" jsonb  /* pgrx :: JsonB */
+)
+STABLE PARALLEL RESTRICTED 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'groups_of_orgs_wrapper';
+
+CREATE  FUNCTION "series"(
+	"tracking" TEXT, /* Option < & str > */
+	"org_id" TEXT, /* Option < & str > */
+	"since" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"until" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"bucket" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"key" TEXT[],  /* Vec < Option < String > > */
+	"count" bigint,  /* i64 */
+	"sums" jsonb  /* pgrx :: JsonB */
+)
+STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'series_wrapper';
+
+CREATE  FUNCTION "track"(
+	"tbl" regclass, /* Option < RegClass > */
+	"org_column" name DEFAULT 'workos_org_id', /* Option < Name > */
+	"status_column" name DEFAULT 'status', /* Option < Name > */
+	"backfill" bool DEFAULT true, /* Option < bool > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"sum_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"group_by" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"time_column" name DEFAULT NULL, /* Option < Name > */
+	"bucket" interval DEFAULT NULL, /* Option < pgrx :: datum :: Interval > */
+	"bucket_time_zone" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'start_tracking_grouped_wrapper';
+
 CREATE OR REPLACE VIEW org_stats.organization_stats WITH (security_barrier) AS
 SELECT t.relid AS table_name, c.org_id, c.status,
        pg_catalog.sum(c.n)::bigint AS count, s.last_recalculated, t.name AS tracking
@@ -36,8 +153,10 @@ SELECT t.relid AS table_name, c.org_id, c.status,
    AND (NOT pg_catalog.row_security_active(t.relid)
         OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
    AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
-   -- Since 0.5.0: not a tracking whose table Citus moved from this node (src/citus.rs).
+   -- Since 0.5.0: not a tracking whose table Citus moved from this node (src/citus.rs), nor
+   -- one that groups by more than a status (org_stats.groups() reads those).
    AND t.counted_in IS NULL AND org_stats.live_reason(t.table_id) IS NULL
+   AND t.group_columns IS NULL AND t.time_column IS NULL
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0
 UNION ALL
@@ -48,7 +167,8 @@ SELECT t.relid, d.org_id, d.status, d.count, s.last_recalculated, t.name
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) d.table_id
   LEFT JOIN org_stats.org_state s
          ON s.org_id OPERATOR(pg_catalog.=) d.org_id AND s.table_id OPERATOR(pg_catalog.=) d.table_id
- WHERE t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL;
+ WHERE (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
+   AND t.group_columns IS NULL AND t.time_column IS NULL;
 
 CREATE OR REPLACE VIEW org_stats.health AS
 SELECT t.relid AS table_name,
@@ -89,9 +209,10 @@ BEGIN
         IF dropped.object_type OPERATOR(pg_catalog.=) 'table column' THEN
             IF EXISTS (SELECT FROM org_stats.tracked t
                         WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid
-                          AND (dropped.address_names[3] IN (t.org_column::text, t.status_column::text)
+                          AND (dropped.address_names[3] IN (t.org_column::text, t.status_column::text, t.time_column::text)
                                OR dropped.address_names[3] OPERATOR(pg_catalog.=)
-                                  ANY (COALESCE(t.sum_columns, '{}') OPERATOR(pg_catalog.||) COALESCE(t.filter_columns, '{}'))))
+                                  ANY (COALESCE(t.sum_columns, '{}') OPERATOR(pg_catalog.||) COALESCE(t.filter_columns, '{}')
+                                       OPERATOR(pg_catalog.||) COALESCE(t.group_columns, '{}'))))
                AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
                                 WHERE d.objid OPERATOR(pg_catalog.=) dropped.objid
                                   AND d.object_type OPERATOR(pg_catalog.=) 'table') THEN

@@ -7,7 +7,7 @@ The ordering of items is not stable, it is driven by a dependency graph.
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:50
+-- src/lib.rs:36
 -- bootstrap
 -- org_stats storage. Users read it through the views and functions below; only the extension's
 -- owner writes it (the triggers write as that owner, see src/security.rs).
@@ -43,7 +43,15 @@ CREATE TABLE org_stats.tracked (
     -- Since 0.5.0: where its counts are kept (src/citus.rs): NULL for org_stats.counters, the
     -- name of the distributed counters table next to its shards on Citus, or '' for nowhere (Citus
     -- keeps its rows where no counters can be next to them; its reads count them live).
-    counted_in     text
+    counted_in     text,
+    -- Since 0.5.0: a tracking may group by more than its status column (src/values/dimensions.rs):
+    -- the other grouping columns, in order, and a time column whose values are bucketed (a
+    -- fixed interval or whole months, cut in bucket_time_zone's local time or else UTC). Its
+    -- counters' status is then an encoded group key.
+    group_columns    text[],
+    time_column      name,
+    bucket           interval,
+    bucket_time_zone text
 );
 CREATE UNIQUE INDEX tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;
@@ -113,7 +121,10 @@ REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_st
 
 CREATE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
-       t.name AS tracking, t.filter, t.sum_columns, t.notify
+       t.name AS tracking, t.filter, t.sum_columns, t.notify,
+       -- Since 0.5.0: every grouping column, the status column first, and the time bucket.
+       ARRAY[t.status_column::pg_catalog.text] OPERATOR(pg_catalog.||) COALESCE(t.group_columns, '{}') AS group_by,
+       t.time_column, t.bucket, t.bucket_time_zone
   FROM org_stats.tracked t;
 
 -- Backfill progress of each tracking that has had one.
@@ -128,8 +139,8 @@ GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:107
--- org_stats::backfill::backfill_batch
+-- src/maintenance/backfill.rs:74
+-- org_stats::maintenance::backfill::backfill_batch
 CREATE  FUNCTION "backfill_batch"(
 	"tracking" TEXT, /* & str */
 	"orgs" TEXT[] /* Vec < String > */
@@ -140,8 +151,8 @@ AS 'MODULE_PATHNAME', 'backfill_batch_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:130
--- org_stats::backfill::backfill_finish
+-- src/maintenance/backfill.rs:97
+-- org_stats::maintenance::backfill::backfill_finish
 CREATE  FUNCTION "backfill_finish"(
 	"tracking" TEXT /* & str */
 ) RETURNS void
@@ -151,8 +162,8 @@ AS 'MODULE_PATHNAME', 'backfill_finish_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:58
--- org_stats::backfill::backfill_start
+-- src/maintenance/backfill.rs:24
+-- org_stats::maintenance::backfill::backfill_start
 CREATE  FUNCTION "backfill_start"(
 	"tracking" TEXT /* & str */
 ) RETURNS TEXT[] /* Vec < String > */
@@ -162,8 +173,8 @@ AS 'MODULE_PATHNAME', 'backfill_start_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/backfill.rs:147
--- org_stats::backfill::backfill_targets
+-- src/maintenance/backfill.rs:114
+-- org_stats::maintenance::backfill::backfill_targets
 CREATE  FUNCTION "backfill_targets"(
 	"tbl" regclass /* Option < RegClass > */
 ) RETURNS TEXT[] /* Vec < String > */
@@ -173,12 +184,12 @@ AS 'MODULE_PATHNAME', 'trackings_to_backfill_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:51
+-- src/lib.rs:37
 -- requires:
---   backfill::trackings_to_backfill
---   backfill::backfill_start_tracking
---   backfill::backfill_batch_tracking
---   backfill::backfill_finish_tracking
+--   maintenance::backfill::trackings_to_backfill
+--   maintenance::backfill::backfill_start_tracking
+--   maintenance::backfill::backfill_batch_tracking
+--   maintenance::backfill::backfill_finish_tracking
 
 -- CALL org_stats.backfill(): counts the existing rows of tables tracked with backfill => false,
 -- online: one transaction per batch of orgs, so writers are never held up for more than one batch
@@ -227,8 +238,8 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:800
--- org_stats::live::changed_since
+-- src/live/api.rs:84
+-- org_stats::live::api::changed_since
 CREATE  FUNCTION "changed_since"(
 	"token" TEXT /* Option < & str > */
 ) RETURNS TABLE (
@@ -244,8 +255,8 @@ AS 'MODULE_PATHNAME', 'changed_since_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:405
--- org_stats::drift::check_drift
+-- src/maintenance/drift.rs:437
+-- org_stats::maintenance::drift::check_drift
 CREATE  FUNCTION "check_drift"(
 	"tracking" TEXT, /* Option < & str > */
 	"org_id" TEXT DEFAULT NULL /* Option < & str > */
@@ -265,8 +276,8 @@ AS 'MODULE_PATHNAME', 'check_drift_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:399
--- org_stats::drift::check_drift
+-- src/maintenance/drift.rs:431
+-- org_stats::maintenance::drift::check_drift
 CREATE  FUNCTION "check_drift"(
 	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
 	"org_id" TEXT DEFAULT NULL /* Option < & str > */
@@ -286,7 +297,7 @@ AS 'MODULE_PATHNAME', 'check_drift_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:307
+-- src/reads.rs:381
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* RegClass */
@@ -298,7 +309,7 @@ AS 'MODULE_PATHNAME', 'count_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:313
+-- src/reads.rs:387
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tracking" TEXT, /* & str */
@@ -310,7 +321,7 @@ AS 'MODULE_PATHNAME', 'count_all_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:320
+-- src/reads.rs:394
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* Option < RegClass > */
@@ -323,7 +334,7 @@ AS 'MODULE_PATHNAME', 'count_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:326
+-- src/reads.rs:400
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tracking" TEXT, /* Option < & str > */
@@ -336,7 +347,7 @@ AS 'MODULE_PATHNAME', 'count_status_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:362
+-- src/reads.rs:436
 -- org_stats::reads::count_by_status
 CREATE  FUNCTION "count_by_status"(
 	"tracking" TEXT, /* & str */
@@ -352,7 +363,7 @@ AS 'MODULE_PATHNAME', 'count_by_status_of_orgs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:336
+-- src/reads.rs:410
 -- org_stats::reads::counts
 CREATE  FUNCTION "counts"(
 	"tbl" regclass, /* RegClass */
@@ -364,7 +375,7 @@ AS 'MODULE_PATHNAME', 'counts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:342
+-- src/reads.rs:416
 -- org_stats::reads::counts
 CREATE  FUNCTION "counts"(
 	"tracking" TEXT, /* & str */
@@ -376,8 +387,8 @@ AS 'MODULE_PATHNAME', 'counts_by_tracking_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:104
--- org_stats::ddl::ddl_end
+-- src/tracking/ddl.rs:130
+-- org_stats::tracking::ddl::ddl_end
 CREATE  FUNCTION "ddl_end"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -385,8 +396,8 @@ AS 'MODULE_PATHNAME', 'ddl_end_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/ddl.rs:73
--- org_stats::ddl::ddl_start
+-- src/tracking/ddl.rs:99
+-- org_stats::tracking::ddl::ddl_start
 CREATE  FUNCTION "ddl_start"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -394,8 +405,8 @@ AS 'MODULE_PATHNAME', 'ddl_start_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:373
--- org_stats::citus::distribute
+-- src/citus/api.rs:21
+-- org_stats::citus::api::distribute
 CREATE  FUNCTION "distribute"(
 	"tbl" regclass, /* Option < RegClass > */
 	"shard_count" INT DEFAULT NULL, /* Option < i32 > */
@@ -407,8 +418,8 @@ AS 'MODULE_PATHNAME', 'distribute_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:655
--- org_stats::citus::distributed_counts
+-- src/citus/api.rs:131
+-- org_stats::citus::api::distributed_counts
 CREATE  FUNCTION "distributed_counts"() RETURNS TABLE (
 	"table_id" INT,  /* i32 */
 	"org_id" TEXT,  /* String */
@@ -421,8 +432,8 @@ AS 'MODULE_PATHNAME', 'distributed_counts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:789
--- org_stats::citus::drop_unused_counters
+-- src/citus/api.rs:125
+-- org_stats::citus::api::drop_unused_counters
 CREATE  FUNCTION "drop_unused_counters"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -430,8 +441,99 @@ AS 'MODULE_PATHNAME', 'drop_unused_counters_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:761
--- org_stats::live::listen
+-- src/values/dimensions.rs:349
+-- org_stats::values::dimensions::group_key
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[], /* Vec < Option < String > > */
+	"time" date, /* Option < pgrx :: datum :: Date > */
+	"months" INT, /* i32 */
+	"micros" bigint /* i64 */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_date_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/values/dimensions.rs:337
+-- org_stats::values::dimensions::group_key
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[], /* Vec < Option < String > > */
+	"time" timestamp, /* Option < pgrx :: datum :: Timestamp > */
+	"months" INT, /* i32 */
+	"micros" bigint /* i64 */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_timestamp_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/values/dimensions.rs:324
+-- org_stats::values::dimensions::group_key
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[], /* Vec < Option < String > > */
+	"time" timestamp with time zone, /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+	"months" INT, /* i32 */
+	"micros" bigint, /* i64 */
+	"zone" TEXT /* Option < & str > */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_timestamptz_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/values/dimensions.rs:317
+-- org_stats::values::dimensions::group_key
+CREATE  FUNCTION "group_key"(
+	"values" TEXT[] /* Vec < Option < String > > */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'group_key_untimed_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/reads.rs:740
+-- org_stats::reads::groups
+CREATE  FUNCTION "groups"(
+	"tracking" TEXT, /* Option < & str > */
+	"org_id" TEXT, /* Option < & str > */
+	"since" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"until" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"key" TEXT[],  /* Vec < Option < String > > */
+	"count" bigint,  /* i64 */
+	"sums" jsonb  /* pgrx :: JsonB */
+)
+STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'groups_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/reads.rs:767
+-- org_stats::reads::groups
+CREATE  FUNCTION "groups"(
+	"tracking" TEXT, /* Option < & str > */
+	"org_ids" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"since" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"until" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"org_id" TEXT,  /* String */
+	"key" TEXT[],  /* Vec < Option < String > > */
+	"count" bigint,  /* i64 */
+	"sums" jsonb  /* pgrx :: JsonB */
+)
+STABLE PARALLEL RESTRICTED 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'groups_of_orgs_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/live/api.rs:45
+-- org_stats::live::api::listen
 CREATE  FUNCTION "listen"(
 	"tracking" TEXT /* & str */
 ) RETURNS TEXT /* String */
@@ -441,8 +543,8 @@ AS 'MODULE_PATHNAME', 'listen_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/citus.rs:687
--- org_stats::citus::live_reason
+-- src/reads.rs:563
+-- org_stats::reads::live_reason
 CREATE  FUNCTION "live_reason"(
 	"table_id" INT /* i32 */
 ) RETURNS TEXT /* Option < String > */
@@ -452,10 +554,10 @@ AS 'MODULE_PATHNAME', 'live_reason_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:71
+-- src/lib.rs:57
 -- requires:
---   citus::distributed_counts
---   citus::live_reason
+--   citus::api::distributed_counts
+--   reads::live_reason
 
 -- count_by_status() returns its rows in one call (materialize mode), which #[pg_extern] cannot
 -- declare; the other reads are declared by pgrx from src/reads.rs. Then the view of every count,
@@ -489,8 +591,10 @@ SELECT t.relid AS table_name, c.org_id, c.status,
    AND (NOT pg_catalog.row_security_active(t.relid)
         OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
    AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
-   -- Since 0.5.0: not a tracking whose table Citus moved from this node (src/citus.rs).
+   -- Since 0.5.0: not a tracking whose table Citus moved from this node (src/citus.rs), nor
+   -- one that groups by more than a status (org_stats.groups() reads those).
    AND t.counted_in IS NULL AND org_stats.live_reason(t.table_id) IS NULL
+   AND t.group_columns IS NULL AND t.time_column IS NULL
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0
 UNION ALL
@@ -501,7 +605,8 @@ SELECT t.relid, d.org_id, d.status, d.count, s.last_recalculated, t.name
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) d.table_id
   LEFT JOIN org_stats.org_state s
          ON s.org_id OPERATOR(pg_catalog.=) d.org_id AND s.table_id OPERATOR(pg_catalog.=) d.table_id
- WHERE t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL;
+ WHERE (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
+   AND t.group_columns IS NULL AND t.time_column IS NULL;
 
 GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
 
@@ -535,8 +640,8 @@ SELECT t.relid AS table_name,
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:415
--- org_stats::drift::recalculate
+-- src/maintenance/drift.rs:447
+-- org_stats::maintenance::drift::recalculate
 CREATE  FUNCTION "recalculate"(
 	"tracking" TEXT, /* Option < & str > */
 	"org_id" TEXT DEFAULT NULL /* Option < & str > */
@@ -556,8 +661,8 @@ AS 'MODULE_PATHNAME', 'recalculate_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/drift.rs:410
--- org_stats::drift::recalculate
+-- src/maintenance/drift.rs:442
+-- org_stats::maintenance::drift::recalculate
 CREATE  FUNCTION "recalculate"(
 	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
 	"org_id" TEXT DEFAULT NULL /* Option < & str > */
@@ -577,12 +682,12 @@ AS 'MODULE_PATHNAME', 'recalculate_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:61
+-- src/lib.rs:47
 -- requires:
---   ddl::ddl_start
---   ddl::ddl_end
---   drift::recalculate_of_table
---   citus::drop_unused_counters
+--   tracking::ddl::ddl_start
+--   tracking::ddl::ddl_end
+--   maintenance::drift::recalculate_of_table
+--   citus::api::drop_unused_counters
 
 -- Event triggers that keep org_stats in step with DDL on tracked tables (see src/ddl.rs).
 
@@ -615,9 +720,10 @@ BEGIN
         IF dropped.object_type OPERATOR(pg_catalog.=) 'table column' THEN
             IF EXISTS (SELECT FROM org_stats.tracked t
                         WHERE t.relid OPERATOR(pg_catalog.=) dropped.objid
-                          AND (dropped.address_names[3] IN (t.org_column::text, t.status_column::text)
+                          AND (dropped.address_names[3] IN (t.org_column::text, t.status_column::text, t.time_column::text)
                                OR dropped.address_names[3] OPERATOR(pg_catalog.=)
-                                  ANY (COALESCE(t.sum_columns, '{}') OPERATOR(pg_catalog.||) COALESCE(t.filter_columns, '{}'))))
+                                  ANY (COALESCE(t.sum_columns, '{}') OPERATOR(pg_catalog.||) COALESCE(t.filter_columns, '{}')
+                                       OPERATOR(pg_catalog.||) COALESCE(t.group_columns, '{}'))))
                AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
                                 WHERE d.objid OPERATOR(pg_catalog.=) dropped.objid
                                   AND d.object_type OPERATOR(pg_catalog.=) 'table') THEN
@@ -690,8 +796,8 @@ REVOKE EXECUTE ON FUNCTION org_stats.ddl_start(), org_stats.ddl_end() FROM PUBLI
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/scheduling.rs:34
--- org_stats::scheduling::schedule_recalculation
+-- src/maintenance/scheduling.rs:34
+-- org_stats::maintenance::scheduling::schedule_recalculation
 CREATE  FUNCTION "schedule_recalculation"(
 	"schedule" TEXT DEFAULT '0 3 * * *' /* & str */
 ) RETURNS bigint /* i64 */
@@ -701,8 +807,27 @@ AS 'MODULE_PATHNAME', 'schedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/live.rs:733
--- org_stats::live::set_notify
+-- src/reads.rs:798
+-- org_stats::reads::series
+CREATE  FUNCTION "series"(
+	"tracking" TEXT, /* Option < & str > */
+	"org_id" TEXT, /* Option < & str > */
+	"since" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"until" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"bucket" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"key" TEXT[],  /* Vec < Option < String > > */
+	"count" bigint,  /* i64 */
+	"sums" jsonb  /* pgrx :: JsonB */
+)
+STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'series_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/live/api.rs:17
+-- org_stats::live::api::set_notify
 CREATE  FUNCTION "set_notify"(
 	"tracking" TEXT, /* & str */
 	"enabled" bool DEFAULT true /* bool */
@@ -713,7 +838,13 @@ AS 'MODULE_PATHNAME', 'set_notify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:386
+-- src/tracking/track.rs:443
+-- org_stats::tracking::track::start_tracking
+-- Skipped due to `#[pgrx(sql = false)]`
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/reads.rs:461
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT, /* & str */
@@ -729,7 +860,7 @@ AS 'MODULE_PATHNAME', 'totals_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:434
+-- src/reads.rs:509
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT /* & str */
@@ -744,7 +875,7 @@ AS 'MODULE_PATHNAME', 'totals_of_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:408
+-- src/reads.rs:483
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT, /* & str */
@@ -761,8 +892,8 @@ AS 'MODULE_PATHNAME', 'totals_of_orgs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:367
--- org_stats::tracking::track
+-- src/tracking/track.rs:401
+-- org_stats::tracking::track::track
 CREATE  FUNCTION "track"(
 	"tbl" regclass, /* Option < RegClass > */
 	"org_column" name DEFAULT 'workos_org_id', /* Option < Name > */
@@ -770,22 +901,26 @@ CREATE  FUNCTION "track"(
 	"backfill" bool DEFAULT true, /* Option < bool > */
 	"filter" TEXT DEFAULT NULL, /* Option < & str > */
 	"sum_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"name" TEXT DEFAULT NULL /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"group_by" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"time_column" name DEFAULT NULL, /* Option < Name > */
+	"bucket" interval DEFAULT NULL, /* Option < pgrx :: datum :: Interval > */
+	"bucket_time_zone" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS void
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'start_tracking_wrapper';
+AS 'MODULE_PATHNAME', 'start_tracking_grouped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:396
--- org_stats::tracking::track
+-- src/tracking/track.rs:471
+-- org_stats::tracking::track::track
 -- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/scheduling.rs:48
--- org_stats::scheduling::unschedule_recalculation
+-- src/maintenance/scheduling.rs:48
+-- org_stats::maintenance::scheduling::unschedule_recalculation
 CREATE  FUNCTION "unschedule_recalculation"() RETURNS bool /* bool */
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -793,8 +928,8 @@ AS 'MODULE_PATHNAME', 'unschedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:533
--- org_stats::tracking::untrack
+-- src/tracking/track.rs:629
+-- org_stats::tracking::track::untrack
 CREATE  FUNCTION "untrack"(
 	"tbl" regclass /* RegClass */
 ) RETURNS void
@@ -804,8 +939,8 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking.rs:542
--- org_stats::tracking::untrack
+-- src/tracking/track.rs:638
+-- org_stats::tracking::track::untrack
 CREATE  FUNCTION "untrack"(
 	"tracking" TEXT /* & str */
 ) RETURNS void
@@ -815,7 +950,7 @@ AS 'MODULE_PATHNAME', 'untrack_by_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:345
+-- src/write_path.rs:398
 -- org_stats::write_path::org_stats_flush_trigger
 CREATE FUNCTION "org_stats_flush_trigger"()
 	RETURNS TRIGGER
@@ -824,7 +959,7 @@ CREATE FUNCTION "org_stats_flush_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:301
+-- src/write_path.rs:353
 -- org_stats::write_path::org_stats_row_trigger
 CREATE FUNCTION "org_stats_row_trigger"()
 	RETURNS TRIGGER
@@ -833,7 +968,7 @@ CREATE FUNCTION "org_stats_row_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:357
+-- src/write_path.rs:410
 -- org_stats::write_path::org_stats_truncate_trigger
 CREATE FUNCTION "org_stats_truncate_trigger"()
 	RETURNS TRIGGER
@@ -842,7 +977,7 @@ CREATE FUNCTION "org_stats_truncate_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:76
+-- src/lib.rs:62
 -- finalize
 -- Only track() (running as the extension owner) may attach the trigger functions to a table:
 -- a role that could create its own trigger with them could forge another table's counts.

@@ -30,8 +30,10 @@ SELECT t.relid AS table_name, c.org_id, c.status,
    AND (NOT pg_catalog.row_security_active(t.relid)
         OR COALESCE(pg_catalog.current_setting('org_stats.count_under_rls', true), 'off')::boolean)
    AND (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
-   -- Since 0.5.0: not a tracking whose table Citus moved from this node (src/citus.rs).
+   -- Since 0.5.0: not a tracking whose table Citus moved from this node (src/citus.rs), nor
+   -- one that groups by more than a status (org_stats.groups() reads those).
    AND t.counted_in IS NULL AND org_stats.live_reason(t.table_id) IS NULL
+   AND t.group_columns IS NULL AND t.time_column IS NULL
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, s.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0
 UNION ALL
@@ -42,7 +44,8 @@ SELECT t.relid, d.org_id, d.status, d.count, s.last_recalculated, t.name
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) d.table_id
   LEFT JOIN org_stats.org_state s
          ON s.org_id OPERATOR(pg_catalog.=) d.org_id AND s.table_id OPERATOR(pg_catalog.=) d.table_id
- WHERE t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL;
+ WHERE (t.backfilled_at IS NOT NULL OR s.backfilled_at IS NOT NULL)
+   AND t.group_columns IS NULL AND t.time_column IS NULL;
 
 GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
 

@@ -32,7 +32,15 @@ CREATE TABLE org_stats.tracked (
     -- Since 0.5.0: where its counts are kept (src/citus.rs): NULL for org_stats.counters, the
     -- name of the distributed counters table next to its shards on Citus, or '' for nowhere (Citus
     -- keeps its rows where no counters can be next to them; its reads count them live).
-    counted_in     text
+    counted_in     text,
+    -- Since 0.5.0: a tracking may group by more than its status column (src/values/dimensions.rs):
+    -- the other grouping columns, in order, and a time column whose values are bucketed (a
+    -- fixed interval or whole months, cut in bucket_time_zone's local time or else UTC). Its
+    -- counters' status is then an encoded group key.
+    group_columns    text[],
+    time_column      name,
+    bucket           interval,
+    bucket_time_zone text
 );
 CREATE UNIQUE INDEX tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
 ALTER SEQUENCE org_stats.tracked_table_id_seq OWNED BY org_stats.tracked.table_id;
@@ -102,7 +110,10 @@ REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.org_state, org_st
 
 CREATE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
-       t.name AS tracking, t.filter, t.sum_columns, t.notify
+       t.name AS tracking, t.filter, t.sum_columns, t.notify,
+       -- Since 0.5.0: every grouping column, the status column first, and the time bucket.
+       ARRAY[t.status_column::pg_catalog.text] OPERATOR(pg_catalog.||) COALESCE(t.group_columns, '{}') AS group_by,
+       t.time_column, t.bucket, t.bucket_time_zone
   FROM org_stats.tracked t;
 
 -- Backfill progress of each tracking that has had one.

@@ -6,7 +6,7 @@
 //! `./pg_test.sh`, checks both from the `crate::` paths):
 //! 1. `pg`: PostgreSQL glue: compat (every version condition), errors, sql, security, relcache,
 //!    names (`regclass`, `name`), access (direct index and heap access)
-//! 2. `values`: the text a value is counted under, exact sums, filters
+//! 2. `values`: the text a value is counted under, exact sums, filters, group keys and time buckets
 //! 3. `catalog`: org_stats' own tables, the registry of trackings
 //! 4. `counters`: where counts live (the seam integrations plug into), deltas, the row choice,
 //!    writing and reading counters, what a table holds counted live

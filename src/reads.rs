@@ -8,7 +8,7 @@
 //! a table's name as `regclass` reads it (its default tracking). A call with a string literal,
 //! `count_by_status('loads', ...)`, resolves to the `text` functions and so reads the same.
 
-use crate::catalog::registration::{self, Lookup};
+use crate::catalog::registration::{self, Grouping, Lookup};
 use crate::catalog::registry;
 use crate::counters::deltas::{self, Delta};
 use crate::counters::placement::{self, placer, readable, Placement};
@@ -19,10 +19,13 @@ use crate::pg::errors;
 use crate::pg::names::{resolve_with, RegClass};
 use crate::pg::security;
 use crate::pg::sql::{self, Access};
+use crate::values::dimensions::{self, Part};
 use crate::values::sums::{self, Sum};
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use rustc_hash::FxHashSet;
+use pgrx::spi::quote_identifier;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// How the caller named the tracking to read.
 #[derive(Clone, Copy)]
@@ -31,17 +34,30 @@ enum Reference<'a> {
     Text(&'a str),
 }
 
+/// What a read shows of a tracking's groups: one status each (a tracking grouped by several
+/// columns is refused), or every grouping value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shows {
+    /// Per status, by the named function.
+    Statuses(&'static str),
+    Groups,
+}
+
 /// A tracking resolved for reading, the caller's right to read its table checked.
 struct Target {
+    /// As the caller named it, for errors.
+    label: String,
     table_id: i32,
     all_backfilled: bool,
     sum_columns: Vec<String>,
     /// Where its counts are read, or why its reads count live (see `placement::readable_at`).
     kept: Result<Placement, String>,
+    /// What its keys hold, if it groups by more than a status column.
+    grouping: Option<Grouping>,
 }
 
 /// Resolves `reference` on `snapshot`; with `sums`, also learns the summed columns.
-fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool) -> Target {
+fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool, shows: Shows) -> Target {
     let registration = match reference {
         Reference::Table(table) => {
             require_readable(table);
@@ -69,7 +85,22 @@ fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool) -> Targe
         }
     };
     let relid = RegClass(registration.relid);
+    let label = || match reference {
+        Reference::Table(table) => table.display(),
+        Reference::Text(name) => name.to_owned(),
+    };
+    if let (Shows::Statuses(function), Some(grouping)) = (shows, &registration.grouping) {
+        if grouping.columns.len() > 1 {
+            errors::grouped_by_several(&label(), function);
+        }
+    }
     Target {
+        label: if shows == Shows::Groups {
+            label()
+        } else {
+            String::new()
+        },
+        grouping: registration.grouping,
         kept: placement::readable_at(
             relid,
             &registration.org_column,
@@ -124,6 +155,32 @@ fn org_totals(
     let collation = storage::status_collation(&counters);
     for (_, status, delta) in deltas::pending(t.table_id, Some(org_id)) {
         add_in_order(&mut counts, status, trimmed(delta, sum_columns), collation);
+    }
+    counts.retain(|(_, d)| !d.is_zero());
+    counts
+}
+
+/// `org_totals` per status: a tracking grouped by its status column and a time bucket keeps a
+/// status' counts in one key per bucket, added up here.
+fn status_totals(
+    t: &Target,
+    org_id: &str,
+    sums: bool,
+    snapshot: pg_sys::Snapshot,
+) -> Vec<(Option<String>, Delta)> {
+    let counts = org_totals(t, org_id, sums, snapshot);
+    if t.grouping.is_none() {
+        return counts;
+    }
+    by_status(counts)
+}
+
+/// Counts kept under group keys, per status (the key's only grouping value), in status order.
+fn by_status(keyed: Vec<(Option<String>, Delta)>) -> Vec<(Option<String>, Delta)> {
+    let mut counts = Vec::new();
+    for (key, delta) in keyed {
+        let status = key.and_then(|key| dimensions::decode(&key).values.swap_remove(0));
+        add_in_order(&mut counts, status, delta, pg_sys::DEFAULT_COLLATION_OID);
     }
     counts.retain(|(_, d)| !d.is_zero());
     counts
@@ -236,8 +293,9 @@ pub unsafe extern "C-unwind" fn count_by_status_wrapper(
         let org_id = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 1).expect("STRICT");
         return_counts(fcinfo, "count_by_status", || {
             let snapshot = active_snapshot();
-            org_totals(
-                &target(Reference::Table(table), snapshot, false),
+            let shows = Shows::Statuses("count_by_status");
+            status_totals(
+                &target(Reference::Table(table), snapshot, false, shows),
                 org_id,
                 false,
                 snapshot,
@@ -258,8 +316,9 @@ pub unsafe extern "C-unwind" fn count_by_status_of_wrapper(
         let org_id = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 1).expect("STRICT");
         return_counts(fcinfo, "count_by_status", || {
             let snapshot = active_snapshot();
-            org_totals(
-                &target(Reference::Text(tracking), snapshot, false),
+            let shows = Shows::Statuses("count_by_status");
+            status_totals(
+                &target(Reference::Text(tracking), snapshot, false, shows),
                 org_id,
                 false,
                 snapshot,
@@ -282,17 +341,28 @@ pub extern "C" fn pg_finfo_count_by_status_of_wrapper() -> &'static pg_sys::Pg_f
     &V1_API
 }
 
-fn counts_of(reference: Reference, org_id: &str) -> Vec<(Option<String>, Delta)> {
+fn counts_of(
+    reference: Reference,
+    org_id: &str,
+    function: &'static str,
+) -> Vec<(Option<String>, Delta)> {
     let snapshot = active_snapshot();
-    org_totals(&target(reference, snapshot, false), org_id, false, snapshot)
+    let t = target(reference, snapshot, false, Shows::Statuses(function));
+    status_totals(&t, org_id, false, snapshot)
 }
 
 fn total(reference: Reference, org_id: &str) -> i64 {
-    counts_of(reference, org_id).iter().map(|(_, d)| d.n).sum()
+    // Every group's rows, whatever its columns.
+    let snapshot = active_snapshot();
+    let t = target(reference, snapshot, false, Shows::Groups);
+    org_totals(&t, org_id, false, snapshot)
+        .iter()
+        .map(|(_, d)| d.n)
+        .sum()
 }
 
 fn of_status(reference: Reference, org_id: &str, status: Option<&str>) -> i64 {
-    counts_of(reference, org_id)
+    counts_of(reference, org_id, "count")
         .iter()
         .filter(|(s, _)| s.as_deref() == status)
         .map(|(_, d)| d.n)
@@ -300,7 +370,7 @@ fn of_status(reference: Reference, org_id: &str, status: Option<&str>) -> i64 {
 }
 
 fn json_counts(reference: Reference, org_id: &str) -> pgrx::JsonB {
-    let map: serde_json::Map<String, serde_json::Value> = counts_of(reference, org_id)
+    let map: serde_json::Map<String, serde_json::Value> = counts_of(reference, org_id, "counts")
         .into_iter()
         .filter_map(|(status, d)| Some((status?, d.n.into())))
         .collect();
@@ -376,10 +446,11 @@ fn count_by_status_of_orgs(
     ),
 > {
     let snapshot = active_snapshot();
-    let t = target(Reference::Text(tracking), snapshot, false);
+    let shows = Shows::Statuses("count_by_status");
+    let t = target(Reference::Text(tracking), snapshot, false, shows);
     let mut rows = Vec::new();
     for org in distinct(org_ids) {
-        for (status, d) in org_totals(&t, &org, false, snapshot) {
+        for (status, d) in status_totals(&t, &org, false, snapshot) {
             rows.push((org.clone(), status, d.n));
         }
     }
@@ -400,8 +471,13 @@ fn totals(
     ),
 > {
     let snapshot = active_snapshot();
-    let t = target(Reference::Text(tracking), snapshot, true);
-    let rows: Vec<_> = org_totals(&t, org_id, true, snapshot)
+    let t = target(
+        Reference::Text(tracking),
+        snapshot,
+        true,
+        Shows::Statuses("totals"),
+    );
+    let rows: Vec<_> = status_totals(&t, org_id, true, snapshot)
         .into_iter()
         .map(|(status, d)| (status, d.n, sums_json(&t, &d.sums)))
         .collect();
@@ -423,10 +499,15 @@ fn totals_of_orgs(
     ),
 > {
     let snapshot = active_snapshot();
-    let t = target(Reference::Text(tracking), snapshot, true);
+    let t = target(
+        Reference::Text(tracking),
+        snapshot,
+        true,
+        Shows::Statuses("totals"),
+    );
     let mut rows = Vec::new();
     for org in distinct(org_ids) {
-        for (status, d) in org_totals(&t, &org, true, snapshot) {
+        for (status, d) in status_totals(&t, &org, true, snapshot) {
             rows.push((org.clone(), status, d.n, sums_json(&t, &d.sums)));
         }
     }
@@ -447,7 +528,12 @@ fn totals_of_all(
     ),
 > {
     let snapshot = active_snapshot();
-    let t = target(Reference::Text(tracking), snapshot, true);
+    let t = target(
+        Reference::Text(tracking),
+        snapshot,
+        true,
+        Shows::Statuses("totals"),
+    );
     let sum_columns = t.sum_columns.len();
     let counters = storage::counters(pg_sys::AccessShareLock);
     let collation = storage::status_collation(&counters);
@@ -474,6 +560,9 @@ fn totals_of_all(
             collation,
         );
     }
+    if t.grouping.is_some() {
+        by_status = self::by_status(by_status);
+    }
     by_status.retain(|(_, d)| !d.is_zero());
     TableIterator::new(
         by_status
@@ -490,4 +579,287 @@ fn totals_of_all(
 fn live_reason(table_id: i32) -> Option<String> {
     let t = security::as_extension_owner(|| registry::find_by_id_read(table_id))?;
     readable(&t).err()
+}
+
+/// One group of `groups()` or `series()`: its bucket's start (`None` for `groups()`, or for the
+/// rows whose time is NULL), its grouping values, and its count and sums.
+type Group = (Option<i64>, Vec<Option<String>>, Delta);
+
+/// The groups of `org_id`'s rows whose time is in `[since, until)` (`None`: unbounded; rows
+/// whose time is NULL only with neither bound), per bucket too if `per_bucket`, in order of
+/// bucket (NULL last) then values. Whole buckets are read from the counters; the rows of buckets
+/// a bound cuts are counted from the table.
+fn groups_of(
+    t: &Target,
+    org_id: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+    per_bucket: bool,
+    snapshot: pg_sys::Snapshot,
+) -> Vec<Group> {
+    let timed = t.grouping.as_ref().and_then(|g| g.time.as_ref());
+    if timed.is_none() && (since.is_some() || until.is_some()) {
+        errors::no_time_column(&t.label, "it has no rows between two instants to count");
+    }
+    if let (Some(since), Some(until)) = (since, until) {
+        if since >= until {
+            return Vec::new();
+        }
+    }
+    let mut groups: FxHashMap<(Option<i64>, Vec<Option<String>>), Delta> = FxHashMap::default();
+    let mut add = |bucket: Option<i64>, values: Vec<Option<String>>, delta: Delta| {
+        let bucket = if per_bucket { bucket } else { None };
+        groups
+            .entry((bucket, values))
+            .and_modify(|sum| sum.add(&delta))
+            .or_insert(delta);
+    };
+    let mut cut = Vec::new();
+    for (key, delta) in org_totals(t, org_id, true, snapshot) {
+        let Some(grouping) = &t.grouping else {
+            add(None, vec![key], delta);
+            continue;
+        };
+        let key = dimensions::decode(&key.expect("a group key"));
+        let bucket = key.bucket.flatten();
+        if let Some(timed) = &grouping.time {
+            match timed.bucketing.part(bucket, since, until, timed.instants) {
+                Part::Whole => {}
+                Part::Outside => continue,
+                Part::Cut => {
+                    cut.push(bucket.expect("only a bucket of times is cut"));
+                    continue;
+                }
+            }
+        }
+        add(bucket, key.values, delta);
+    }
+    if let Some(timed) = timed.filter(|_| !cut.is_empty()) {
+        for (key, delta) in cut_counts(t, timed, org_id, since, until, cut) {
+            let key = dimensions::decode(&key.expect("a group key"));
+            add(key.bucket.flatten(), key.values, delta);
+        }
+    }
+    let mut rows: Vec<Group> = groups
+        .into_iter()
+        .filter(|(_, delta)| !delta.is_zero())
+        .map(|((bucket, values), delta)| (bucket, values, delta))
+        .collect();
+    rows.sort_by(|a, b| {
+        // NULL (the rows whose time is NULL) last, as ORDER BY puts it.
+        let buckets = match (a.0, b.0) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (Some(x), Some(y)) => x.cmp(&y),
+        };
+        buckets.then_with(|| compare_values(&a.1, &b.1))
+    });
+    rows
+}
+
+/// Orders grouping values as ORDER BY would, column by column under the database's collation,
+/// NULL last.
+fn compare_values(a: &[Option<String>], b: &[Option<String>]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let order = match (x, y) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            // SAFETY: both are valid strings; varstr_cmp compares them under an existing collation.
+            (Some(x), Some(y)) => unsafe {
+                pg_sys::varstr_cmp(
+                    x.as_ptr().cast(),
+                    x.len() as i32,
+                    y.as_ptr().cast(),
+                    y.len() as i32,
+                    pg_sys::DEFAULT_COLLATION_OID,
+                )
+            }
+            .cmp(&0),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// The groups, under their keys, of `org_id`'s rows in `[since, until)` that lie in the buckets
+/// starting at `cut`, counted from the table.
+fn cut_counts(
+    t: &Target,
+    timed: &registration::Timed,
+    org_id: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+    mut cut: Vec<i64>,
+) -> Vec<(Option<String>, Delta)> {
+    // Adjacent buckets make one range.
+    cut.sort_unstable();
+    cut.dedup();
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    for start in cut {
+        let end = timed.bucketing.next(start);
+        match ranges.last_mut() {
+            Some((_, last_end)) if *last_end == start => *last_end = end,
+            _ => ranges.push((start, end)),
+        }
+    }
+    let column = quote_identifier(&timed.column);
+    let bucket_type = if timed.instants {
+        pg_sys::TIMESTAMPTZOID
+    } else {
+        pg_sys::TIMESTAMPOID
+    };
+    // SAFETY: a timestamp and a timestamptz are both microseconds from 2000-01-01 in an int8.
+    let time = |micros: i64, type_oid| unsafe { DatumWithOid::new(micros, type_oid) };
+    let mut args = Vec::new();
+    let mut param = |value: DatumWithOid<'static>| {
+        args.push(value);
+        format!("${}", args.len() + 1)
+    };
+    let mut conditions = Vec::new();
+    if let Some(since) = since {
+        let p = param(time(since, pg_sys::TIMESTAMPTZOID));
+        conditions.push(format!("{column} OPERATOR(pg_catalog.>=) {p}"));
+    }
+    if let Some(until) = until {
+        let p = param(time(until, pg_sys::TIMESTAMPTZOID));
+        conditions.push(format!("{column} OPERATOR(pg_catalog.<) {p}"));
+    }
+    let within: Vec<String> = ranges
+        .into_iter()
+        .map(|(start, end)| {
+            let (start, end) = (param(time(start, bucket_type)), param(time(end, bucket_type)));
+            format!("{column} OPERATOR(pg_catalog.>=) {start} AND {column} OPERATOR(pg_catalog.<) {end}")
+        })
+        .collect();
+    conditions.push(format!("(({}))", within.join(") OR (")));
+    let condition = conditions.join(" AND ");
+    security::as_extension_owner(|| {
+        let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
+        table_counts::group_counts_where(&tracked, org_id, &condition, args)
+    })
+}
+
+/// An instant as microseconds from 2000-01-01 UTC.
+fn micros(instant: Option<TimestampWithTimeZone>) -> Option<i64> {
+    instant.map(i64::from)
+}
+
+/// Counts and sums of one org per combination of the tracking's grouping values, of its rows
+/// whose time is in `[since, until)`: equal to a GROUP BY of the table's rows with
+/// `time >= since AND time < until` (a NULL bound: none; rows whose time is NULL count only with
+/// neither bound). `key` holds the grouping values in the order `group_by` gave them.
+#[pg_extern(stable, parallel_restricted)]
+fn groups(
+    tracking: Option<&str>,
+    org_id: Option<&str>,
+    since: default!(Option<TimestampWithTimeZone>, "NULL"),
+    until: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(key, Vec<Option<String>>),
+        name!(count, i64),
+        name!(sums, pgrx::JsonB),
+    ),
+> {
+    let (Some(tracking), Some(org_id)) = (tracking, org_id) else {
+        return TableIterator::new(Vec::new());
+    };
+    let snapshot = active_snapshot();
+    let t = target(Reference::Text(tracking), snapshot, true, Shows::Groups);
+    let rows: Vec<_> = groups_of(&t, org_id, micros(since), micros(until), false, snapshot)
+        .into_iter()
+        .map(|(_, values, d)| (values, d.n, sums_json(&t, &d.sums)))
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// `groups()` of many orgs at once: (org_id, key, count, sums).
+#[pg_extern(stable, parallel_restricted, name = "groups")]
+fn groups_of_orgs(
+    tracking: Option<&str>,
+    org_ids: Option<Vec<Option<String>>>,
+    since: default!(Option<TimestampWithTimeZone>, "NULL"),
+    until: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(org_id, String),
+        name!(key, Vec<Option<String>>),
+        name!(count, i64),
+        name!(sums, pgrx::JsonB),
+    ),
+> {
+    let (Some(tracking), Some(org_ids)) = (tracking, org_ids) else {
+        return TableIterator::new(Vec::new());
+    };
+    let snapshot = active_snapshot();
+    let t = target(Reference::Text(tracking), snapshot, true, Shows::Groups);
+    let mut rows = Vec::new();
+    for org in distinct(org_ids) {
+        for (_, values, d) in groups_of(&t, &org, micros(since), micros(until), false, snapshot) {
+            rows.push((org.clone(), values, d.n, sums_json(&t, &d.sums)));
+        }
+    }
+    TableIterator::new(rows)
+}
+
+/// `groups()` per bucket as well: one row per bucket with rows, by the bucket's start, in order;
+/// a bucket a bound cuts counts only its rows within the bounds.
+#[pg_extern(stable, parallel_restricted)]
+#[allow(clippy::type_complexity)] // pgrx reads the row type from the signature
+fn series(
+    tracking: Option<&str>,
+    org_id: Option<&str>,
+    since: Option<TimestampWithTimeZone>,
+    until: Option<TimestampWithTimeZone>,
+) -> TableIterator<
+    'static,
+    (
+        name!(bucket, Option<TimestampWithTimeZone>),
+        name!(key, Vec<Option<String>>),
+        name!(count, i64),
+        name!(sums, pgrx::JsonB),
+    ),
+> {
+    let (Some(tracking), Some(org_id)) = (tracking, org_id) else {
+        return TableIterator::new(Vec::new());
+    };
+    let snapshot = active_snapshot();
+    let t = target(Reference::Text(tracking), snapshot, true, Shows::Groups);
+    let Some(timed) = t.grouping.as_ref().and_then(|g| g.time.as_ref()) else {
+        errors::no_time_column(&t.label, "it has no series of buckets");
+    };
+    let instants = timed.instants;
+    let rows: Vec<_> = groups_of(&t, org_id, micros(since), micros(until), true, snapshot)
+        .into_iter()
+        .map(|(bucket, values, d)| {
+            let bucket = bucket.map(|start| bucket_instant(start, instants));
+            (bucket, values, d.n, sums_json(&t, &d.sums))
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// The instant a bucket starts: its start itself for a `timestamptz` column; for a `timestamp`
+/// or `date` column, its local start as a `timestamptz` in the session's time zone, as a cast
+/// would make it.
+fn bucket_instant(start: i64, instants: bool) -> TimestampWithTimeZone {
+    let instant = if instants {
+        start
+    } else {
+        // SAFETY: timestamp_timestamptz takes a timestamp and returns a timestamptz, by value.
+        unsafe {
+            pgrx::direct_function_call::<i64>(
+                pg_sys::timestamp_timestamptz,
+                &[Some(pg_sys::Datum::from(start))],
+            )
+        }
+        .expect("a timestamptz")
+    };
+    TimestampWithTimeZone::try_from(instant).expect("a bucket within the timestamps' range")
 }

@@ -1,5 +1,5 @@
-//! In-backend unit tests of internals: the text form of each supported type and the
-//! subtransaction bookkeeping of pending deltas. The SQL surface is tested by pg_regress
+//! In-backend unit tests of internals: the text form of each supported type, the
+//! subtransaction bookkeeping of pending deltas, and time buckets and group keys. The SQL surface is tested by pg_regress
 //! (tests/sql), interleavings by pg_isolation_regress (tests/isolation), and the invariant by the
 //! randomized model test (tests/integration/tests/randomized_invariant.rs).
 
@@ -152,5 +152,127 @@ mod tests {
         assert!(s.is_zero());
         let round_trip = Sum::from_parts(&Sum::of(Some("-12.340"), 1).parts());
         assert_eq!(round_trip.value().as_deref(), Some("-12.340"));
+    }
+
+    use crate::values::dimensions::{self, width_of, Bucketing, Part, Width};
+
+    const HOUR: i64 = 3_600_000_000;
+    const DAY: i64 = 24 * HOUR;
+
+    fn micros_of(sql: &str) -> i64 {
+        Spi::get_one::<i64>(&format!(
+            "SELECT ((extract(epoch FROM {sql}) - 946684800) * 1000000)::int8"
+        ))
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn bucket_widths_are_checked() {
+        assert_eq!(width_of(0, 0, 0), Err("is zero"));
+        assert_eq!(
+            width_of(1, 1, 0),
+            Err("mixes months or years with days or a time")
+        );
+        assert_eq!(width_of(0, 0, -5), Err("is negative"));
+        assert_eq!(width_of(0, 1, -HOUR), Err("is negative"));
+        assert_eq!(width_of(3, 0, 0), Ok(Width::Months(3)));
+        assert_eq!(width_of(0, 1, HOUR), Ok(Width::Fixed(DAY + HOUR)));
+    }
+
+    /// Month buckets against date_trunc() and date_bin() of PostgreSQL, from 1900 to 2100.
+    #[pg_test]
+    fn buckets_match_date_trunc_and_date_bin() {
+        let months = |n| Bucketing {
+            width: Width::Months(n),
+            zone: None,
+        };
+        let hours = Bucketing {
+            width: Width::Fixed(7 * HOUR),
+            zone: None,
+        };
+        let mut day = -36_524;
+        while day < 36_524 {
+            let at = day * DAY + 5 * HOUR + 17;
+            let sql =
+                format!("('2000-01-01 00:00+00'::timestamptz + interval '{at} microseconds')");
+            let month = micros_of(&format!("date_trunc('month', {sql}, 'UTC')"));
+            assert_eq!(months(1).bucket(at), month, "{sql}");
+            let next = micros_of(&format!(
+                "date_trunc('month', {sql}, 'UTC') + interval '1 month'"
+            ));
+            assert_eq!(months(1).next(month), next, "{sql}");
+            let quarter_of_2000 = micros_of(&format!(
+                "'2000-01-01 00:00+00'::timestamptz + interval '3 months' * \
+                 floor(((extract(year FROM {sql} AT TIME ZONE 'UTC') - 2000) * 12 \
+                        + extract(month FROM {sql} AT TIME ZONE 'UTC') - 1) / 3)"
+            ));
+            assert_eq!(months(3).bucket(at), quarter_of_2000, "{sql}");
+            let binned = micros_of(&format!(
+                "date_bin('7 hours', {sql}, '2000-01-01 00:00+00')"
+            ));
+            assert_eq!(hours.bucket(at), binned, "{sql}");
+            day += 37;
+        }
+    }
+
+    /// Calendar buckets cut in a time zone's local time: a day across a change of daylight saving
+    /// time is 23 or 25 hours long.
+    #[pg_test]
+    fn buckets_in_a_time_zone() {
+        let days = Bucketing {
+            width: Width::Fixed(DAY),
+            zone: Some("America/New_York".into()),
+        };
+        let at = micros_of("'2026-11-01 12:00-05'::timestamptz");
+        let start = days.bucket(at);
+        assert_eq!(start, micros_of("'2026-11-01 00:00-04'::timestamptz"));
+        assert_eq!(days.next(start) - start, 25 * HOUR);
+    }
+
+    #[pg_test]
+    fn keys_round_trip() {
+        for (bucket, values) in [
+            (None, vec![Some("Open"), Some("UPS")]),
+            (Some(None), vec![None, Some("")]),
+            (Some(Some(-5)), vec![Some(";-:@3:x"), None]),
+            (Some(Some(i64::MAX)), vec![Some("ü")]),
+            (Some(Some(i64::MIN)), vec![None]),
+        ] {
+            let key = dimensions::decode(&dimensions::encode(bucket, &values));
+            assert_eq!(key.bucket, bucket);
+            let values: Vec<_> = values.iter().map(|v| v.map(str::to_owned)).collect();
+            assert_eq!(key.values, values);
+        }
+        // Keys order by bucket, as text, whatever follows.
+        let early = dimensions::encode(Some(Some(-HOUR)), &[Some("zz")]);
+        let late = dimensions::encode(Some(Some(HOUR)), &[Some("aa")]);
+        assert!(early < late);
+    }
+
+    #[pg_test]
+    fn parts_of_a_range() {
+        let hours = Bucketing {
+            width: Width::Fixed(HOUR),
+            zone: None,
+        };
+        let (since, until) = (Some(HOUR / 2), Some(3 * HOUR));
+        assert_eq!(hours.part(Some(0), since, until, true), Part::Cut);
+        assert_eq!(hours.part(Some(HOUR), since, until, true), Part::Whole);
+        assert_eq!(hours.part(Some(2 * HOUR), since, until, true), Part::Whole);
+        assert_eq!(
+            hours.part(Some(3 * HOUR), since, until, true),
+            Part::Outside
+        );
+        // A timestamp compares in the session's time zone: within a day of a bound, cut.
+        assert_eq!(hours.part(Some(HOUR), since, until, false), Part::Cut);
+        assert_eq!(hours.part(None, since, None, true), Part::Outside);
+        assert_eq!(hours.part(None, None, None, true), Part::Whole);
+        assert_eq!(hours.part(Some(i64::MAX), since, None, true), Part::Whole);
+        assert_eq!(
+            hours.part(Some(i64::MAX), since, until, true),
+            Part::Outside
+        );
+        assert_eq!(hours.part(Some(i64::MIN), None, until, false), Part::Whole);
     }
 }

@@ -20,6 +20,7 @@ use crate::pg::errors;
 use crate::pg::names::RegClass;
 use crate::pg::security;
 use crate::pg::sql::{self, Access};
+use crate::values::dimensions::{self, Bucketing, Spec};
 use crate::values::filter;
 use crate::values::sums::Sum;
 use crate::values::text_form;
@@ -28,7 +29,7 @@ use pgrx::prelude::*;
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::convert::Infallible;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::rc::Rc;
 
 /// A statement touching more distinct groups than this flushes early, bounding backend memory.
@@ -43,12 +44,14 @@ thread_local! {
 /// The tracking a trigger counts for, from the trigger's own arguments (partitions fire with
 /// their own relation, so the firing relation cannot say which table is tracked): its table_id,
 /// org and status columns and, when it has them (trackings made before 0.2.0 do not), its filter
-/// (empty for none) and summed columns.
+/// (empty for none), for a dimensional tracking its other grouping columns and time bucket
+/// (`dimensions::Spec`), and its summed columns.
 struct TriggerArgs<'a> {
     table_id: i32,
     org_column: &'a CStr,
     status_column: &'a CStr,
     filter: Option<&'a CStr>,
+    spec: Option<&'a CStr>,
     sum_columns: Vec<&'a CStr>,
 }
 
@@ -63,33 +66,57 @@ fn trigger_args<'a>(trigger: &'a PgTrigger<'a>) -> TriggerArgs<'a> {
     unsafe {
         let arg = |i: usize| CStr::from_ptr(*t.tgargs.add(i));
         let count = t.tgnargs as usize;
+        let spec = (count > 4)
+            .then(|| arg(4))
+            .filter(|a| Spec::is_arg(a.to_bytes()));
+        let sums = 4 + usize::from(spec.is_some());
         TriggerArgs {
             table_id: arg(0).to_str().unwrap().parse().expect("table_id argument"),
             org_column: arg(1),
             status_column: arg(2),
             filter: (count > 3).then(|| arg(3)).filter(|f| !f.is_empty()),
-            sum_columns: (4..count).map(arg).collect(),
+            spec,
+            sum_columns: (sums.min(count)..count).map(arg).collect(),
         }
     }
 }
 
-/// Where one tracked column is in a relation's rows, and how its values compare and become text.
+/// Where one tracked column is in a relation's rows, and how its values compare and become text
+/// (`form` is `None` for a time column, whose values are bucketed, never made text).
 #[derive(Clone, Copy)]
 struct Column {
     attnum: i32,
     type_oid: pg_sys::Oid,
-    form: text_form::TextForm,
+    form: Option<text_form::TextForm>,
     by_value: bool,
     length: i16,
 }
 
 /// The org, status and summed columns in the rows of one relation, and where its counters are
-/// (`None`: nowhere, its rows are not counted, see `Placer::place_of_rows`).
+/// (`None`: nowhere, its rows are not counted, see `Placer::place_of_rows`); for a dimensional
+/// tracking also its other grouping columns and its time column, with their names and how the
+/// time is bucketed.
 struct Columns {
     org: Column,
     status: Column,
     sums: Vec<Column>,
     place: Option<Place>,
+    dimensions: Option<Dimensions>,
+}
+
+struct Dimensions {
+    group: Vec<(Column, CString)>,
+    time: Option<(Column, CString, Bucketing)>,
+}
+
+impl Dimensions {
+    /// Every column it reads, with its name.
+    fn columns(&self) -> impl Iterator<Item = (&Column, &CStr)> {
+        self.group
+            .iter()
+            .map(|(c, n)| (c, n.as_c_str()))
+            .chain(self.time.iter().map(|(c, n, _)| (c, n.as_c_str())))
+    }
 }
 
 thread_local! {
@@ -138,11 +165,15 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
                 .iter()
                 .zip(&args.sum_columns)
                 .all(|(c, name)| still_valid(desc, c, name))
+            && cols.dimensions.as_ref().is_none_or(|d| {
+                d.columns()
+                    .all(|(column, name)| still_valid(desc, column, name))
+            })
         {
             return cols;
         }
     }
-    let find = |name: &CStr, form_of: fn(pg_sys::Oid) -> Option<text_form::TextForm>| {
+    let find = |name: &CStr, form_of: fn(pg_sys::Oid) -> Option<Option<text_form::TextForm>>| {
         // SAFETY: as above; SPI_fnumber only reads the descriptor.
         let attr = unsafe { attribute(desc, pg_sys::SPI_fnumber(desc, name.as_ptr())) };
         match attr.and_then(|a| Some((a, form_of(a.atttypid)?))) {
@@ -161,13 +192,28 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
             ),
         }
     };
+    let spec = args.spec.map(|arg| {
+        Spec::from_arg(&arg.to_string_lossy()).expect("a dimensions argument org_stats wrote")
+    });
+    let named = |name: &str| CString::new(name).expect("a column name has no NUL");
+    let dimensions = spec.map(|spec| Dimensions {
+        group: spec
+            .group
+            .iter()
+            .map(|name| (find(&named(name), text_of), named(name)))
+            .collect(),
+        time: spec
+            .time
+            .map(|(name, bucketing)| (find(&named(&name), time_of), named(&name), bucketing)),
+    });
     let cols = Rc::new(Columns {
-        org: find(args.org_column, text_form::for_type),
-        status: find(args.status_column, text_form::for_type),
+        dimensions,
+        org: find(args.org_column, text_of),
+        status: find(args.status_column, text_of),
         sums: args
             .sum_columns
             .iter()
-            .map(|name| find(name, text_form::for_sum))
+            .map(|name| find(name, sum_of))
             .collect(),
         // SAFETY: tgname is the trigger's NUL-terminated name.
         place: placer().place_of_rows(
@@ -181,6 +227,21 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
     }
     COLUMNS.with(|c| c.borrow_mut().insert(key, cols.clone()));
     cols
+}
+
+/// How the values of a grouping or org column become text; `None` for a type it cannot have.
+fn text_of(type_oid: pg_sys::Oid) -> Option<Option<text_form::TextForm>> {
+    text_form::for_type(type_oid).map(Some)
+}
+
+/// How the values of a summed column become the decimal text they are added as.
+fn sum_of(type_oid: pg_sys::Oid) -> Option<Option<text_form::TextForm>> {
+    text_form::for_sum(type_oid).map(Some)
+}
+
+/// A time column's values are read as they are; `None` for a type it cannot have.
+fn time_of(type_oid: pg_sys::Oid) -> Option<Option<text_form::TextForm>> {
+    dimensions::time_type(type_oid).map(|_| None)
 }
 
 /// A column's value in a row: `None` for NULL.
@@ -212,8 +273,10 @@ fn count(
     // SAFETY: the datums are values of the columns' types; the text borrows memory of this
     // trigger call, which outlives its use here.
     unsafe {
-        let text =
-            |column: &Column| value(tuple, rel, column).map(|v| text_form::to_text(column.form, v));
+        let text = |column: &Column| {
+            value(tuple, rel, column)
+                .map(|v| text_form::to_text(column.form.expect("a textual column"), v))
+        };
         let delta = Delta {
             n: sign,
             sums: cols
@@ -222,9 +285,23 @@ fn count(
                 .map(|column| Sum::of(text(column).as_deref(), sign))
                 .collect(),
         };
-        let org = text_form::to_text(cols.org.form, org);
-        let status = status.map(|s| text_form::to_text(cols.status.form, s));
-        deltas::add(table_id, place, &org, status.as_deref(), &delta);
+        let org = text_form::to_text(cols.org.form.expect("textual"), org);
+        let status = status.map(|s| text_form::to_text(cols.status.form.expect("textual"), s));
+        match &cols.dimensions {
+            None => deltas::add(table_id, place, &org, status.as_deref(), &delta),
+            Some(d) => {
+                let group: Vec<_> = d.group.iter().map(|(column, _)| text(column)).collect();
+                let values: Vec<Option<&str>> = std::iter::once(status.as_deref())
+                    .chain(group.iter().map(|v| v.as_deref()))
+                    .collect();
+                let bucket = d.time.as_ref().map(|(column, _, bucketing)| {
+                    bucketing.of(value(tuple, rel, column)
+                        .map(|v| dimensions::micros_of(v, column.type_oid)))
+                });
+                let key = dimensions::encode(bucket, &values);
+                deltas::add(table_id, place, &org, Some(&key), &delta);
+            }
+        }
     }
 }
 
@@ -264,7 +341,9 @@ fn unchanged(
         // SAFETY: both are non-NULL values of the column's type.
         (Some(a), Some(b)) => unsafe {
             same_bytes(a, b, column)
-                || text_form::to_text(column.form, a) == text_form::to_text(column.form, b)
+                || column
+                    .form
+                    .is_some_and(|form| text_form::to_text(form, a) == text_form::to_text(form, b))
         },
         _ => false,
     }
@@ -295,6 +374,11 @@ fn org_stats_row_trigger<'a>(
             let same = [&cols.org, &cols.status]
                 .into_iter()
                 .chain(&cols.sums)
+                .chain(
+                    cols.dimensions
+                        .iter()
+                        .flat_map(|d| d.columns().map(|(c, _)| c)),
+                )
                 .all(|column| unchanged(old, new, rel, column));
             if !(was && is && same) {
                 if was {

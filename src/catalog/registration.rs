@@ -3,6 +3,7 @@
 
 use crate::catalog::schema::{self, Own, Schema};
 use crate::pg::access::{self, row_at, value, Key};
+use crate::values::dimensions::{self, Bucketing};
 use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap;
@@ -29,6 +30,23 @@ pub struct Registration {
     pub all_backfilled: bool,
     /// The columns it sums (read only when asked for).
     pub sum_columns: Vec<String>,
+    /// For a tracking grouped by more than one column or by a time bucket, what its keys hold.
+    pub grouping: Option<Grouping>,
+}
+
+/// What the group keys of a dimensional tracking hold (see `dimensions`).
+pub struct Grouping {
+    /// The grouping columns, the status column first.
+    pub columns: Vec<String>,
+    /// The time column and its bucketing.
+    pub time: Option<Timed>,
+}
+
+pub struct Timed {
+    pub column: String,
+    pub bucketing: Bucketing,
+    /// Whether the column is a `timestamptz` (see `Bucketing::part`).
+    pub instants: bool,
 }
 
 thread_local! {
@@ -57,7 +75,9 @@ pub fn registration(
     };
     let tracked = schema::open(Own::Tracked, index, pg_sys::AccessShareLock);
     // Columns of org_stats.tracked: table_id integer NOT NULL (1), relid (2), org_column name
-    // NOT NULL (3), backfilled_at (6), name (9), sum_columns (11), counted_in (15).
+    // NOT NULL (3), status_column name NOT NULL (4), backfilled_at (6), name (9), sum_columns
+    // (11), counted_in (15), group_columns (16), time_column (17), bucket (18),
+    // bucket_time_zone (19).
     let read = |get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>| {
         // SAFETY: the datums are the columns' values, of these types.
         let relid = unsafe { get(2).and_then(|d| pg_sys::Oid::from_datum(d, false)) }?;
@@ -81,6 +101,8 @@ pub fn registration(
                 .then(|| unsafe { get(11).and_then(|d| Vec::<String>::from_datum(d, false)) })
                 .flatten()
                 .unwrap_or_default(),
+            // SAFETY: the datums are the columns' values, of these types.
+            grouping: unsafe { grouping(relid, get) },
         })
     };
     let remembered = match lookup {
@@ -117,4 +139,46 @@ pub fn registration(
         Lookup::Name(name) => access::remember(&NAMED_REGISTRATIONS, name.to_owned(), tid),
     }
     Some(registration)
+}
+
+/// The grouping of a tracking whose registration row `get` reads, if it is dimensional.
+///
+/// # Safety
+/// `get` returns the columns of a row of `org_stats.tracked`.
+unsafe fn grouping(
+    relid: pg_sys::Oid,
+    get: &mut dyn FnMut(i32) -> Option<pg_sys::Datum>,
+) -> Option<Grouping> {
+    let name = |d: pg_sys::Datum| {
+        CStr::from_ptr(d.cast_mut_ptr::<std::os::raw::c_char>())
+            .to_string_lossy()
+            .into_owned()
+    };
+    let others = get(16).and_then(|d| Vec::<String>::from_datum(d, false));
+    let time = get(17).map(name);
+    if others.is_none() && time.is_none() {
+        return None;
+    }
+    let time = time.map(|column| {
+        let bucket = get(18)
+            .and_then(|d| pgrx::datum::Interval::from_datum(d, false))
+            .expect("a time column has a bucket")
+            .into_inner();
+        let width = dimensions::width_of(bucket.month, bucket.day, bucket.time)
+            .expect("a bucket track() checked");
+        let zone = get(19).and_then(|d| String::from_datum(d, false));
+        let column_name = std::ffi::CString::new(column.as_str()).expect("a name has no NUL");
+        let type_oid = pg_sys::get_atttype(relid, pg_sys::get_attnum(relid, column_name.as_ptr()));
+        Timed {
+            instants: dimensions::time_type(type_oid) == Some(true),
+            column,
+            bucketing: Bucketing { width, zone },
+        }
+    });
+    Some(Grouping {
+        columns: std::iter::once(name(get(4).expect("a status column")))
+            .chain(others.unwrap_or_default())
+            .collect(),
+        time,
+    })
 }

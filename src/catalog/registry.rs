@@ -7,9 +7,10 @@ use crate::pg::errors;
 use crate::pg::names::{resolve_with, RegClass};
 use crate::pg::security;
 use crate::pg::sql::{self, Access};
+use crate::values::dimensions::{self, Bucketing};
 use crate::values::text_form::{self, TextForm};
 use pgrx::pg_sys;
-use pgrx::spi::quote_identifier;
+use pgrx::spi::{quote_identifier, quote_literal};
 
 /// One tracking of a table: its registration. `table_id` names the tracking (a table tracked
 /// twice has two).
@@ -30,6 +31,10 @@ pub struct Tracked {
     pub counted: bool,
     /// Where its counts are kept, as `org_stats.tracked.counted_in` stores it (see `citus`).
     pub counted_in: Option<String>,
+    /// The columns it groups by after the status column, in order (see `dimensions`).
+    pub group_columns: Vec<String>,
+    /// The time column it buckets, and how.
+    pub time: Option<(String, Bucketing)>,
     org_type: pg_sys::Oid,
     status_type: pg_sys::Oid,
 }
@@ -46,10 +51,72 @@ impl Tracked {
             .sql(&quote_identifier(&self.org_column))
     }
 
-    /// SQL for the status column's text form.
+    /// Whether it groups by more than its status column (several columns, or a time bucket): its
+    /// counters' status is then an encoded key (see `dimensions`).
+    pub fn dimensional(&self) -> bool {
+        !self.group_columns.is_empty() || self.time.is_some()
+    }
+
+    /// A status as drift checks show it: a dimensional tracking's key decoded (see
+    /// `dimensions::display`).
+    pub fn shown_status(&self, status: Option<String>) -> Option<String> {
+        if !self.dimensional() {
+            return status;
+        }
+        let instants = self
+            .time
+            .as_ref()
+            .is_some_and(|(column, _)| dimensions::time_type(self.type_of(column)) == Some(true));
+        status.map(|key| dimensions::display(&key, instants))
+    }
+
+    /// The type of column `name` now (InvalidOid if it is gone).
+    fn type_of(&self, name: &str) -> pg_sys::Oid {
+        let name = std::ffi::CString::new(name).expect("a column name has no NUL");
+        // SAFETY: syscache lookups of a relation's column.
+        unsafe {
+            pg_sys::get_atttype(
+                self.relid.0,
+                pg_sys::get_attnum(self.relid.0, name.as_ptr()),
+            )
+        }
+    }
+
+    /// SQL for what the counters keep as a row's status: the status column's text form or, for a
+    /// dimensional tracking, the row's encoded key, as the triggers make it.
     pub fn status_sql(&self) -> String {
-        self.form(&self.status_column, self.status_type)
-            .sql(&quote_identifier(&self.status_column))
+        let status = self
+            .form(&self.status_column, self.status_type)
+            .sql(&quote_identifier(&self.status_column));
+        if !self.dimensional() {
+            return status;
+        }
+        let mut values = vec![status];
+        for column in &self.group_columns {
+            values.push(
+                self.form(column, self.type_of(column))
+                    .sql(&quote_identifier(column)),
+            );
+        }
+        let values = format!("ARRAY[{}]::pg_catalog.text[]", values.join(", "));
+        match &self.time {
+            None => format!("org_stats.group_key({values})"),
+            Some((column, bucketing)) => {
+                let (months, micros) = bucketing.width.parts();
+                let zone = match (dimensions::time_type(self.type_of(column)), &bucketing.zone) {
+                    (Some(true), Some(zone)) => {
+                        format!(", {}::pg_catalog.text", quote_literal(zone))
+                    }
+                    (Some(true), None) => ", NULL::pg_catalog.text".into(),
+                    (Some(false), _) => String::new(),
+                    (None, _) => errors::column_gone(&self.relid.display(), column),
+                };
+                format!(
+                    "org_stats.group_key({values}, {}, {months}::pg_catalog.int4, {micros}::pg_catalog.int8{zone})",
+                    quote_identifier(column)
+                )
+            }
+        }
     }
 
     /// A name that reads and maintenance resolve to this tracking whatever the search path: its
@@ -130,6 +197,20 @@ fn tracked_from(row: &sql::Row) -> Tracked {
         sum_columns: row.get(10).unwrap_or_default(),
         filter_columns: row.get(11).unwrap_or_default(),
         counted_in: row.get(12),
+        group_columns: row.get(13).unwrap_or_default(),
+        time: row.get::<String>(14).map(|column| {
+            let bucket: pgrx::datum::Interval = row.get(15).expect("a time column has a bucket");
+            let bucket = bucket.into_inner();
+            let width = dimensions::width_of(bucket.month, bucket.day, bucket.time)
+                .expect("a bucket checked by track()");
+            (
+                column,
+                Bucketing {
+                    width,
+                    zone: row.get(16),
+                },
+            )
+        }),
     }
 }
 
@@ -140,12 +221,17 @@ fn tracked_from(row: &sql::Row) -> Tracked {
 macro_rules! tracked_query {
     ($tail:literal) => {
         [tracked_query!($tail, "org_stats.tracked t "), tracked_query!($tail,
-            "(SELECT t.*, NULL::pg_catalog.text AS counted_in FROM org_stats.tracked t) t "),
+            "(SELECT t.*, NULL::pg_catalog.text AS counted_in, NULL::pg_catalog.text[] AS group_columns, \
+                     NULL::pg_catalog.name AS time_column, NULL::pg_catalog.interval AS bucket, \
+                     NULL::pg_catalog.text AS bucket_time_zone \
+                FROM org_stats.tracked t) t "),
          tracked_query!($tail,
             "(SELECT t.table_id, t.relid, t.org_column, t.status_column, t.tracked_at, t.backfilled_at, \
                      NULL::pg_catalog.text AS name, NULL::pg_catalog.text AS filter, \
                      NULL::pg_catalog.text[] AS sum_columns, NULL::pg_catalog.text[] AS filter_columns, \
-                     NULL::pg_catalog.text AS counted_in \
+                     NULL::pg_catalog.text AS counted_in, NULL::pg_catalog.text[] AS group_columns, \
+                     NULL::pg_catalog.name AS time_column, NULL::pg_catalog.interval AS bucket, \
+                     NULL::pg_catalog.text AS bucket_time_zone \
                 FROM org_stats.tracked t) t ")]
     };
     ($tail:literal, $from:literal) => {
@@ -158,7 +244,8 @@ macro_rules! tracked_query {
                         AND a.attname OPERATOR(pg_catalog.=) t.org_column AND NOT a.attisdropped), \
                     (SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) t.relid \
                         AND a.attname OPERATOR(pg_catalog.=) t.status_column AND NOT a.attisdropped), \
-                    t.name, t.filter, t.sum_columns, t.filter_columns, t.counted_in \
+                    t.name, t.filter, t.sum_columns, t.filter_columns, t.counted_in, \
+                    t.group_columns, t.time_column::pg_catalog.text, t.bucket, t.bucket_time_zone \
                FROM ",
             $from,
             $tail

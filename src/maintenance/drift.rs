@@ -314,7 +314,7 @@ fn rows_of(t: &Tracked, drift: Vec<Drift>) -> impl Iterator<Item = DriftRow> + '
         (
             t.relid,
             d.org_id,
-            d.status,
+            t.shown_status(d.status),
             d.stored.n,
             d.actual.n,
             t.name.clone(),

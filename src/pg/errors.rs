@@ -100,3 +100,19 @@ pub fn set_not_accepted(function: &str) -> ! {
         format!("Call it in FROM: SELECT * FROM org_stats.{function}(...)."),
     )
 }
+
+pub fn grouped_by_several(tracking: &str, function: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("tracking \"{tracking}\" groups by several columns, which org_stats.{function}() cannot show"),
+        format!("Read it with org_stats.groups('{tracking}', org_id), one row per combination of its columns' values."),
+    )
+}
+
+pub fn no_time_column(tracking: &str, what: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("tracking \"{tracking}\" has no time column, so {what}"),
+        "Track the table with time_column => '...' and bucket => '...' to count by time.",
+    )
+}

@@ -1,6 +1,7 @@
 //! DDL on tracked tables. Event triggers (sql/ddl.sql) call in here so that registration,
 //! triggers and counts follow what the DBA does:
-//! - a renamed org/status column is followed (the registry and the trigger arguments are renamed);
+//! - a renamed org, status, grouping, time, summed or filter column is followed (the registry and
+//!   the trigger arguments are renamed);
 //! - a tracked column changed to another supported type is recounted (its text form may change);
 //!   to an unsupported one the ALTER is refused;
 //! - a partition created or attached gets the statement triggers and its rows are added; a
@@ -25,6 +26,7 @@ use crate::pg::names::RegClass;
 use crate::pg::security;
 use crate::pg::sql::{self, Access};
 use crate::tracking::triggers;
+use crate::values::dimensions;
 use crate::values::filter;
 use crate::values::text_form;
 use pgrx::prelude::*;
@@ -34,7 +36,8 @@ use std::cell::RefCell;
 /// A tracking as it was before a DDL command.
 struct Before {
     table_id: i32,
-    /// (attribute number, type) of the org, status, summed and filter columns, in that order.
+    /// (attribute number, type) of the org, status, summed, filter, other grouping and time
+    /// columns, in that order (see `tracked_columns`).
     columns: Vec<(i16, pg_sys::Oid)>,
     /// The filter's parse tree, which names columns by number.
     filter: Option<String>,
@@ -56,12 +59,34 @@ fn positions(relid: RegClass, names: &[&str]) -> Vec<(i16, pg_sys::Oid)> {
         .collect()
 }
 
-/// The tracked columns of `t`, in the order `Before::columns` keeps them.
+/// The tracked columns of `t`, in the order `Before::columns` keeps them: org, status, summed,
+/// filter, other grouping, time.
 fn tracked_columns(t: &Tracked) -> Vec<&str> {
     [t.org_column.as_str(), t.status_column.as_str()]
         .into_iter()
         .chain(t.sum_columns.iter().map(String::as_str))
         .chain(t.filter_columns.iter().map(String::as_str))
+        .chain(t.group_columns.iter().map(String::as_str))
+        .chain(t.time.iter().map(|(column, _)| column.as_str()))
+        .collect()
+}
+
+/// What each of `tracked_columns`' columns is to `t`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Grouping,
+    Summed,
+    Filtered,
+    Time,
+}
+
+fn roles(t: &Tracked) -> Vec<Role> {
+    [Role::Grouping, Role::Grouping]
+        .into_iter()
+        .chain(t.sum_columns.iter().map(|_| Role::Summed))
+        .chain(t.filter_columns.iter().map(|_| Role::Filtered))
+        .chain(t.group_columns.iter().map(|_| Role::Grouping))
+        .chain(t.time.iter().map(|_| Role::Time))
         .collect()
 }
 
@@ -155,21 +180,27 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
         .iter()
         .map(|&(attnum, _)| column_at(t.relid, attnum))
         .collect();
-    let sums = 2..2 + t.sum_columns.len();
-    for (i, (name, type_oid)) in now.iter().enumerate() {
-        if i < 2 && text_form::for_type(*type_oid).is_none() {
-            refuse_type(
+    let roles = roles(&t);
+    for ((name, type_oid), role) in now.iter().zip(&roles) {
+        match role {
+            Role::Grouping if text_form::for_type(*type_oid).is_none() => refuse_type(
                 &t,
                 name,
                 "text, varchar, char(n), name, uuid, smallint, integer, bigint, enums, and domains over them",
-            );
-        }
-        if sums.contains(&i) && text_form::for_sum(*type_oid).is_none() {
-            refuse_type(
+            ),
+            Role::Summed if text_form::for_sum(*type_oid).is_none() => refuse_type(
                 &t,
                 name,
                 "smallint, integer, bigint, numeric, and domains over them",
-            );
+            ),
+            Role::Time => match dimensions::time_type(*type_oid) {
+                None => refuse_type(&t, name, "timestamptz, timestamp, date, and domains over them"),
+                Some(false) if t.time.as_ref().is_some_and(|(_, b)| b.zone.is_some()) => {
+                    refuse_type(&t, name, "timestamptz, as its buckets are cut in a time zone")
+                }
+                _ => {}
+            },
+            _ => {}
         }
     }
     let names: Vec<&str> = now.iter().map(|(name, _)| name.as_str()).collect();
@@ -186,8 +217,16 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
     if renamed || filter != t.filter {
         // The triggers are made again with the new names.
         placer().require_own_transaction(t.relid, "renaming a tracked column of");
-        let sum_columns = &names[sums.clone()];
-        let filter_columns = &names[sums.end..];
+        let named = |role| -> Vec<&str> {
+            names
+                .iter()
+                .zip(&roles)
+                .filter(|(_, r)| **r == role)
+                .map(|(n, _)| *n)
+                .collect()
+        };
+        let group_columns = &named(Role::Grouping)[2..];
+        let time_column = named(Role::Time).first().copied();
         sql::kept(
             "UPDATE org_stats.tracked t SET org_column = $2, status_column = $3 \
               WHERE t.table_id OPERATOR(pg_catalog.=) $1",
@@ -203,9 +242,22 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
                   WHERE t.table_id OPERATOR(pg_catalog.=) $1",
                 &[
                     t.table_id.into(),
-                    sum_columns.to_vec().into(),
-                    filter_columns.to_vec().into(),
+                    named(Role::Summed).into_iter().map(str::to_owned).collect::<Vec<_>>().into(),
+                    named(Role::Filtered).into_iter().map(str::to_owned).collect::<Vec<_>>().into(),
                     filter.as_deref().into(),
+                ],
+                Access::Write,
+                |_| {},
+            );
+        }
+        if t.dimensional() {
+            sql::kept(
+                "UPDATE org_stats.tracked t SET group_columns = NULLIF($2::pg_catalog.text[], '{}'), time_column = $3 \
+                  WHERE t.table_id OPERATOR(pg_catalog.=) $1",
+                &[
+                    t.table_id.into(),
+                    group_columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().into(),
+                    time_column.into(),
                 ],
                 Access::Write,
                 |_| {},

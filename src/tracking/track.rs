@@ -15,13 +15,16 @@ use crate::pg::sql::{self, Access};
 use crate::tracking::triggers::{
     install_triggers, partition_tree, relations_with_triggers, remove_triggers,
 };
+use crate::values::dimensions::{self, Bucketing};
 use crate::values::filter;
 use crate::values::text_form;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 
-/// Refuses what org_stats cannot count exactly, before anything is changed.
-fn validate(table: RegClass, org_column: &str, status_column: &str, default_tracking: bool) {
+/// Refuses what org_stats cannot count exactly, before anything is changed: the table, and its
+/// org column and grouping columns (`group`: the status column and, for a tracking grouped by
+/// several, the others).
+fn validate(table: RegClass, org_column: &str, group: &[String], default_tracking: bool) {
     let name = table.display();
     let mut class = None;
     sql::kept(
@@ -73,7 +76,14 @@ fn validate(table: RegClass, org_column: &str, status_column: &str, default_trac
             "Rows of a child table are read through its parent but fire only the child's triggers; org_stats tracks plain tables and declarative partitioning.",
         );
     }
-    for (role, column) in [("org_column", org_column), ("status_column", status_column)] {
+    let role = if group.len() > 1 {
+        "group_by"
+    } else {
+        "status_column"
+    };
+    let columns = std::iter::once(("org_column", org_column))
+        .chain(group.iter().map(|column| (role, column.as_str())));
+    for (role, column) in columns {
         let mut found = None;
         sql::kept(
             "SELECT a.atttypid, COALESCE((SELECT l.collisdeterministic FROM pg_catalog.pg_collation l \
@@ -108,6 +118,162 @@ fn validate(table: RegClass, org_column: &str, status_column: &str, default_trac
                  count apart; use a deterministic collation for the column.",
             );
         }
+    }
+}
+
+/// What a tracking groups by: `group_by`, or else `status_column` alone (whose default stands
+/// only without `group_by`), checked: 1 to `MAX_GROUP_COLUMNS` columns, each once.
+fn grouping(status_column: &str, group_by: Option<Vec<Option<String>>>) -> Vec<String> {
+    let Some(group_by) = group_by else {
+        return vec![status_column.to_owned()];
+    };
+    let group: Vec<String> = group_by
+        .into_iter()
+        .map(|c| required(c, "an element of group_by"))
+        .collect();
+    let refuse = |why: String, hint: &str| -> ! {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, why, hint)
+    };
+    if group.is_empty() || group.len() > MAX_GROUP_COLUMNS {
+        refuse(
+            format!("group_by names {} columns", group.len()),
+            "A tracking groups by 1 to 8 columns.",
+        );
+    }
+    if let Some((_, column)) = group
+        .iter()
+        .enumerate()
+        .find(|(i, c)| group[..*i].contains(c))
+    {
+        raise(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
+            format!("column \"{column}\" is named twice in group_by"),
+            "Name each grouping column once.",
+        );
+    }
+    if status_column != DEFAULT_STATUS_COLUMN && group != [status_column] {
+        refuse(
+            format!("status_column \"{status_column}\" differs from group_by"),
+            "group_by replaces status_column: give one of them.",
+        );
+    }
+    group
+}
+
+/// The most columns a tracking groups by.
+const MAX_GROUP_COLUMNS: usize = 8;
+/// `track()`'s default status column (the declaration below spells it too).
+const DEFAULT_STATUS_COLUMN: &str = "status";
+
+/// The time column of a tracking and how it is bucketed, checked: the column exists and is a
+/// `timestamptz`, `timestamp` or `date`; the bucket is a positive fixed interval or whole months;
+/// a time zone cuts a `timestamptz` column's buckets only.
+fn timing(
+    table: RegClass,
+    time_column: Option<&str>,
+    bucket: Option<pgrx::datum::Interval>,
+    zone: Option<&str>,
+) -> Option<(String, Bucketing)> {
+    let refuse = |why: String, hint: &str| -> ! {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, why, hint)
+    };
+    let (column, bucket) = match (time_column, bucket) {
+        (None, None) if zone.is_none() => return None,
+        (None, _) => refuse(
+            "a bucket or bucket_time_zone without a time_column".into(),
+            "Name the column whose time is bucketed with time_column => '...'.",
+        ),
+        (Some(column), None) => refuse(
+            format!("time_column \"{column}\" without a bucket"),
+            "Give the bucket's width, such as bucket => '1 hour' or '1 month'.",
+        ),
+        (Some(column), Some(bucket)) => (column, bucket.into_inner()),
+    };
+    let name = table.display();
+    let width = dimensions::width_of(bucket.month, bucket.day, bucket.time).unwrap_or_else(|why| {
+        refuse(
+            format!("bucket {why}"),
+            "A bucket is a positive fixed interval ('15 minutes', '1 hour', '1 day', '7 days') or whole months \
+             ('1 month', '3 months', '1 year'), not both.",
+        )
+    });
+    let mut type_oid = None;
+    sql::kept(
+        "SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 \
+            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+        &[table.into(), column.into()],
+        Access::Read,
+        |row| type_oid = row.get::<pg_sys::Oid>(1),
+    );
+    let Some(type_oid) = type_oid else {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("column \"{column}\" of relation {name} does not exist"),
+            "Name the time column with time_column => '...'; column names are case-sensitive.",
+        );
+    };
+    let Some(instants) = dimensions::time_type(type_oid) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("column \"{column}\" of relation {name} cannot be bucketed by time"),
+            "A time column is a timestamptz, timestamp or date (or a domain over one).",
+        );
+    };
+    if zone.is_some() && !instants {
+        refuse(
+            format!("bucket_time_zone for column \"{column}\", which is not a timestamptz"),
+            "A time zone cuts the buckets of a timestamptz; a timestamp or date is bucketed as it is.",
+        );
+    }
+    if let Some(zone) = zone {
+        // PostgreSQL's own check of a zone name, with a hint.
+        pgrx::PgTryBuilder::new(|| {
+            sql::kept(
+                "SELECT pg_catalog.timezone($1, pg_catalog.now())",
+                &[zone.into()],
+                Access::Read,
+                |_| {},
+            )
+        })
+        .catch_others(|_| {
+            refuse(
+                format!("time zone \"{zone}\" not recognized"),
+                "Name a zone of pg_timezone_names, such as 'America/New_York' or 'Europe/Paris'.",
+            )
+        })
+        .execute();
+    }
+    Some((
+        column.to_owned(),
+        Bucketing {
+            width,
+            zone: zone.map(str::to_owned),
+        },
+    ))
+}
+
+/// Says (NOTICE) when no index leads with the org column and then the time column: reads between
+/// two instants count the rows of the buckets their bounds cut from the table.
+fn notice_without_time_index(table: RegClass, org_column: &str, time_column: &str) {
+    let mut indexed = false;
+    sql::kept(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i \
+                         WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indnkeyatts OPERATOR(pg_catalog.>=) 2 \
+                           AND i.indkey[0] OPERATOR(pg_catalog.=) (SELECT a.attnum FROM pg_catalog.pg_attribute a \
+                                 WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2) \
+                           AND i.indkey[1] OPERATOR(pg_catalog.=) (SELECT a.attnum FROM pg_catalog.pg_attribute a \
+                                 WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $3))",
+        &[table.into(), org_column.into(), time_column.into()],
+        Access::Read,
+        |row| indexed = row.get(1).unwrap(),
+    );
+    if !indexed {
+        pgrx::notice!(
+            "org_stats: no index of {} leads with ({org_column}, {time_column}); reads between two instants count \
+             the rows of the buckets their bounds cut from the table, which such an index makes fast",
+            table.display()
+        );
     }
 }
 
@@ -246,9 +412,12 @@ fn required<T>(value: Option<T>, argument: &str) -> T {
 
 /// Starts counting `tbl`: its rows per (org, status) or, with `filter`, only the rows satisfying
 /// it, and with `sum_columns` also the sums of those columns; a `name` makes it one more
-/// tracking of the table, read by that name. See docs/reference.md for the semantics.
+/// tracking of the table, read by that name; `group_by` groups by several columns instead of the
+/// status column, and `time_column` with `bucket` also by the bucket of a time (see
+/// `dimensions`). See docs/reference.md for the semantics.
 #[pg_extern(volatile, parallel_unsafe, name = "track")]
-fn start_tracking(
+#[allow(clippy::too_many_arguments)]
+fn start_tracking_grouped(
     tbl: Option<RegClass>,
     org_column: default!(Option<Name>, "'workos_org_id'"),
     status_column: default!(Option<Name>, "'status'"),
@@ -256,20 +425,60 @@ fn start_tracking(
     filter: default!(Option<&str>, "NULL"),
     sum_columns: default!(Option<Vec<Option<String>>>, "NULL"),
     name: default!(Option<&str>, "NULL"),
+    group_by: default!(Option<Vec<Option<String>>>, "NULL"),
+    time_column: default!(Option<Name>, "NULL"),
+    bucket: default!(Option<pgrx::datum::Interval>, "NULL"),
+    bucket_time_zone: default!(Option<&str>, "NULL"),
 ) {
+    let tbl = required(tbl, "tbl");
     let sum_columns: Vec<String> = sum_columns
         .unwrap_or_default()
         .into_iter()
         .map(|c| required(c, "an element of sum_columns"))
         .collect();
+    let group = grouping(&required(status_column, "status_column").0, group_by);
+    let time = timing(
+        tbl,
+        time_column.as_ref().map(|c| c.0.as_str()),
+        bucket,
+        bucket_time_zone,
+    );
     track_table(
-        required(tbl, "tbl"),
+        tbl,
         &required(org_column, "org_column").0,
-        &required(status_column, "status_column").0,
+        &group,
+        time,
         required(backfill, "backfill"),
         filter,
         &sum_columns,
         name,
+    );
+}
+
+/// 0.2.0's to 0.4.0's `track()`, which their SQL calls by this function's symbol until `ALTER
+/// EXTENSION org_stats UPDATE`; the current install script does not declare it.
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn start_tracking(
+    tbl: Option<RegClass>,
+    org_column: Option<Name>,
+    status_column: Option<Name>,
+    backfill: Option<bool>,
+    filter: Option<&str>,
+    sum_columns: Option<Vec<Option<String>>>,
+    name: Option<&str>,
+) {
+    start_tracking_grouped(
+        tbl,
+        org_column,
+        status_column,
+        backfill,
+        filter,
+        sum_columns,
+        name,
+        None,
+        None,
+        None,
+        None,
     );
 }
 
@@ -281,7 +490,8 @@ fn track(tbl: RegClass, org_column: Name, status_column: Name, backfill: bool) {
     track_table(
         tbl,
         &org_column.0,
-        &status_column.0,
+        &[status_column.0],
+        None,
         backfill,
         None,
         &[],
@@ -289,17 +499,24 @@ fn track(tbl: RegClass, org_column: Name, status_column: Name, backfill: bool) {
     );
 }
 
+/// Makes a tracking of `tbl` grouped by `group` (its status column, then the others) and `time`.
+#[allow(clippy::too_many_arguments)]
 fn track_table(
     tbl: RegClass,
     org_column: &str,
-    status_column: &str,
+    group: &[String],
+    time: Option<(String, Bucketing)>,
     backfill: bool,
     filter: Option<&str>,
     sum_columns: &[String],
     name: Option<&str>,
 ) {
     let table_name = tbl.display();
-    validate(tbl, org_column, status_column, name.is_none());
+    let status_column = group[0].as_str();
+    validate(tbl, org_column, group, name.is_none());
+    if let Some((column, _)) = &time {
+        notice_without_time_index(tbl, org_column, column);
+    }
     validate_sums(tbl, sum_columns);
     if let Some(tracking) = name {
         validate_name(tracking);
@@ -337,16 +554,29 @@ fn track_table(
         // 0.1.0's registry has none of the rest (see `catalog::schema`), and 0.1.0's
         // track() passes none of them.
         let query = if schema::schema() >= Schema::V0_5 {
+            let (time_column, bucket, zone) = match &time {
+                Some((column, bucketing)) => (
+                    Some(column.as_str()),
+                    Some(bucketing.width.as_interval()),
+                    bucketing.zone.as_deref(),
+                ),
+                None => (None, None, None),
+            };
             args.extend([
                 name.into(),
                 filter_text.into(),
                 sum_columns.to_vec().into(),
                 filter_columns.into(),
                 placement.stored().into(),
+                group[1..].to_vec().into(),
+                time_column.into(),
+                bucket.into(),
+                zone.into(),
             ]);
             "INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns, filter_columns, \
-                                            counted_in) \
-             VALUES ($1, $2, $3, $4, $5, NULLIF($6::pg_catalog.text[], '{}'), NULLIF($7::pg_catalog.text[], '{}'), $8) \
+                                            counted_in, group_columns, time_column, bucket, bucket_time_zone) \
+             VALUES ($1, $2, $3, $4, $5, NULLIF($6::pg_catalog.text[], '{}'), NULLIF($7::pg_catalog.text[], '{}'), $8, \
+                     NULLIF($9::pg_catalog.text[], '{}'), $10, $11, $12) \
              RETURNING table_id"
         } else if schema::schema() >= Schema::V0_2 {
             args.extend([

@@ -6,6 +6,7 @@ use crate::catalog::registry::Tracked;
 use crate::counters::placement::placer;
 use crate::pg::names::RegClass;
 use crate::pg::sql::{self, Access};
+use crate::values::dimensions::Spec;
 use pgrx::spi::quote_literal;
 
 /// The triggers of one tracking; the table_id in their names lets a table be tracked more than
@@ -16,15 +17,23 @@ fn trigger_names(table_id: i32) -> [String; 3] {
 }
 
 /// The arguments every org_stats trigger carries: which tracking, by which columns, and, for a
-/// tracking with a filter or summed columns, the filter (empty for none) and those columns.
+/// tracking with a filter, summed columns or other grouping columns, the filter (empty for none),
+/// the other grouping columns and time bucket of a dimensional tracking, and the summed columns.
 fn trigger_args(t: &Tracked) -> String {
     let mut args = vec![
         format!("'{}'", t.table_id),
         quote_literal(&t.org_column),
         quote_literal(&t.status_column),
     ];
-    if t.filter.is_some() || !t.sum_columns.is_empty() {
+    if t.filter.is_some() || !t.sum_columns.is_empty() || t.dimensional() {
         args.push(quote_literal(t.filter.as_deref().unwrap_or("")));
+        if t.dimensional() {
+            let spec = Spec {
+                group: t.group_columns.clone(),
+                time: t.time.clone(),
+            };
+            args.push(quote_literal(spec.to_arg()));
+        }
         args.extend(t.sum_columns.iter().map(quote_literal));
     }
     args.join(", ")

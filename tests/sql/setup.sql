@@ -55,6 +55,52 @@ BEGIN
 END
 $fn$;
 
+-- Every (org, bucket, key) where org_stats.groups() (or, given `bucket_sql`, series()) of
+-- `tracking` disagrees with a live GROUP BY of the rows of `tbl` satisfying `filter` whose
+-- `time_col` is in [since, until): the count and, if `sum_col` is given, the sum() of that
+-- column. `key_sql` is the key as SQL (ARRAY[a::text, b::text]); `bucket_sql` the start of a
+-- row's bucket (date_bin(...), date_trunc(...)). The orgs checked are those with rows plus those
+-- the tracking has counters for.
+CREATE FUNCTION groups_mismatches(tracking text, tbl regclass, key_sql text, time_col name DEFAULT NULL,
+                                  since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                                  filter text DEFAULT 'true', sum_col name DEFAULT NULL,
+                                  bucket_sql text DEFAULT NULL, org_col name DEFAULT 'workos_org_id')
+RETURNS TABLE (org_id text, bucket timestamptz, key text[], counted bigint, actual bigint,
+               counted_sum numeric, actual_sum numeric)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        WITH actual AS (
+            SELECT %1$I::text AS org_id, (%2$s)::timestamptz AS bucket, %3$s AS key, count(*) AS n, %4$s AS s
+              FROM %5$s
+             WHERE %1$I IS NOT NULL AND (%6$s)
+               AND ($1 IS NULL OR %7$s >= $1) AND ($2 IS NULL OR %7$s < $2)
+             GROUP BY 1, 2, 3),
+        orgs AS (
+            SELECT t.%1$I::text AS org_id FROM %5$s t WHERE t.%1$I IS NOT NULL
+            UNION SELECT c.org_id FROM org_stats.counters c JOIN org_stats.tracked k USING (table_id)
+                   WHERE k.name = %8$L OR (k.name IS NULL AND k.relid = %5$L::regclass AND %5$L = %8$L)),
+        counted AS (
+            SELECT o.org_id, g.bucket, g.key, g.count, (g.sums ->> %9$L)::numeric AS s
+              FROM orgs o, LATERAL (%10$s) g)
+        SELECT coalesce(a.org_id, c.org_id), coalesce(a.bucket, c.bucket), coalesce(a.key, c.key),
+               c.count, a.n, c.s, a.s
+          FROM actual a FULL JOIN counted c
+            ON a.org_id = c.org_id AND a.bucket IS NOT DISTINCT FROM c.bucket AND a.key IS NOT DISTINCT FROM c.key
+         WHERE a.n IS DISTINCT FROM c.count OR a.s IS DISTINCT FROM c.s
+         ORDER BY 1, 2, 3 $q$,
+        org_col, coalesce(bucket_sql, 'NULL'), key_sql,
+        CASE WHEN sum_col IS NULL THEN 'NULL::numeric' ELSE format('sum(%I)::numeric', sum_col) END,
+        tbl, filter, coalesce(quote_ident(time_col), 'NULL::timestamptz'), tracking, sum_col,
+        CASE WHEN bucket_sql IS NULL
+             THEN format('SELECT NULL::timestamptz AS bucket, r.key, r.count, r.sums
+                            FROM org_stats.groups(%L, o.org_id, $1, $2) r', tracking)
+             ELSE format('SELECT r.bucket, r.key, r.count, r.sums
+                            FROM org_stats.series(%L, o.org_id, $1, $2) r', tracking) END)
+    USING since, until;
+END
+$fn$;
+
 -- The freight app's tables.
 CREATE TYPE load_status AS ENUM ('Open', 'Dispatched', 'Delivered', 'Cancelled');
 CREATE TABLE loads (

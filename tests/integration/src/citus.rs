@@ -196,7 +196,9 @@ pub fn text_rows(db: &mut Client, query: &str, params: &[&(dyn ToSql + Sync)]) -
 /// `totals()` of all orgs and `organization_stats` (which lists a tracking counted live, see
 /// `health.live_reason`, not at all); for each named tracking, its counts and the sums of its
 /// summed columns of the rows its filter keeps (as values: a sum keeps the largest scale of the
-/// values ever added to it), per org and over all orgs; and any drift `check_drift()` finds.
+/// values ever added to it), per org and over all orgs, or for a tracking grouped by several
+/// columns and a fixed time bucket, its `groups()` and `series()` of each org, all time and
+/// between two instants that cut buckets; and any drift `check_drift()` finds.
 /// Empty when all agree.
 pub fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
     let all_orgs: Vec<String> = ORGS.iter().map(|o| o.to_string()).collect();
@@ -253,33 +255,66 @@ pub fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
             vec![org],
         ));
     }
-    let named: Vec<(String, String, Vec<String>)> = db
+    let named: Vec<(String, String, Vec<String>, Vec<String>, Option<String>, Option<String>)> = db
         .query(
-            "SELECT tracking, coalesce(filter, 'true'), coalesce(sum_columns, '{}')
+            "SELECT tracking, coalesce(filter, 'true'), coalesce(sum_columns, '{}'), group_by,
+                    time_column::text, bucket::text
                FROM org_stats.tracked_tables WHERE table_name = $1::text::regclass AND tracking IS NOT NULL",
             &[&table],
         )
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();
-    for (tracking, filter, sums) in &named {
+    for (tracking, filter, sums, group_by, time_column, bucket) in &named {
+        let summed_actual: String = sums
+            .iter()
+            .map(|c| format!(", trim_scale(sum({c}))::text"))
+            .collect();
+        let summed_counted: String = sums
+            .iter()
+            .map(|c| format!(", trim_scale((sums->>'{c}')::numeric)::text"))
+            .collect();
+        if let (Some(time), Some(bucket)) = (time_column, bucket) {
+            // Grouped by several columns and a (fixed) time bucket: groups() and series(), all time
+            // and between two instants that cut buckets.
+            let key: Vec<String> = group_by.iter().map(|c| format!("{c}::text")).collect();
+            let key = format!("ARRAY[{}]", key.join(", "));
+            for (since, until) in [("NULL", "NULL"), (CUT_SINCE, CUT_UNTIL)] {
+                let within = format!(
+                    "({since}::timestamptz IS NULL OR {time} >= {since}::timestamptz) \
+                     AND ({until}::timestamptz IS NULL OR {time} < {until}::timestamptz)"
+                );
+                for org in &ORGS {
+                    checks.push((
+                        format!("groups() of {tracking} for {org} in [{since}, {until})"),
+                        format!("SELECT key, count{summed_counted} FROM org_stats.groups('{tracking}', $1, {since}, {until})"),
+                        format!(
+                            "SELECT {key}, count(*){summed_actual} FROM {table} \
+                              WHERE workos_org_id = $1 AND ({filter}) AND {within} GROUP BY 1"
+                        ),
+                        vec![org],
+                    ));
+                    checks.push((
+                        format!("series() of {tracking} for {org} in [{since}, {until})"),
+                        format!("SELECT bucket, key, count{summed_counted} FROM org_stats.series('{tracking}', $1, {since}, {until})"),
+                        format!(
+                            "SELECT CASE WHEN isfinite({time}) THEN date_bin('{bucket}'::interval, {time}, '2000-01-01 00:00+00') \
+                                    ELSE {time} END, {key}, count(*){summed_actual} FROM {table} \
+                              WHERE workos_org_id = $1 AND ({filter}) AND {within} GROUP BY 1, 2"
+                        ),
+                        vec![org],
+                    ));
+                }
+            }
+            continue;
+        }
         let actual = |orgs: &str| {
-            let summed: String = sums
-                .iter()
-                .map(|c| format!(", trim_scale(sum({c}))::text"))
-                .collect();
             format!(
-                "SELECT status::text, count(*){summed} FROM {table} WHERE ({filter}) AND {orgs} GROUP BY 1"
+                "SELECT status::text, count(*){summed_actual} FROM {table} WHERE ({filter}) AND {orgs} GROUP BY 1"
             )
         };
-        let counted = |totals: &str| {
-            let summed: String = sums
-                .iter()
-                .map(|c| format!(", trim_scale((sums->>'{c}')::numeric)::text"))
-                .collect();
-            format!("SELECT status, count{summed} FROM {totals}")
-        };
+        let counted = |totals: &str| format!("SELECT status, count{summed_counted} FROM {totals}");
         checks.push((
             format!("totals() of {tracking} over all orgs"),
             counted(&format!("org_stats.totals('{tracking}')")),
@@ -315,6 +350,10 @@ pub fn mismatches(db: &mut Client, table: &str) -> Vec<String> {
     }
     bad
 }
+
+/// The bounds of the reads of a time-bucketed tracking that cut its buckets (see `mismatches`).
+const CUT_SINCE: &str = "'2026-11-02 09:10+00'";
+const CUT_UNTIL: &str = "'2026-11-05 17:45+00'";
 
 /// Fails the test, naming `step`, unless every read of `table`'s trackings is exact.
 pub fn assert_exact(db: &mut Client, table: &str, step: &str) {

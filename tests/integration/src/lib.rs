@@ -120,6 +120,94 @@ pub fn totals_mismatches(
         .collect()
 }
 
+/// A grouped tracking as the oracle reads it: its name, table, org column, key (as SQL over the
+/// table's columns, `ARRAY[a::text, b::text]`), time column, filter and summed columns.
+pub struct Grouped<'a> {
+    pub tracking: &'a str,
+    pub table: &'a str,
+    pub org_column: &'a str,
+    pub key: &'a str,
+    pub time_column: &'a str,
+    pub filter: &'a str,
+    pub sums: &'a [&'a str],
+}
+
+/// Every (org, bucket, key) where `org_stats.groups(tracking, org, since, until)` (or, given
+/// `bucket`, the start of a row's bucket as SQL, `series()`) disagrees with a live GROUP BY of
+/// the rows satisfying the filter whose time is in [since, until) (`bounds`, SQL expressions;
+/// `None`: unbounded): the count
+/// and the sum() of each summed column, as readable lines; empty when all agree. The orgs checked
+/// are `orgs` plus every org with rows. One statement, so one snapshot.
+pub fn groups_mismatches(
+    client: &mut impl GenericClient,
+    g: &Grouped,
+    orgs: &[String],
+    bounds: (Option<&str>, Option<&str>),
+    bucket: Option<&str>,
+) -> Vec<String> {
+    let Grouped {
+        tracking,
+        table,
+        org_column,
+        key,
+        time_column,
+        filter,
+        sums,
+    } = g;
+    let actual_sums: String = sums
+        .iter()
+        .map(|c| format!(", sum({c})::numeric AS {c}"))
+        .collect();
+    let counted_sums: String = sums
+        .iter()
+        .map(|c| format!(", (t.sums ->> '{c}')::numeric AS {c}"))
+        .collect();
+    let differ: String = sums
+        .iter()
+        .map(|c| format!(" OR a.{c} IS DISTINCT FROM c.{c}"))
+        .collect();
+    let literal = |bound: Option<&str>| {
+        bound.map_or("NULL::timestamptz".to_string(), |b| {
+            format!("({b})::timestamptz")
+        })
+    };
+    let (since, until) = (literal(bounds.0), literal(bounds.1));
+    let (bucket_sql, read) = match bucket {
+        Some(sql) => (
+            sql.to_string(),
+            format!("SELECT t.bucket, t.key, t.count{counted_sums} FROM org_stats.series('{tracking}', o.org_id, {since}, {until}) t"),
+        ),
+        None => (
+            "NULL::timestamptz".to_string(),
+            format!("SELECT NULL::timestamptz AS bucket, t.key, t.count{counted_sums} \
+                       FROM org_stats.groups('{tracking}', o.org_id, {since}, {until}) t"),
+        ),
+    };
+    let sql = format!(
+        "WITH actual AS (
+             SELECT {org_column}::text AS org_id, ({bucket_sql})::timestamptz AS bucket, {key} AS key,
+                    count(*) AS n{actual_sums}
+               FROM {table}
+              WHERE {org_column} IS NOT NULL AND ({filter})
+                AND ({since} IS NULL OR {time_column} >= {since}) AND ({until} IS NULL OR {time_column} < {until})
+              GROUP BY 1, 2, 3),
+         orgs AS (SELECT unnest($1::text[]) AS org_id
+                  UNION SELECT {org_column}::text FROM {table} WHERE {org_column} IS NOT NULL),
+         counted AS (SELECT o.org_id, g.* FROM orgs o, LATERAL ({read}) g)
+         SELECT format('%s %s %s %s: counted %s, actual %s', '{tracking}', coalesce(a.org_id, c.org_id),
+                       coalesce(a.bucket, c.bucket), coalesce(a.key, c.key), c.count, a.n)
+           FROM actual a FULL JOIN counted c
+             ON a.org_id = c.org_id AND a.bucket IS NOT DISTINCT FROM c.bucket AND a.key IS NOT DISTINCT FROM c.key
+          WHERE a.n IS DISTINCT FROM c.count{differ}"
+    );
+    client
+        .query(&sql, &[&orgs])
+        .unwrap_or_else(|e| panic!("oracle query runs: {e}\n{sql}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// A program of the PostgreSQL installation the tests run against (ORG_STATS_PGBIN).
 pub fn pg_program(name: &str) -> std::process::Command {
     let bin = std::env::var("ORG_STATS_PGBIN").expect("ORG_STATS_PGBIN is set by pg_test.sh");

@@ -1,5 +1,6 @@
 //! Citus: a coordinator and two workers on private ports, `loads` distributed by its org column
-//! and tracked twice (by default, and as `valued`: a filter and a summed column), every count
+//! and tracked three times (by default; as `valued`: a filter and a summed column; as `lanes`:
+//! by two columns and a day bucket, with a summed column), every count
 //! and sum compared with a live GROUP BY on the distributed table after each step: backfill,
 //! single- and multi-shard writes, COPY, INSERT ... SELECT, writes through a worker, a
 //! transaction with a rolled-back savepoint, concurrent writers through the coordinator, a
@@ -27,11 +28,12 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     db.batch_execute(
         "CREATE EXTENSION org_stats;
          CREATE TABLE loads (id bigserial, workos_org_id text NOT NULL, status text, amount numeric,
-                             PRIMARY KEY (workos_org_id, id));
+                             carrier text, at timestamptz, PRIMARY KEY (workos_org_id, id));
          SELECT create_distributed_table('loads', 'workos_org_id');
-         INSERT INTO loads (workos_org_id, status, amount)
+         INSERT INTO loads (workos_org_id, status, amount, carrier, at)
          SELECT 'org' || (i % 7), CASE WHEN i % 3 = 0 THEN 'Open' ELSE 'Delivered' END,
-                CASE WHEN i % 10 <> 0 THEN i * 1.25 END
+                CASE WHEN i % 10 <> 0 THEN i * 1.25 END, (ARRAY['UPS', 'FedEx', NULL])[1 + i % 3],
+                '2026-11-01 00:00+00'::timestamptz + i * interval '37 minutes'
            FROM generate_series(1, 300) i;",
     )
     .unwrap();
@@ -42,6 +44,11 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
         &[&VALUED, &VALUED_FILTER],
     )
     .unwrap();
+    db.batch_execute(
+        "SELECT org_stats.track('loads', name => 'lanes', group_by => ARRAY['status', 'carrier'],
+                                time_column => 'at', bucket => '1 day', sum_columns => ARRAY['amount'])",
+    )
+    .unwrap();
     assert_exact(&mut db, "loads", "track() with backfill");
 
     db.batch_execute(
@@ -50,6 +57,8 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
          UPDATE loads SET status = 'Cancelled' WHERE id % 11 = 0;
          DELETE FROM loads WHERE id % 13 = 0;
          UPDATE loads SET amount = amount * 2 - 0.5 WHERE workos_org_id = 'org3';
+         UPDATE loads SET at = '2026-11-05 12:30+00' WHERE id % 5 = 0;
+         UPDATE loads SET carrier = 'DHL', at = NULL WHERE id % 17 = 0;
          INSERT INTO loads (workos_org_id, status, amount) SELECT workos_org_id, 'Copied', amount FROM loads WHERE status = 'Open';",
     )
     .unwrap();
@@ -498,7 +507,8 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
     db.batch_execute(&format!("DROP TABLE {long}")).unwrap();
     db.batch_execute("CALL citus_cleanup_orphaned_resources()")
         .unwrap();
-    let left_of_group: Vec<String> = cluster.counters_left()
+    let left_of_group: Vec<String> = cluster
+        .counters_left()
         .into_iter()
         .filter(|r| r.contains(&format!("{long_counters}_")) || r.ends_with(&long_counters))
         .collect();
@@ -535,7 +545,7 @@ fn distributed_counts_stay_exact_on_a_three_node_cluster() {
 
     db.execute("SELECT org_stats.untrack($1::text)", &[&VALUED])
         .unwrap();
-    db.batch_execute("SELECT org_stats.untrack('loads')")
+    db.batch_execute("SELECT org_stats.untrack('lanes'), org_stats.untrack('loads')")
         .unwrap();
     db.batch_execute("CALL citus_cleanup_orphaned_resources()")
         .unwrap();

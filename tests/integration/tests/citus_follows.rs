@@ -111,10 +111,13 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
          INSERT INTO anchor (workos_org_id, status) SELECT 'org' || (i % 7), 'Open' FROM generate_series(1, 70) i;",
     )
     .unwrap();
-    db.batch_execute("SELECT org_stats.track('anchor')").unwrap();
-    tracked_table(&mut db, "inv");
-    db.batch_execute("SELECT create_distributed_table('inv', 'workos_org_id', colocate_with => 'anchor')")
+    db.batch_execute("SELECT org_stats.track('anchor')")
         .unwrap();
+    tracked_table(&mut db, "inv");
+    db.batch_execute(
+        "SELECT create_distributed_table('inv', 'workos_org_id', colocate_with => 'anchor')",
+    )
+    .unwrap();
     assert_exact(
         &mut db,
         "inv",
@@ -134,7 +137,11 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
         "SELECT create_distributed_table('lone', 'workos_org_id', colocate_with => 'none', shard_count => 6)",
     )
     .unwrap();
-    assert_exact(&mut db, "lone", "create_distributed_table() into a new group");
+    assert_exact(
+        &mut db,
+        "lone",
+        "create_distributed_table() into a new group",
+    );
     write(&cluster, &mut db, "lone", Writes::AnyNode);
     assert_exact(&mut db, "lone", "writes to it");
 
@@ -150,7 +157,11 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
         live_reason(&mut db, "blk").is_some(),
         "blk's reads count live until the block commits"
     );
-    assert_exact(&mut db, "blk", "create_distributed_table() and writes in an open block");
+    assert_exact(
+        &mut db,
+        "blk",
+        "create_distributed_table() and writes in an open block",
+    );
     db.batch_execute("COMMIT").unwrap();
     assert_exact(&mut db, "blk", "the block's COMMIT");
 
@@ -194,7 +205,11 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
         "SELECT alter_distributed_table('inv', shard_count => 6, cascade_to_colocated => false)",
     )
     .unwrap();
-    assert_exact(&mut db, "inv", "alter_distributed_table() to another shard count");
+    assert_exact(
+        &mut db,
+        "inv",
+        "alter_distributed_table() to another shard count",
+    );
     write(&cluster, &mut db, "inv", Writes::AnyNode);
     assert_exact(&mut db, "inv", "writes to it");
     // With every table of its group, org_stats' counters among them.
@@ -202,7 +217,11 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
         "SELECT alter_distributed_table('anchor', shard_count => 5, cascade_to_colocated => true)",
     )
     .unwrap();
-    assert_exact(&mut db, "anchor", "alter_distributed_table() of its whole group");
+    assert_exact(
+        &mut db,
+        "anchor",
+        "alter_distributed_table() of its whole group",
+    );
     write(&cluster, &mut db, "anchor", Writes::AnyNode);
     assert_exact(&mut db, "anchor", "writes to it");
 
@@ -214,7 +233,8 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
     assert_exact(&mut db, "lone", "writes to it");
 
     // Back to one node.
-    db.batch_execute("SELECT undistribute_table('inv')").unwrap();
+    db.batch_execute("SELECT undistribute_table('inv')")
+        .unwrap();
     assert_exact(&mut db, "inv", "undistribute_table()");
     write(&cluster, &mut db, "inv", Writes::Coordinator);
     assert_exact(&mut db, "inv", "writes to it");
@@ -235,7 +255,8 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
     assert_exact(&mut db, "refd", "create_reference_table()");
     write(&cluster, &mut db, "refd", Writes::AnyNode);
     assert_exact(&mut db, "refd", "writes to it");
-    db.batch_execute("SELECT undistribute_table('refd')").unwrap();
+    db.batch_execute("SELECT undistribute_table('refd')")
+        .unwrap();
     assert_eq!(live_reason(&mut db, "refd"), None, "refd is counted again");
     assert_exact(&mut db, "refd", "undistribute_table() of it");
 
@@ -249,7 +270,11 @@ fn counts_follow_what_citus_does_to_a_tracked_table() {
         live_reason(&mut db, "other").is_some_and(|why| why.contains("by column status")),
         "health says why other's reads count live"
     );
-    assert_exact(&mut db, "other", "create_distributed_table() by another column");
+    assert_exact(
+        &mut db,
+        "other",
+        "create_distributed_table() by another column",
+    );
     write(&cluster, &mut db, "other", Writes::AnyNodeByStatus);
     assert_exact(&mut db, "other", "writes to it");
     db.batch_execute("SELECT undistribute_table('other')")

@@ -6,12 +6,17 @@
 //! count() must equal a live GROUP BY in the same statement. One table is tracked twice: with a
 //! filter rows move into and out of (soft deletes) and exact sums (NULLs, values past bigint,
 //! numeric's infinities), and by another status column with another filter; its totals() must
-//! equal the GROUP BY with the same WHERE, count and sum() alike.
+//! equal the GROUP BY with the same WHERE, count and sum() alike. A third tracking of it groups by
+//! two columns and a 6-hour bucket of a time that writes move across buckets, to NULL and to
+//! infinity: its groups() and series() between bounds that change at every check (cutting
+//! buckets, on their edges, one or none) must equal the GROUP BY with that WHERE.
 //!
 //! Needs ORG_STATS_DSN (pg_test.sh sets it). ORG_STATS_SEED replays a run; ORG_STATS_OPS sets
 //! the number of operations (default 5000).
 
-use org_stats_integration_tests::{connect, mismatches, totals_mismatches};
+use org_stats_integration_tests::{
+    connect, groups_mismatches, mismatches, totals_mismatches, Grouped,
+};
 use postgres::Client;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -40,13 +45,17 @@ fn setup(client: &mut Client) -> Vec<Table> {
              CREATE TABLE model.shipments_done PARTITION OF model.shipments FOR VALUES IN ('Delivered', 'Cancelled');
              CREATE TABLE model.shipments_rest PARTITION OF model.shipments DEFAULT;
              CREATE TABLE model.bills (id bigserial PRIMARY KEY, workos_org_id text, status text, note text,
-                                       kind text, amount numeric, units bigint, deleted_at timestamptz);
+                                       kind text, amount numeric, units bigint, deleted_at timestamptz,
+                                       due_at timestamptz);
              SELECT org_stats.track('model.loads');
              SELECT org_stats.track('model.invoices');
              SELECT org_stats.track('model.shipments', org_column => 'org');
              SELECT org_stats.track('model.bills', filter => 'deleted_at IS NULL', sum_columns => ARRAY['amount', 'units']);
              SELECT org_stats.track('model.bills', status_column => 'kind', filter => 'amount > 0',
-                                    sum_columns => ARRAY['units'], name => 'bills_by_kind');",
+                                    sum_columns => ARRAY['units'], name => 'bills_by_kind');
+             SELECT org_stats.track('model.bills', name => 'bills_by_lane', group_by => ARRAY['status', 'kind'],
+                                    time_column => 'due_at', bucket => '6 hours', filter => 'deleted_at IS NULL',
+                                    sum_columns => ARRAY['amount', 'units']);",
         )
         .expect("set up the model schema");
     let uuid = |i: u32| format!("00000000-0000-4000-8000-{i:012}");
@@ -99,6 +108,55 @@ const BILLS_TRACKINGS: [(&str, &str, &str, &[&str]); 2] = [
     ),
     ("bills_by_kind", "kind", "amount > 0", &["units"]),
 ];
+
+/// model.bills' tracking by (status, kind) and a 6-hour bucket of due_at.
+const BILLS_BY_LANE: Grouped = Grouped {
+    tracking: "bills_by_lane",
+    table: "model.bills",
+    org_column: "workos_org_id",
+    key: "ARRAY[status, kind]",
+    time_column: "due_at",
+    filter: "deleted_at IS NULL",
+    sums: &["amount", "units"],
+};
+/// Where a row's bucket of bills_by_lane starts, as SQL (an infinite time is its own bucket).
+const BILLS_BUCKET: &str = "CASE WHEN isfinite(due_at) THEN date_bin('6 hours', due_at, '2000-01-01 00:00+00') ELSE due_at END";
+
+/// A random due_at of model.bills: within five days of 2026-11-01, or NULL, or infinite.
+fn due_at(rng: &mut StdRng) -> String {
+    match rng.gen_range(0..20) {
+        0 => "NULL".into(),
+        1 => "'infinity'".into(),
+        _ => format!(
+            "'2026-11-01 00:00+00'::timestamptz + interval '{} seconds'",
+            rng.gen_range(0..5 * 86_400)
+        ),
+    }
+}
+
+/// Bounds of a check of bills_by_lane (SQL), varying with the check's number: each bound absent,
+/// on a bucket's edge, or anywhere in the five days (or, rarely, infinite).
+fn bounds(check: usize) -> (Option<String>, Option<String>) {
+    let pick = |salt: usize| -> Option<String> {
+        let x = (check
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(salt * 40_503))
+            % 1_000_003;
+        match x % 7 {
+            0 => None,
+            1 => Some(format!(
+                "'2026-11-01 00:00+00'::timestamptz + interval '{} hours'",
+                6 * (x % 20)
+            )),
+            2 if x % 3 == 0 => Some(["'-infinity'", "'infinity'"][x % 2].to_string()),
+            _ => Some(format!(
+                "'2026-11-01 00:00+00'::timestamptz + interval '{} seconds'",
+                x % (5 * 86_400)
+            )),
+        }
+    };
+    (pick(1), pick(2))
+}
 
 /// A random value of model.bills' amount (numeric: NULL, cents, past bigint, the infinities) or
 /// units (bigint, up to its limits).
@@ -169,7 +227,7 @@ impl Table {
             rng.gen_range(1..6)
         );
         let kind = quote(["freight", "fuel", "toll"].choose(rng).unwrap());
-        match rng.gen_range(0..5) {
+        match rng.gen_range(0..6) {
             0 => format!(
                 "UPDATE {t} SET deleted_at = CASE WHEN deleted_at IS NULL THEN now() END WHERE ctid = ANY (ARRAY{pick})"
             ),
@@ -182,16 +240,21 @@ impl Table {
                 units(rng),
                 kind
             ),
+            3 => format!(
+                "UPDATE {t} SET due_at = {} WHERE ctid = ANY (ARRAY{pick})",
+                due_at(rng)
+            ),
             _ => format!(
-                "INSERT INTO {t} (id, workos_org_id, status, kind, amount, units, deleted_at) \
-                 VALUES ({}, {}, {}, {}, {}, {}, {})",
+                "INSERT INTO {t} (id, workos_org_id, status, kind, amount, units, deleted_at, due_at) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
                 self.next_id(),
                 self.org(rng),
                 self.status(rng),
                 kind,
                 amount(rng),
                 units(rng),
-                if rng.gen_bool(0.3) { "now()" } else { "NULL" }
+                if rng.gen_bool(0.3) { "now()" } else { "NULL" },
+                due_at(rng)
             ),
         }
     }
@@ -341,7 +404,9 @@ fn counts_match_group_by_after_every_random_operation() {
     let check = |client: &mut Client, history: &[String], checks: &mut usize| {
         for table in &tables {
             let bad: Vec<String> = if table.name == "model.bills" {
-                BILLS_TRACKINGS
+                let (since, until) = bounds(*checks);
+                let bounds = (since.as_deref(), until.as_deref());
+                let mut bad: Vec<String> = BILLS_TRACKINGS
                     .iter()
                     .flat_map(|(tracking, status, filter, sums)| {
                         totals_mismatches(
@@ -354,7 +419,17 @@ fn counts_match_group_by_after_every_random_operation() {
                             &table.orgs,
                         )
                     })
-                    .collect()
+                    .collect();
+                for bucket in [None, Some(BILLS_BUCKET)] {
+                    bad.extend(groups_mismatches(
+                        client,
+                        &BILLS_BY_LANE,
+                        &table.orgs,
+                        bounds,
+                        bucket,
+                    ));
+                }
+                bad
             } else {
                 mismatches(client, table.name, table.org_col(), &table.orgs)
             };

@@ -7,7 +7,8 @@
 //! differs from the committed one.)
 
 use org_stats_integration_tests::{
-    drift, drop_database, empty_database, fresh_database, totals_mismatches,
+    drift, drop_database, empty_database, fresh_database, groups_mismatches, totals_mismatches,
+    Grouped,
 };
 use postgres::Client;
 
@@ -183,6 +184,32 @@ fn uses_what_it_added(db: &mut Client, version: &str) {
                 placed.iter().all(|p| *p == (None, None)),
                 "kept in org_stats.counters and read from there: {placed:?}"
             );
+            // Grouping by several columns and a time bucket.
+            db.batch_execute(
+                "ALTER TABLE loads ADD COLUMN lane text;
+                 UPDATE loads SET lane = (ARRAY['north', 'south', NULL])[1 + id % 3];
+                 SELECT org_stats.track('loads', name => 'lanes', group_by => ARRAY['status', 'lane'],
+                                        time_column => 'deleted_at', bucket => '1 day', sum_columns => ARRAY['amount']);
+                 UPDATE loads SET lane = 'east', deleted_at = now() - interval '3 days' WHERE id % 7 = 0;",
+            )
+            .unwrap();
+            let lanes = Grouped {
+                tracking: "lanes",
+                table: "loads",
+                org_column: "workos_org_id",
+                key: "ARRAY[status, lane]",
+                time_column: "deleted_at",
+                filter: "true",
+                sums: &["amount"],
+            };
+            let orgs = ["org1".to_string()];
+            for bounds in [
+                (None, None),
+                (Some("now() - interval '50 hours'"), Some("now()")),
+            ] {
+                let bad = groups_mismatches(db, &lanes, &orgs, bounds, None);
+                assert!(bad.is_empty(), "groups() after the update: {bad:?}");
+            }
         }
         _ => {}
     }
