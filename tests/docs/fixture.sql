@@ -27,3 +27,20 @@ SELECT v.org, v.status, v.cents * i
                ('org_globex', 'PAID', 2, 30000)) AS v(org, status, n, cents),
        generate_series(1, v.n) i;
 CREATE INDEX ON invoices (workos_org_id);
+
+-- docs/dimensions.md: deliveries of org_acme over three days, by carrier, with their rates.
+CREATE TABLE deliveries (
+    id            bigserial PRIMARY KEY,
+    workos_org_id text,
+    status        text,
+    carrier       text,
+    delivered_at  timestamptz,
+    rate_cents    bigint
+);
+INSERT INTO deliveries (workos_org_id, status, carrier, delivered_at, rate_cents)
+SELECT 'org_acme', CASE WHEN i % 5 = 0 THEN 'Late' ELSE 'OnTime' END, (ARRAY['UPS', 'FedEx'])[1 + i % 2],
+       '2026-11-02 08:00+00'::timestamptz + i * interval '2 hours 10 minutes', 1000 + 10 * i
+  FROM generate_series(1, 30) i;
+CREATE INDEX ON deliveries (workos_org_id, delivered_at);
+-- Timestamps print in UTC, whatever the server's zone.
+SET TimeZone = 'UTC';
