@@ -33,6 +33,11 @@ ROWS = [
     ("insert_1_client_summed", "TPS", True, ">= 0.95x of plain counting", lambda r: r >= 0.95),
     ("insert_plus_counter_update_1_client", "TPS", True, "", None),
     ("insert_8_clients_100_orgs", "TPS", True, ">= 0.90x TPS", lambda r: r >= 0.90),
+    ("insert_8_clients_summed", "TPS", True, ">= 0.95x of plain counting", lambda r: r >= 0.95),
+    ("insert_1_client_lanes_plain", "TPS", True, "", None),
+    ("insert_1_client_lanes", "TPS", True, ">= 0.95x", lambda r: r >= 0.95),
+    ("status_update_8_clients_lanes_plain", "TPS", True, "", None),
+    ("status_update_8_clients_lanes", "TPS", True, ">= 0.95x", lambda r: r >= 0.95),
     ("insert_plus_counter_update_8_clients", "TPS", True, "", None),
     ("status_update_8_clients_one_org", "TPS", True, ">= 0.80x TPS, 0 failures", lambda r: r >= 0.80),
     ("insert_8_clients_one_org", "TPS", True, ">= 0.80x TPS", lambda r: r >= 0.80),
@@ -50,6 +55,15 @@ ROWS = [
 AGAINST_COUNTING = {
     "insert_1_client_filtered": ("insert_1_client", "a tracking with a filter (note IS NULL), / plain counting"),
     "insert_1_client_summed": ("insert_1_client", "a tracking with a sum (of id), / plain counting"),
+    "insert_8_clients_summed": ("insert_8_clients_100_orgs", "a tracking with a sum (of id), / plain counting"),
+    "insert_1_client_lanes_plain": (
+        "insert_1_client", "reference: loads with a carrier and a time, counted by (org, status), / insert_1_client"),
+    "insert_1_client_lanes": (
+        "insert_1_client_lanes_plain", "the same inserts counted by (status, carrier) and an hour bucket, / by status"),
+    "status_update_8_clients_lanes_plain": (
+        "status_update_8_clients_one_org", "reference: the same on loads with a carrier and a time, / status_update_8_clients_one_org"),
+    "status_update_8_clients_lanes": (
+        "status_update_8_clients_lanes_plain", "the same updates counted by (status, carrier) and an hour bucket, / by status"),
     "status_update_8_clients_one_org_notifying": (
         "status_update_8_clients_one_org", "notifications on, a session listening, / counting without them"),
     "status_update_8_clients_one_org_notify_trigger": (
@@ -175,6 +189,37 @@ if pool_ours is not None:
         shown = f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
         ref = "" if reference is None else (f"{reference:,.2f}" if reference < 100 else f"{reference:,.0f}")
         out.append(f"| {name} | {shown} | {ref} | {'' if ratio is None else f'{ratio:.2f}x'} | {target} | {met} |")
+
+live_30 = median("read_group_by_30_days", "org_stats")
+if live_30 is not None:
+    live_30_us = median("read_group_by_30_days_us", "org_stats")
+    day_us = median("read_groups_1_day_us", "org_stats")
+    out.append("")
+    out.append(f"Reads between two instants: org_big's {big:,} loads spread over 2026, 10 (status, carrier) keys, "
+               "tracked by (status, carrier) and the hour of `created_at`; `groups()` between two instants inside "
+               "hour buckets (so two buckets are cut and counted from the table), 8 clients, and the same read timed "
+               "inside the server (no round trip), against the live `GROUP BY` through an index on "
+               "(workos_org_id, created_at):")
+    out.append("")
+    out.append("| read | TPS | us in the server | ratio | target | met |")
+    out.append("|---|---:|---:|---:|---|---|")
+    out.append(f"| live GROUP BY, 30 days | {fmt(live_30, 'TPS')} | {fmt(live_30_us, 'ms')} | | | |")
+    for days in (1, 30, 365):
+        tps, us = median(f"read_groups_{days}_day{'s' if days > 1 else ''}", "org_stats"), \
+            median(f"read_groups_{days}_day{'s' if days > 1 else ''}_us", "org_stats")
+        if tps is None:
+            continue
+        if days == 30:
+            ratio, target, ok = tps / live_30, ">= 50x the live GROUP BY's TPS", tps / live_30 >= 50
+        elif days == 365 and day_us:
+            ratio, target, ok = us / day_us, "<= 10x the 1-day read's time", us / day_us <= 10
+        else:
+            ratio, target, ok = None, "", None
+        met = "" if ok is None else ("yes" if ok else "**no**")
+        if ok is not None:
+            verdicts.append((f"read_groups_{days}_days", ok))
+        out.append(f"| groups(), {days} day{'s' if days > 1 else ''} | {fmt(tps, 'TPS')} | {fmt(us, 'ms')} | "
+                   f"{'' if ratio is None else f'{ratio:.2f}x'} | {target} | {met} |")
 
 group_by, backfill, recalc = (median(w, "org_stats") for w in ("group_by_1m_rows", "backfill_1m_rows", "recalculate_1m_rows"))
 out.append("")

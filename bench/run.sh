@@ -41,18 +41,41 @@ setup_database() {
         -c "CREATE TABLE bench_floor AS SELECT c AS client, 0::bigint AS n FROM generate_series(0, 7) c" \
         -c "ALTER TABLE bench_floor ADD PRIMARY KEY (client)"
     # org_big: BIG loads (read and bulk workloads); org_0 .. org_99: 1,000 loads each.
+    # Each load has one of 2 carriers (10 (status, carrier) keys), and org_big's are spread over
+    # the year 2026.
     sql -c "CREATE TABLE seed AS
             SELECT i AS id, CASE WHEN i <= $BIG THEN 'org_big' ELSE 'org_' || ((i - $BIG - 1) / 1000) END AS workos_org_id,
-                   (ARRAY['Open', 'Dispatched', 'Delivered', 'Cancelled', 'Invoiced'])[1 + i % 5] AS status
+                   (ARRAY['Open', 'Dispatched', 'Delivered', 'Cancelled', 'Invoiced'])[1 + i % 5] AS status,
+                   (ARRAY['UPS', 'FedEx'])[1 + i / 5 % 2] AS carrier,
+                   '2026-01-01 00:00+00'::timestamptz + i * (interval '365 days' / $BIG) AS created_at
               FROM generate_series(1, $BIG + 100000) i"
+    # The read of groups() between two instants, timed inside the server (no round trip).
+    sql -c "CREATE FUNCTION groups_us(days int, reads int, live boolean) RETURNS float8 LANGUAGE plpgsql AS \$\$
+            DECLARE started timestamptz := clock_timestamp(); since timestamptz;
+            BEGIN
+                FOR i IN 1 .. reads LOOP
+                    since := '2026-01-01 00:17:23+00'::timestamptz + (i * 7919 % (366 - days)) * interval '1 day';
+                    IF live THEN
+                        PERFORM ARRAY[status, carrier], count(*) FROM loads
+                          WHERE workos_org_id = 'org_big' AND created_at >= since
+                            AND created_at < since + days * interval '1 day' + interval '5 hours 3 minutes' GROUP BY 1;
+                    ELSE
+                        PERFORM * FROM org_stats.groups('lanes', 'org_big', since,
+                                                        since + days * interval '1 day' + interval '5 hours 3 minutes');
+                    END IF;
+                END LOOP;
+                RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / reads;
+            END \$\$"
 }
 
 # Fresh `loads` with the seed data, then the variant's counting (not timed).
 reset() {
-    sql -c "SELECT org_stats.untrack(table_name) FROM org_stats.tracked_tables WHERE table_name::text = 'loads'" >/dev/null
+    sql -c "SELECT org_stats.untrack(coalesce(tracking, table_name::text)) FROM org_stats.tracked_tables
+             WHERE table_name::text = 'loads'" >/dev/null
     sql -c "DROP TABLE IF EXISTS loads; TRUNCATE hand_counts;
-            CREATE TABLE loads (id bigserial PRIMARY KEY, workos_org_id text NOT NULL, status text NOT NULL, note text);
-            INSERT INTO loads (id, workos_org_id, status) SELECT * FROM seed;
+            CREATE TABLE loads (id bigserial PRIMARY KEY, workos_org_id text NOT NULL, status text NOT NULL, note text,
+                                carrier text, created_at timestamptz);
+            INSERT INTO loads (id, workos_org_id, status, carrier, created_at) SELECT * FROM seed;
             SELECT setval('loads_id_seq', $BIG + 100000);
             CREATE INDEX ON loads (workos_org_id);" >/dev/null
     sql -c "VACUUM ANALYZE loads"
@@ -63,13 +86,19 @@ reset() {
     sql -c "CHECKPOINT"
 }
 
+# The tracking of loads by (status, carrier) and the hour of created_at.
+track_lanes() {
+    sql -c "SELECT org_stats.track('loads', name => 'lanes', group_by => ARRAY['status', 'carrier'],
+                                   time_column => 'created_at', bucket => '1 hour')" >/dev/null
+}
+
 # org_stats must be exact after every workload.
 check_exact() {
     local drift
-    drift=$(sql -At -c "SELECT count(*) FROM org_stats.check_drift('loads')")
+    drift=$(sql -At -c "SELECT count(*) FROM org_stats.check_drift('loads'::regclass)")
     if [ "$drift" != 0 ]; then
         echo "org_stats drifted: $drift groups after $1" >&2
-        sql -c "SELECT * FROM org_stats.check_drift('loads') LIMIT 20" >&2
+        sql -c "SELECT * FROM org_stats.check_drift('loads'::regclass) LIMIT 20" >&2
         exit 1
     fi
 }
@@ -81,10 +110,10 @@ timed() { # workload variant sql
     record "$1" "$2" "$(elapsed_ms "$t0")"
 }
 
-pgbench_tps() { # workload variant clients script
+pgbench_tps() { # workload variant clients script [pgbench options]
     local out failed
     out=$(pgbench -n -M prepared -c "$3" -j "$(( $3 < 2 ? 1 : 2 ))" -T "$DURATION" -D org0_first=$ORG0_FIRST \
-              -f "pgbench/$4" "$DB" 2>&1) || { echo "$out" >&2; [ "$2" != org_stats ] || exit 1; }
+              -f "pgbench/$4" "${@:5}" "$DB" 2>&1) || { echo "$out" >&2; [ "$2" != org_stats ] || exit 1; }
     failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
     failed=${failed:-0}
     record "$1" "$2" "$(echo "$out" | awk '/^tps = / {print $3; exit}')"
@@ -142,6 +171,37 @@ run_workload() { # workload variant
             fi
             pgbench_tps "$w" "$v" 1 insert_100_orgs.sql ;;
         insert_8_clients_100_orgs) pgbench_tps "$w" "$v" 8 insert_100_orgs.sql ;;
+        insert_8_clients_summed)
+            [ "$v" = org_stats ] || return 0
+            sql -c "SELECT org_stats.untrack('loads')" -c "SELECT org_stats.track('loads', sum_columns => ARRAY['id'])" >/dev/null
+            pgbench_tps "$w" "$v" 8 insert_100_orgs.sql ;;
+        insert_1_client_lanes_plain | insert_1_client_lanes | status_update_8_clients_lanes_plain | status_update_8_clients_lanes)
+            # Loads with a carrier and a time, counted by (org, status), then by (org, status,
+            # carrier) and the hour of created_at.
+            [ "$v" = org_stats ] || return 0
+            if [[ $w != *_plain ]]; then
+                sql -c "SELECT org_stats.untrack('loads')" >/dev/null
+                track_lanes
+            fi
+            case $w in
+                insert_*) pgbench_tps "$w" "$v" 1 insert_lanes.sql ;;
+                *) pgbench_tps "$w" "$v" 8 status_update_one_org.sql ;;
+            esac ;;
+        read_groups_1_day | read_groups_30_days | read_groups_365_days | read_group_by_30_days)
+            # org_big's 300,000 loads over a year, 10 (status, carrier) keys, between two
+            # instants: groups() against the live GROUP BY through an index on (org, time).
+            [ "$v" = org_stats ] || return 0
+            local days
+            days=$(echo "$w" | tr -dc 0-9)
+            sql -c "CREATE INDEX ON loads (workos_org_id, created_at)" >/dev/null
+            track_lanes
+            if [ "$w" = read_group_by_30_days ]; then
+                pgbench_tps "$w" "$v" 8 read_group_by_range.sql -D "days=$days"
+                record "${w}_us" "$v" "$(sql -At -c "SELECT groups_us($days, 200, true)")"
+            else
+                pgbench_tps "$w" "$v" 8 read_groups.sql -D "days=$days"
+                record "${w}_us" "$v" "$(sql -At -c "SELECT groups_us($days, 200, false)")"
+            fi ;;
         insert_plus_counter_update_1_client)
             [ "$v" = none ] || return 0   # a reference point, not a variant
             pgbench_tps "$w" "$v" 1 insert_plus_counter_update.sql ;;
@@ -259,7 +319,10 @@ run_pooled() { # variant
 # ORG_STATS_BENCH_WORKLOADS="w1 w2" measures only those workloads (and no maintenance).
 ALL_WORKLOADS=(bulk_update_100k bulk_update_20k bulk_insert_20k insert_1_client insert_1_client_filtered
            insert_1_client_summed insert_plus_counter_update_1_client
-           insert_8_clients_100_orgs insert_plus_counter_update_8_clients status_update_8_clients_one_org
+           insert_8_clients_100_orgs insert_8_clients_summed insert_plus_counter_update_8_clients
+           insert_1_client_lanes_plain insert_1_client_lanes status_update_8_clients_lanes_plain
+           status_update_8_clients_lanes read_groups_1_day read_groups_30_days read_groups_365_days
+           read_group_by_30_days status_update_8_clients_one_org
            insert_8_clients_one_org status_update_8_clients_one_org_notifying
            status_update_8_clients_one_org_notify_trigger insert_8_clients_one_org_notifying
            insert_8_clients_one_org_notify_trigger mixed_oltp_8_clients_10_orgs read_counts_big_org read_function_call_floor

@@ -125,11 +125,13 @@ fn active_snapshot() -> pg_sys::Snapshot {
 }
 
 /// The non-zero (status, count and, with `sums`, sums) of `org_id` in a tracking, ordered by
-/// status, NULL last.
+/// status, NULL last; `statuses` may bound the statuses read from the counters to a range that
+/// holds every status wanted (`storage::org_counts`), others may come along.
 fn org_totals(
     t: &Target,
     org_id: &str,
     sums: bool,
+    statuses: Option<(Option<&str>, Option<&str>)>,
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(Option<String>, Delta)> {
     let sum_columns = if sums { t.sum_columns.len() } else { 0 };
@@ -151,7 +153,16 @@ fn org_totals(
         return remote::org_counts(counters, t.table_id, org_id, sum_columns);
     }
     let counters = storage::counters(pg_sys::AccessShareLock);
-    let mut counts = storage::org_counts(&counters, t.table_id, org_id, sum_columns, snapshot);
+    let statuses =
+        statuses.filter(|_| dimensions::orders_keys(storage::status_collation(&counters)));
+    let mut counts = storage::org_counts(
+        &counters,
+        t.table_id,
+        org_id,
+        statuses,
+        sum_columns,
+        snapshot,
+    );
     let collation = storage::status_collation(&counters);
     for (_, status, delta) in deltas::pending(t.table_id, Some(org_id)) {
         add_in_order(&mut counts, status, trimmed(delta, sum_columns), collation);
@@ -168,7 +179,7 @@ fn status_totals(
     sums: bool,
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(Option<String>, Delta)> {
-    let counts = org_totals(t, org_id, sums, snapshot);
+    let counts = org_totals(t, org_id, sums, None, snapshot);
     if t.grouping.is_none() {
         return counts;
     }
@@ -355,7 +366,7 @@ fn total(reference: Reference, org_id: &str) -> i64 {
     // Every group's rows, whatever its columns.
     let snapshot = active_snapshot();
     let t = target(reference, snapshot, false, Shows::Groups);
-    org_totals(&t, org_id, false, snapshot)
+    org_totals(&t, org_id, false, None, snapshot)
         .iter()
         .map(|(_, d)| d.n)
         .sum()
@@ -615,7 +626,12 @@ fn groups_of(
             .or_insert(delta);
     };
     let mut cut = Vec::new();
-    for (key, delta) in org_totals(t, org_id, true, snapshot) {
+    // Only the buckets the bounds may want: their keys are a range of the counters' index.
+    let (from, to) = timed.map_or((None, None), |timed| {
+        timed.bucketing.key_range(since, until, timed.instants)
+    });
+    let statuses = (from.is_some() || to.is_some()).then_some((from.as_deref(), to.as_deref()));
+    for (key, delta) in org_totals(t, org_id, true, statuses, snapshot) {
         let Some(grouping) = &t.grouping else {
             add(None, vec![key], delta);
             continue;

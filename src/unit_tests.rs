@@ -275,4 +275,38 @@ mod tests {
         );
         assert_eq!(hours.part(Some(i64::MIN), None, until, false), Part::Whole);
     }
+
+    /// The key range a read between two instants scans holds every bucket the range may want,
+    /// under the database's collation and "C".
+    #[pg_test]
+    fn key_ranges_hold_the_buckets_a_range_wants() {
+        assert!(dimensions::orders_keys(pg_sys::DEFAULT_COLLATION_OID));
+        assert!(dimensions::orders_keys(pg_sys::C_COLLATION_OID));
+        let hours = Bucketing {
+            width: Width::Fixed(HOUR),
+            zone: None,
+        };
+        let within = |key: &str, (from, to): &(Option<String>, Option<String>)| {
+            from.as_deref().is_none_or(|f| key >= f) && to.as_deref().is_none_or(|t| key < t)
+        };
+        for (since, until) in [
+            (Some(HOUR / 2), Some(3 * HOUR)),
+            (Some(-5 * HOUR - 7), None),
+            (None, Some(17)),
+            (Some(i64::MIN), Some(i64::MAX)),
+        ] {
+            for instants in [true, false] {
+                let range = hours.key_range(since, until, instants);
+                for start in (-40..40).map(|h| h * HOUR) {
+                    let key = dimensions::encode(Some(Some(start)), &[Some("Open")]);
+                    if hours.part(Some(start), since, until, instants) != Part::Outside {
+                        assert!(
+                            within(&key, &range),
+                            "{start} {since:?} {until:?} {instants}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -161,28 +161,30 @@ unsafe fn counted(
 }
 
 /// A tracking's counts (and sums) of one org summed over its rows, per status in the index's
-/// order (the status column's collation, NULL last), as `snapshot` sees them.
+/// order (the status column's collation, NULL last), as `snapshot` sees them; only the statuses
+/// between the bounds of `statuses` if given (see `Key::Between`).
 pub fn org_counts(
     counters: &Indexed,
     table_id: i32,
     org_id: &str,
+    statuses: Option<(Option<&str>, Option<&str>)>,
     sum_columns: usize,
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(Option<String>, Delta)> {
     let mut counts: Vec<(Option<String>, Delta)> = Vec::new();
-    counters.scan(
-        &[Key::Text(org_id), Key::Int(table_id)],
-        snapshot,
-        |slot, _| {
-            // SAFETY: a row of org_stats.counters.
-            let (_, status, delta) = unsafe { counted(slot, sum_columns) };
-            match counts.last_mut() {
-                Some((last, sum)) if *last == status => sum.add(&delta),
-                _ => counts.push((status, delta)),
-            }
-            true
-        },
-    );
+    let mut keys = vec![Key::Text(org_id), Key::Int(table_id)];
+    if let Some((from, to)) = statuses {
+        keys.push(Key::Between(from, to));
+    }
+    counters.scan(&keys, snapshot, |slot, _| {
+        // SAFETY: a row of org_stats.counters.
+        let (_, status, delta) = unsafe { counted(slot, sum_columns) };
+        match counts.last_mut() {
+            Some((last, sum)) if *last == status => sum.add(&delta),
+            _ => counts.push((status, delta)),
+        }
+        true
+    });
     counts
 }
 

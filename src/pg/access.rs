@@ -19,6 +19,8 @@ pub enum Key<'a> {
     Oid(pg_sys::Oid),
     /// The column IS NULL.
     Null,
+    /// Text from the first (inclusive) to the second (exclusive), either unbounded if `None`.
+    Between(Option<&'a str>, Option<&'a str>),
 }
 
 impl Key<'_> {
@@ -65,8 +67,8 @@ impl Indexed {
         self.index.get()
     }
 
-    /// Calls `each` with every row whose leading index columns equal `keys` and that `snapshot`
-    /// sees, in index order, until it returns false; with the row, the position its index entry
+    /// Calls `each` with every row whose leading index columns equal `keys` (or, for a
+    /// `Key::Between`, lie between its bounds) and that `snapshot` sees, in index order, until it returns false; with the row, the position its index entry
     /// points at (the root of its chain of HOT updates, see `newest_in_chain`).
     pub fn scan(
         &self,
@@ -86,6 +88,33 @@ impl Indexed {
                 // walk the index in a different order than it was built in.
                 let collation = *(*self.index()).rd_indcollation.add(i);
                 let (procedure, datum) = match key {
+                    Key::Between(from, to) => {
+                        let bounds = [
+                            (
+                                from,
+                                pg_sys::BTGreaterEqualStrategyNumber,
+                                pg_sys::F_TEXT_GE,
+                            ),
+                            (to, pg_sys::BTLessStrategyNumber, pg_sys::F_TEXT_LT),
+                        ];
+                        for (bound, strategy, procedure) in bounds {
+                            if let Some(bound) = bound {
+                                let mut entry = pg_sys::ScanKeyData::default();
+                                pg_sys::ScanKeyEntryInitialize(
+                                    &mut entry,
+                                    0,
+                                    attno,
+                                    strategy as pg_sys::StrategyNumber,
+                                    pg_sys::Oid::INVALID,
+                                    collation,
+                                    pg_sys::Oid::from(procedure),
+                                    bound.into_datum().unwrap(),
+                                );
+                                scan_keys.push(entry);
+                            }
+                        }
+                        continue;
+                    }
                     Key::Text(s) => (pg_sys::F_TEXTEQ, s.into_datum().unwrap()),
                     Key::Int(v) => (pg_sys::F_INT4EQ, v.into_datum().unwrap()),
                     Key::Oid(o) => (pg_sys::F_OIDEQ, o.into_datum().unwrap()),

@@ -192,10 +192,7 @@ pub fn encode(bucket: Option<Option<i64>>, values: &[Option<&str>]) -> String {
     match bucket {
         None => {}
         Some(None) => key.push_str("@-"),
-        Some(Some(start)) => {
-            key.push('@');
-            key.push_str(&format!("{:020}", start.wrapping_sub(i64::MIN) as u64));
-        }
+        Some(Some(start)) => key.push_str(&bucket_bound(start)),
     }
     for value in values {
         match value {
@@ -209,6 +206,73 @@ pub fn encode(bucket: Option<Option<i64>>, values: &[Option<&str>]) -> String {
         }
     }
     key
+}
+
+/// The lowest key of the bucket starting at `start`: every key of it and of the buckets after it
+/// is at least this, every key of the buckets before it less, under a collation that
+/// `orders_keys` accepts.
+pub fn bucket_bound(start: i64) -> String {
+    format!("@{:020}", start.wrapping_sub(i64::MIN) as u64)
+}
+
+/// Whether text compares under `collation` so that keys order by bucket as `bucket_bound` says:
+/// digits in their order and before the rest of a key, a shorter key before one it begins. Every
+/// deterministic collation does; checked on sample keys all the same, once per collation.
+pub fn orders_keys(collation: pg_sys::Oid) -> bool {
+    thread_local! {
+        static CHECKED: std::cell::RefCell<Vec<(pg_sys::Oid, bool)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if let Some(known) = CHECKED.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(o, _)| *o == collation)
+            .map(|(_, k)| *k)
+    }) {
+        return known;
+    }
+    let less = |a: &str, b: &str| {
+        // SAFETY: both are valid strings; varstr_cmp compares them under an existing collation.
+        unsafe {
+            pg_sys::varstr_cmp(
+                a.as_ptr().cast(),
+                a.len() as i32,
+                b.as_ptr().cast(),
+                b.len() as i32,
+                collation,
+            ) < 0
+        }
+    };
+    let starts = [
+        i64::MIN,
+        -86_400_000_000,
+        -1,
+        0,
+        1,
+        9,
+        10,
+        99,
+        100,
+        3_600_000_000,
+        i64::MAX,
+    ];
+    let values: [&[Option<&str>]; 4] = [
+        &[None],
+        &[Some("")],
+        &[Some("zz"), Some("9")],
+        &[Some("A a"), None],
+    ];
+    let ordered = starts.windows(2).all(|pair| {
+        let (earlier, later) = (pair[0], pair[1]);
+        values.iter().all(|v| {
+            let (key, next) = (encode(Some(Some(earlier)), v), bucket_bound(later));
+            !less(&key, &bucket_bound(earlier))
+                && less(&key, &next)
+                && less(&bucket_bound(earlier), &next)
+        })
+    });
+    CHECKED.with(|c| c.borrow_mut().push((collation, ordered)));
+    ordered
 }
 
 /// A group key decoded: its bucket's start (`None`: no time column; `Some(None)`: a NULL time)
@@ -385,7 +449,32 @@ pub enum Part {
 /// session's time zone) can lie apart, with room to spare: zones are at most 14 hours off UTC.
 const LOCAL_MARGIN: i128 = USECS_PER_DAY as i128;
 
+/// The times whose buckets `key_range` bounds: beyond them (some 5,500 years from 2000), a bound
+/// leaves that side unbounded.
+const BOUNDED: i64 = 2_000_000 * USECS_PER_DAY;
+
 impl Bucketing {
+    /// The keys of the buckets that may hold rows of `[since, until)` (see `part`): from the
+    /// bucket of `since` to before the bucket after that of `until`, a day wider on both sides
+    /// for a `timestamp` or `date` column (not `instants`); `None`: unbounded. Keys of rows whose
+    /// time is NULL may fall in the range or not.
+    pub fn key_range(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        instants: bool,
+    ) -> (Option<String>, Option<String>) {
+        let margin = if instants { 0 } else { USECS_PER_DAY };
+        let bounded = |t: i64| (-BOUNDED..=BOUNDED).contains(&t).then_some(t);
+        let from = since
+            .and_then(|s| bounded(s - margin))
+            .map(|s| bucket_bound(self.bucket(s)));
+        let to = until
+            .and_then(|u| bounded(u + margin))
+            .map(|u| bucket_bound(self.next(self.bucket(u))));
+        (from, to)
+    }
+
     /// How the bucket starting at `start` (`None`: the rows whose time is NULL) stands to the
     /// range; `instants`: whether the column is a `timestamptz`, whose values are instants (a
     /// `timestamp` or `date` compares with an instant in the session's time zone, so a bucket
