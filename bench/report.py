@@ -220,6 +220,12 @@ if live_30 is not None:
             verdicts.append((f"read_groups_{days}_days", ok))
         out.append(f"| groups(), {days} day{'s' if days > 1 else ''} | {fmt(tps, 'TPS')} | {fmt(us, 'ms')} | "
                    f"{'' if ratio is None else f'{ratio:.2f}x'} | {target} | {met} |")
+    settle = median("settle_lanes", "org_stats")
+    if settle is not None:
+        out.append("")
+        out.append(f"Before those reads, `recalculate('lanes')` checked the {big + 100000:,} loads and settled their "
+                   f"hours into day and month totals in {fmt(settle, 'ms')} ms (then `VACUUM org_stats.counters`, as "
+                   "autovacuum would, removed the index entries of the hours' moved rows).")
 
 group_by, backfill, recalc = (median(w, "org_stats") for w in ("group_by_1m_rows", "backfill_1m_rows", "recalculate_1m_rows"))
 out.append("")

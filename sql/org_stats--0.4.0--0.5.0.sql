@@ -192,6 +192,9 @@ SELECT t.relid AS table_name,
           FROM (SELECT u.org_id, pg_catalog.sum(u.n) AS n
                   FROM (SELECT c.org_id, c.n FROM org_stats.counters c
                          WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id
+                           -- Since 0.5.0: not the day and month totals of a timed tracking,
+                           -- which repeat its settled counts (src/maintenance/settle.rs).
+                           AND (t.time_column IS NULL OR c.status OPERATOR(pg_catalog.!~) '^@[dm]')
                         UNION ALL
                         SELECT d.org_id, d.count FROM org_stats.distributed_counts() d
                          WHERE d.table_id OPERATOR(pg_catalog.=) t.table_id) u

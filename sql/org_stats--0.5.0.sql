@@ -255,7 +255,7 @@ AS 'MODULE_PATHNAME', 'changed_since_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/maintenance/drift.rs:437
+-- src/maintenance/drift.rs:469
 -- org_stats::maintenance::drift::check_drift
 CREATE  FUNCTION "check_drift"(
 	"tracking" TEXT, /* Option < & str > */
@@ -276,7 +276,7 @@ AS 'MODULE_PATHNAME', 'check_drift_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/maintenance/drift.rs:431
+-- src/maintenance/drift.rs:463
 -- org_stats::maintenance::drift::check_drift
 CREATE  FUNCTION "check_drift"(
 	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
@@ -297,7 +297,7 @@ AS 'MODULE_PATHNAME', 'check_drift_of_table_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:381
+-- src/reads.rs:436
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* RegClass */
@@ -309,7 +309,7 @@ AS 'MODULE_PATHNAME', 'count_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:387
+-- src/reads.rs:442
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tracking" TEXT, /* & str */
@@ -321,7 +321,7 @@ AS 'MODULE_PATHNAME', 'count_all_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:394
+-- src/reads.rs:449
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tbl" regclass, /* Option < RegClass > */
@@ -334,7 +334,7 @@ AS 'MODULE_PATHNAME', 'count_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:400
+-- src/reads.rs:455
 -- org_stats::reads::count
 CREATE  FUNCTION "count"(
 	"tracking" TEXT, /* Option < & str > */
@@ -347,7 +347,7 @@ AS 'MODULE_PATHNAME', 'count_status_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:436
+-- src/reads.rs:491
 -- org_stats::reads::count_by_status
 CREATE  FUNCTION "count_by_status"(
 	"tracking" TEXT, /* & str */
@@ -363,7 +363,7 @@ AS 'MODULE_PATHNAME', 'count_by_status_of_orgs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:410
+-- src/reads.rs:465
 -- org_stats::reads::counts
 CREATE  FUNCTION "counts"(
 	"tbl" regclass, /* RegClass */
@@ -375,7 +375,7 @@ AS 'MODULE_PATHNAME', 'counts_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:416
+-- src/reads.rs:471
 -- org_stats::reads::counts
 CREATE  FUNCTION "counts"(
 	"tracking" TEXT, /* & str */
@@ -441,7 +441,7 @@ AS 'MODULE_PATHNAME', 'drop_unused_counters_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/values/dimensions.rs:349
+-- src/values/dimensions.rs:507
 -- org_stats::values::dimensions::group_key
 CREATE  FUNCTION "group_key"(
 	"values" TEXT[], /* Vec < Option < String > > */
@@ -455,7 +455,7 @@ AS 'MODULE_PATHNAME', 'group_key_date_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/values/dimensions.rs:337
+-- src/values/dimensions.rs:495
 -- org_stats::values::dimensions::group_key
 CREATE  FUNCTION "group_key"(
 	"values" TEXT[], /* Vec < Option < String > > */
@@ -469,7 +469,7 @@ AS 'MODULE_PATHNAME', 'group_key_timestamp_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/values/dimensions.rs:324
+-- src/values/dimensions.rs:482
 -- org_stats::values::dimensions::group_key
 CREATE  FUNCTION "group_key"(
 	"values" TEXT[], /* Vec < Option < String > > */
@@ -484,7 +484,7 @@ AS 'MODULE_PATHNAME', 'group_key_timestamptz_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/values/dimensions.rs:317
+-- src/values/dimensions.rs:475
 -- org_stats::values::dimensions::group_key
 CREATE  FUNCTION "group_key"(
 	"values" TEXT[] /* Vec < Option < String > > */
@@ -495,7 +495,7 @@ AS 'MODULE_PATHNAME', 'group_key_untimed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:740
+-- src/reads.rs:871
 -- org_stats::reads::groups
 CREATE  FUNCTION "groups"(
 	"tracking" TEXT, /* Option < & str > */
@@ -513,7 +513,7 @@ AS 'MODULE_PATHNAME', 'groups_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:767
+-- src/reads.rs:898
 -- org_stats::reads::groups
 CREATE  FUNCTION "groups"(
 	"tracking" TEXT, /* Option < & str > */
@@ -543,7 +543,7 @@ AS 'MODULE_PATHNAME', 'listen_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:563
+-- src/reads.rs:633
 -- org_stats::reads::live_reason
 CREATE  FUNCTION "live_reason"(
 	"table_id" INT /* i32 */
@@ -633,6 +633,9 @@ SELECT t.relid AS table_name,
           FROM (SELECT u.org_id, pg_catalog.sum(u.n) AS n
                   FROM (SELECT c.org_id, c.n FROM org_stats.counters c
                          WHERE c.table_id OPERATOR(pg_catalog.=) t.table_id
+                           -- Since 0.5.0: not the day and month totals of a timed tracking,
+                           -- which repeat its settled counts (src/maintenance/settle.rs).
+                           AND (t.time_column IS NULL OR c.status OPERATOR(pg_catalog.!~) '^@[dm]')
                         UNION ALL
                         SELECT d.org_id, d.count FROM org_stats.distributed_counts() d
                          WHERE d.table_id OPERATOR(pg_catalog.=) t.table_id) u
@@ -640,7 +643,7 @@ SELECT t.relid AS table_name,
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/maintenance/drift.rs:447
+-- src/maintenance/drift.rs:479
 -- org_stats::maintenance::drift::recalculate
 CREATE  FUNCTION "recalculate"(
 	"tracking" TEXT, /* Option < & str > */
@@ -661,7 +664,7 @@ AS 'MODULE_PATHNAME', 'recalculate_of_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/maintenance/drift.rs:442
+-- src/maintenance/drift.rs:474
 -- org_stats::maintenance::drift::recalculate
 CREATE  FUNCTION "recalculate"(
 	"tbl" regclass DEFAULT NULL, /* Option < RegClass > */
@@ -807,7 +810,7 @@ AS 'MODULE_PATHNAME', 'schedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:798
+-- src/reads.rs:929
 -- org_stats::reads::series
 CREATE  FUNCTION "series"(
 	"tracking" TEXT, /* Option < & str > */
@@ -838,13 +841,13 @@ AS 'MODULE_PATHNAME', 'set_notify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking/track.rs:443
+-- src/tracking/track.rs:460
 -- org_stats::tracking::track::start_tracking
 -- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:461
+-- src/reads.rs:516
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT, /* & str */
@@ -860,7 +863,7 @@ AS 'MODULE_PATHNAME', 'totals_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:509
+-- src/reads.rs:574
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT /* & str */
@@ -875,7 +878,7 @@ AS 'MODULE_PATHNAME', 'totals_of_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/reads.rs:483
+-- src/reads.rs:543
 -- org_stats::reads::totals
 CREATE  FUNCTION "totals"(
 	"tracking" TEXT, /* & str */
@@ -892,7 +895,7 @@ AS 'MODULE_PATHNAME', 'totals_of_orgs_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking/track.rs:401
+-- src/tracking/track.rs:418
 -- org_stats::tracking::track::track
 CREATE  FUNCTION "track"(
 	"tbl" regclass, /* Option < RegClass > */
@@ -913,7 +916,7 @@ AS 'MODULE_PATHNAME', 'start_tracking_grouped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking/track.rs:471
+-- src/tracking/track.rs:488
 -- org_stats::tracking::track::track
 -- Skipped due to `#[pgrx(sql = false)]`
 /* </end connected objects> */
@@ -928,7 +931,7 @@ AS 'MODULE_PATHNAME', 'unschedule_recalculation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking/track.rs:629
+-- src/tracking/track.rs:646
 -- org_stats::tracking::track::untrack
 CREATE  FUNCTION "untrack"(
 	"tbl" regclass /* RegClass */
@@ -939,7 +942,7 @@ AS 'MODULE_PATHNAME', 'untrack_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/tracking/track.rs:638
+-- src/tracking/track.rs:655
 -- org_stats::tracking::track::untrack
 CREATE  FUNCTION "untrack"(
 	"tracking" TEXT /* & str */
@@ -950,7 +953,7 @@ AS 'MODULE_PATHNAME', 'untrack_by_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:398
+-- src/write_path.rs:401
 -- org_stats::write_path::org_stats_flush_trigger
 CREATE FUNCTION "org_stats_flush_trigger"()
 	RETURNS TRIGGER
@@ -959,7 +962,7 @@ CREATE FUNCTION "org_stats_flush_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:353
+-- src/write_path.rs:352
 -- org_stats::write_path::org_stats_row_trigger
 CREATE FUNCTION "org_stats_row_trigger"()
 	RETURNS TRIGGER
@@ -968,7 +971,7 @@ CREATE FUNCTION "org_stats_row_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/write_path.rs:410
+-- src/write_path.rs:413
 -- org_stats::write_path::org_stats_truncate_trigger
 CREATE FUNCTION "org_stats_truncate_trigger"()
 	RETURNS TRIGGER

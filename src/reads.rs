@@ -10,6 +10,7 @@
 
 use crate::catalog::registration::{self, Grouping, Lookup};
 use crate::catalog::registry;
+use crate::catalog::schema;
 use crate::counters::deltas::{self, Delta};
 use crate::counters::placement::{self, placer, readable, Placement};
 use crate::counters::remote;
@@ -19,13 +20,14 @@ use crate::pg::errors;
 use crate::pg::names::{resolve_with, RegClass};
 use crate::pg::security;
 use crate::pg::sql::{self, Access};
-use crate::values::dimensions::{self, Part};
+use crate::values::dimensions::{self, Level, Part};
 use crate::values::sums::{self, Sum};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::cell::RefCell;
 
 /// How the caller named the tracking to read.
 #[derive(Clone, Copy)]
@@ -125,15 +127,27 @@ fn active_snapshot() -> pg_sys::Snapshot {
 }
 
 /// The non-zero (status, count and, with `sums`, sums) of `org_id` in a tracking, ordered by
-/// status, NULL last; `statuses` may bound the statuses read from the counters to a range that
-/// holds every status wanted (`storage::org_counts`), others may come along.
+/// status, NULL last.
 fn org_totals(
     t: &Target,
     org_id: &str,
     sums: bool,
-    statuses: Option<(Option<&str>, Option<&str>)>,
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(Option<String>, Delta)> {
+    org_rows(t, org_id, sums, &[], snapshot).0
+}
+
+/// `org_totals` of only the key ranges `scans` of a timed tracking (they do not overlap), if its
+/// counters are on this node and their collation orders keys (`dimensions::orders_keys`), and
+/// whether it read those only; otherwise of all its keys. This backend's unflushed deltas come
+/// along either way.
+fn org_rows(
+    t: &Target,
+    org_id: &str,
+    sums: bool,
+    scans: &[dimensions::Scan],
+    snapshot: pg_sys::Snapshot,
+) -> (Vec<(Option<String>, Delta)>, bool) {
     let sum_columns = if sums { t.sum_columns.len() } else { 0 };
     // Counted where the table's rows no longer are, or not backfilled yet: a live count, exact
     // and slower.
@@ -141,34 +155,59 @@ fn org_totals(
         || (!t.all_backfilled
             && security::as_extension_owner(|| !org_backfilled(t.table_id, org_id)));
     if live {
-        return security::as_extension_owner(|| {
+        let counts = security::as_extension_owner(|| {
             let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
             table_counts::group_counts(&tracked, tracked.relid, Some(org_id))
                 .into_iter()
                 .map(|(_, status, counted)| (status, trimmed(counted, sum_columns)))
                 .collect()
         });
+        return (counts, false);
     }
     if let Ok(Placement::Remote(counters)) = &t.kept {
-        return remote::org_counts(counters, t.table_id, org_id, sum_columns);
+        return (
+            remote::org_counts(counters, t.table_id, org_id, sum_columns),
+            false,
+        );
     }
     let counters = storage::counters(pg_sys::AccessShareLock);
-    let statuses =
-        statuses.filter(|_| dimensions::orders_keys(storage::status_collation(&counters)));
-    let mut counts = storage::org_counts(
-        &counters,
-        t.table_id,
-        org_id,
-        statuses,
-        sum_columns,
-        snapshot,
-    );
     let collation = storage::status_collation(&counters);
+    let ranged = !scans.is_empty() && dimensions::orders_keys(collation);
+    let read = |statuses| {
+        storage::org_counts(
+            &counters,
+            t.table_id,
+            org_id,
+            statuses,
+            sum_columns,
+            snapshot,
+        )
+    };
+    let mut counts = if ranged {
+        scans
+            .iter()
+            .flat_map(|(_, from, to)| read(Some((Some(from.as_str()), Some(to.as_str())))))
+            .collect()
+    } else {
+        read(None)
+    };
     for (_, status, delta) in deltas::pending(t.table_id, Some(org_id)) {
         add_in_order(&mut counts, status, trimmed(delta, sum_columns), collation);
     }
     counts.retain(|(_, d)| !d.is_zero());
-    counts
+    (counts, ranged)
+}
+
+/// Whether a tracking's key is counted once among all its keys: a day's or a month's total
+/// repeats the settled keys' counts (see `dimensions::Level`).
+fn counted_once(t: &Target, key: &Option<String>) -> bool {
+    t.grouping.is_none()
+        || key.as_deref().is_none_or(|key| {
+            !matches!(
+                dimensions::decode(key).level,
+                dimensions::Level::Day | dimensions::Level::Month
+            )
+        })
 }
 
 /// `org_totals` per status: a tracking grouped by its status column and a time bucket keeps a
@@ -179,7 +218,7 @@ fn status_totals(
     sums: bool,
     snapshot: pg_sys::Snapshot,
 ) -> Vec<(Option<String>, Delta)> {
-    let counts = org_totals(t, org_id, sums, None, snapshot);
+    let counts = org_totals(t, org_id, sums, snapshot);
     if t.grouping.is_none() {
         return counts;
     }
@@ -190,7 +229,11 @@ fn status_totals(
 fn by_status(keyed: Vec<(Option<String>, Delta)>) -> Vec<(Option<String>, Delta)> {
     let mut counts = Vec::new();
     for (key, delta) in keyed {
-        let status = key.and_then(|key| dimensions::decode(&key).values.swap_remove(0));
+        let key = dimensions::decode(&key.expect("a group key"));
+        if matches!(key.level, dimensions::Level::Day | dimensions::Level::Month) {
+            continue;
+        }
+        let status = key.values.into_iter().next().flatten();
         add_in_order(&mut counts, status, delta, pg_sys::DEFAULT_COLLATION_OID);
     }
     counts.retain(|(_, d)| !d.is_zero());
@@ -366,8 +409,9 @@ fn total(reference: Reference, org_id: &str) -> i64 {
     // Every group's rows, whatever its columns.
     let snapshot = active_snapshot();
     let t = target(reference, snapshot, false, Shows::Groups);
-    org_totals(&t, org_id, false, None, snapshot)
+    org_totals(&t, org_id, false, snapshot)
         .iter()
+        .filter(|(key, _)| counted_once(&t, key))
         .map(|(_, d)| d.n)
         .sum()
 }
@@ -626,17 +670,27 @@ fn groups_of(
             .or_insert(delta);
     };
     let mut cut = Vec::new();
-    // Only the buckets the bounds may want: their keys are a range of the counters' index.
-    let (from, to) = timed.map_or((None, None), |timed| {
-        timed.bucketing.key_range(since, until, timed.instants)
+    // Only the keys the bounds may want: ranges of the counters' index.
+    let scans = timed.map_or_else(Vec::new, |timed| {
+        timed
+            .bucketing
+            .scans(since, until, timed.instants, per_bucket)
     });
-    let statuses = (from.is_some() || to.is_some()).then_some((from.as_deref(), to.as_deref()));
-    for (key, delta) in org_totals(t, org_id, true, statuses, snapshot) {
+    let (rows, ranged) = org_rows(t, org_id, true, &scans, snapshot);
+    for (key, delta) in rows {
         let Some(grouping) = &t.grouping else {
             add(None, vec![key], delta);
             continue;
         };
         let key = dimensions::decode(&key.expect("a group key"));
+        if matches!(key.level, Level::Day | Level::Month) {
+            // A total read is of a day or month inside the bounds; read otherwise, it repeats
+            // settled keys.
+            if ranged {
+                add(None, key.values, delta);
+            }
+            continue;
+        }
         let bucket = key.bucket.flatten();
         if let Some(timed) = &grouping.time {
             match timed.bucketing.part(bucket, since, until, timed.instants) {
@@ -723,11 +777,6 @@ fn cut_counts(
         }
     }
     let column = quote_identifier(&timed.column);
-    let bucket_type = if timed.instants {
-        pg_sys::TIMESTAMPTZOID
-    } else {
-        pg_sys::TIMESTAMPOID
-    };
     // SAFETY: a timestamp and a timestamptz are both microseconds from 2000-01-01 in an int8.
     let time = |micros: i64, type_oid| unsafe { DatumWithOid::new(micros, type_oid) };
     let mut args = Vec::new();
@@ -735,28 +784,79 @@ fn cut_counts(
         args.push(value);
         format!("${}", args.len() + 1)
     };
-    let mut conditions = Vec::new();
-    if let Some(since) = since {
-        let p = param(time(since, pg_sys::TIMESTAMPTZOID));
-        conditions.push(format!("{column} OPERATOR(pg_catalog.>=) {p}"));
-    }
-    if let Some(until) = until {
-        let p = param(time(until, pg_sys::TIMESTAMPTZOID));
-        conditions.push(format!("{column} OPERATOR(pg_catalog.<) {p}"));
-    }
+    // One range of the index on (org, time) per run of cut buckets, each within the bounds: for
+    // a timestamptz, the bounds cut the range itself; a timestamp or date compares with them in
+    // the session's time zone, as the WHERE of the reference does, so they join each range.
     let within: Vec<String> = ranges
         .into_iter()
         .map(|(start, end)| {
-            let (start, end) = (param(time(start, bucket_type)), param(time(end, bucket_type)));
-            format!("{column} OPERATOR(pg_catalog.>=) {start} AND {column} OPERATOR(pg_catalog.<) {end}")
+            let mut conditions = Vec::new();
+            let mut bound = |op: &str, at: i64, type_oid| {
+                let p = param(time(at, type_oid));
+                conditions.push(format!("{column} OPERATOR(pg_catalog.{op}) {p}"));
+            };
+            if timed.instants {
+                bound(
+                    ">=",
+                    since.map_or(start, |s| s.max(start)),
+                    pg_sys::TIMESTAMPTZOID,
+                );
+                bound(
+                    "<",
+                    until.map_or(end, |u| u.min(end)),
+                    pg_sys::TIMESTAMPTZOID,
+                );
+            } else {
+                bound(">=", start, pg_sys::TIMESTAMPOID);
+                bound("<", end, pg_sys::TIMESTAMPOID);
+                if let Some(since) = since {
+                    bound(">=", since, pg_sys::TIMESTAMPTZOID);
+                }
+                if let Some(until) = until {
+                    bound("<", until, pg_sys::TIMESTAMPTZOID);
+                }
+            }
+            conditions.join(" AND ")
         })
         .collect();
-    conditions.push(format!("(({}))", within.join(") OR (")));
-    let condition = conditions.join(" AND ");
+    let condition = format!("({})", within.join(") OR ("));
+    let mut all_args: Vec<DatumWithOid> = vec![org_id.into()];
+    all_args.extend(args);
+    // Planned once per backend on this node: the statement depends only on the tracking and
+    // the shape of the condition, remembered while the registry stays the same.
+    let local = matches!(t.kept, Ok(Placement::Local));
+    let shape = (t.table_id, condition.clone());
+    let generation = schema::registry_generation();
+    let known = CUT_QUERIES.with(|q| {
+        let q = q.borrow();
+        (q.0 == generation)
+            .then(|| q.1.get(&shape).cloned())
+            .flatten()
+    });
     security::as_extension_owner(|| {
-        let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
-        table_counts::group_counts_where(&tracked, org_id, &condition, args)
+        let query = known.unwrap_or_else(|| {
+            let tracked = registry::find_by_id(t.table_id).expect("registered, as read just above");
+            let query = table_counts::org_query_where(&tracked, &condition);
+            CUT_QUERIES.with(|q| {
+                let mut q = q.borrow_mut();
+                if q.0 != generation {
+                    *q = (generation, FxHashMap::default());
+                }
+                q.1.insert(shape, query.clone());
+            });
+            query
+        });
+        table_counts::group_counts_of(&query, &all_args, local)
     })
+}
+
+/// Statements by tracking and condition.
+type Statements = FxHashMap<(i32, String), String>;
+
+thread_local! {
+    /// The statements `cut_counts` ran, and the registry generation they were built at (see
+    /// `schema::registry_generation`).
+    static CUT_QUERIES: RefCell<(u64, Statements)> = RefCell::new((0, FxHashMap::default()));
 }
 
 /// An instant as microseconds from 2000-01-01 UTC.

@@ -276,34 +276,77 @@ mod tests {
         assert_eq!(hours.part(Some(i64::MIN), None, until, false), Part::Whole);
     }
 
-    /// The key range a read between two instants scans holds every bucket the range may want,
-    /// under the database's collation and "C".
+    /// The key ranges a read between two instants scans count every hour of it once: a whole
+    /// hour from a day's or a month's total or from its settled key, never both; a cut hour from
+    /// neither (the table counts it); an hour outside from no total.
     #[pg_test]
-    fn key_ranges_hold_the_buckets_a_range_wants() {
+    fn scans_count_each_bucket_once() {
+        use crate::values::dimensions::Level;
+        // Scans are ranges of the counters' index: under these collations, of the keys below.
         assert!(dimensions::orders_keys(pg_sys::DEFAULT_COLLATION_OID));
         assert!(dimensions::orders_keys(pg_sys::C_COLLATION_OID));
-        let hours = Bucketing {
-            width: Width::Fixed(HOUR),
-            zone: None,
-        };
-        let within = |key: &str, (from, to): &(Option<String>, Option<String>)| {
-            from.as_deref().is_none_or(|f| key >= f) && to.as_deref().is_none_or(|t| key < t)
-        };
-        for (since, until) in [
-            (Some(HOUR / 2), Some(3 * HOUR)),
-            (Some(-5 * HOUR - 7), None),
-            (None, Some(17)),
-            (Some(i64::MIN), Some(i64::MAX)),
-        ] {
-            for instants in [true, false] {
-                let range = hours.key_range(since, until, instants);
-                for start in (-40..40).map(|h| h * HOUR) {
-                    let key = dimensions::encode(Some(Some(start)), &[Some("Open")]);
-                    if hours.part(Some(start), since, until, instants) != Part::Outside {
-                        assert!(
-                            within(&key, &range),
-                            "{start} {since:?} {until:?} {instants}"
+        let base = micros_of("'2026-10-28 00:00+00'::timestamptz");
+        for zone in [None, Some("America/New_York".to_string())] {
+            let hours = Bucketing {
+                width: Width::Fixed(HOUR),
+                zone: zone.clone(),
+            };
+            let totals = hours.totals();
+            let cases = [
+                (
+                    Some(base + 17 * 60_000_000),
+                    Some(base + 40 * DAY + 5 * HOUR + 3),
+                ),
+                (Some(base + 3 * DAY), Some(base + 3 * DAY + 7 * HOUR)),
+                (Some(base + 5 * HOUR), Some(base + 9 * DAY)),
+                (None, Some(base + 20 * DAY + 90_000_000)),
+                (Some(base + 2 * DAY + 1), None),
+                (None, None),
+                (Some(i64::MIN), Some(base + 33 * DAY)),
+                (Some(base + 4 * DAY), Some(base + 4 * DAY)),
+            ];
+            for (since, until) in cases {
+                for instants in [true, false] {
+                    let scans = hours.scans(since, until, instants, false);
+                    let scanned = |level: Level, key: &str| {
+                        scans
+                            .iter()
+                            .filter(|(l, from, to)| {
+                                *l == level && key >= from.as_str() && key < to.as_str()
+                            })
+                            .count()
+                    };
+                    let values = [Some("Open".to_string())];
+                    for h in -24 * 20..24 * 80 {
+                        let start = hours.bucket(base + h * HOUR);
+                        let part = hours.part(Some(start), since, until, instants);
+                        let in_totals: usize = totals
+                            .iter()
+                            .map(|(level, coarse)| {
+                                scanned(
+                                    *level,
+                                    &dimensions::encode_at(*level, coarse.bucket(start), &values),
+                                )
+                            })
+                            .sum();
+                        let settled = scanned(
+                            Level::Settled,
+                            &dimensions::encode_at(Level::Settled, start, &values),
                         );
+                        let fresh = scanned(
+                            Level::Fresh,
+                            &dimensions::encode_at(Level::Fresh, start, &values),
+                        );
+                        let case = format!("{zone:?} {since:?} {until:?} {instants} hour {start}: {part:?}, totals {in_totals}, settled {settled}, fresh {fresh}");
+                        match part {
+                            Part::Whole => {
+                                assert!(in_totals + settled == 1 && fresh == 1, "{case}")
+                            }
+                            Part::Cut => {
+                                assert!(in_totals == 0 && settled == 1 && fresh == 1, "{case}")
+                            }
+                            Part::Outside => assert!(in_totals == 0, "{case}"),
+                        }
                     }
                 }
             }

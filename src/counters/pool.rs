@@ -375,3 +375,19 @@ pub fn fold(counters: &Indexed, groups: &[Group]) {
         }
     }
 }
+
+/// Takes every row of `group` that no transaction holds out of the counters and returns what
+/// they held (their count and sums): the caller adds it to other groups in this transaction, so
+/// the amount only moves (see `maintenance::settle`). Held rows are skipped, never waited for.
+pub fn take(counters: &Indexed, group: &Group) -> Delta {
+    let mut taken = Delta::default();
+    for found in rows_of(counters, group) {
+        if let Some(row) = claim(counters, found.tid, found.root, group, Visible::Any) {
+            if !delete(counters, &row) {
+                errors::claim_broken();
+            }
+            taken.add(&row.counted);
+        }
+    }
+    taken
+}

@@ -17,55 +17,66 @@ pub fn group_counts(
     relation: RegClass,
     org_id: Option<&str>,
 ) -> Vec<(String, Option<String>, Delta)> {
-    counted(t, relation, org_id, None)
+    let query = query(t, relation, org_id.is_some(), None);
+    let args: Vec<DatumWithOid> = org_id.into_iter().map(|o| o.into()).collect();
+    run(&query, &args, false)
 }
 
-/// `group_counts` of one org's rows that also satisfy `condition`, SQL over the table's columns
-/// whose parameters are `args`, numbered from `$2`.
-pub fn group_counts_where(
-    t: &Tracked,
-    org_id: &str,
-    condition: &str,
-    args: Vec<DatumWithOid>,
+/// The statement of `group_counts` of one org's rows of `t` (its `$1`) that also satisfy
+/// `condition`, SQL over the table's columns whose parameters are numbered from `$2`: for
+/// `group_counts_of`.
+pub fn org_query_where(t: &Tracked, condition: &str) -> String {
+    query(t, t.relid, true, Some(condition))
+}
+
+/// Runs a statement `org_query_where` made, planned once per backend if `kept` (a table on this
+/// node; a statement of a distributed table is planned for its values), as `group_counts` of
+/// that one org.
+pub fn group_counts_of(
+    query: &str,
+    args: &[DatumWithOid],
+    kept: bool,
 ) -> Vec<(Option<String>, Delta)> {
-    counted(t, t.relid, Some(org_id), Some((condition, args)))
+    run(query, args, kept)
         .into_iter()
         .map(|(_, status, counted)| (status, counted))
         .collect()
 }
 
-fn counted(
-    t: &Tracked,
-    relation: RegClass,
-    org_id: Option<&str>,
-    condition: Option<(&str, Vec<DatumWithOid>)>,
-) -> Vec<(String, Option<String>, Delta)> {
+fn query(t: &Tracked, relation: RegClass, one_org: bool, condition: Option<&str>) -> String {
     let (org, status) = (t.org_sql(), t.status_sql());
-    let (mut rows, order) = match org_id {
-        Some(_) => (format!("{org} OPERATOR(pg_catalog.=) $1"), " ORDER BY 2"),
-        None => (
+    let (mut rows, order) = if one_org {
+        (format!("{org} OPERATOR(pg_catalog.=) $1"), " ORDER BY 2")
+    } else {
+        (
             format!("{} IS NOT NULL", quote_identifier(&t.org_column)),
             "",
-        ),
+        )
     };
-    let mut args: Vec<DatumWithOid> = org_id.into_iter().map(|o| o.into()).collect();
-    if let Some((condition, condition_args)) = condition {
+    if let Some(condition) = condition {
         rows = format!("{rows} AND ({condition})");
-        args.extend(condition_args);
     }
-    let query = format!(
+    format!(
         "SELECT {org}, {status}, pg_catalog.count(*), {sums} FROM {table} WHERE {rows} GROUP BY 1, 2{order}",
         sums = t.sums_sql(),
         table = relation.qualified(),
         rows = t.counted_sql(&rows),
-    );
+    )
+}
+
+fn run(query: &str, args: &[DatumWithOid], kept: bool) -> Vec<(String, Option<String>, Delta)> {
     let mut groups = Vec::new();
-    sql::once(&query, &args, Access::Read, |row| {
+    let each = |row: &sql::Row| {
         let counted = Delta {
             n: row.get(3).unwrap(),
             sums: sums::from_numerics(row.get(4)),
         };
         groups.push((row.get(1).unwrap(), row.get(2), counted))
-    });
+    };
+    if kept {
+        sql::kept_text(query, args, Access::Read, each);
+    } else {
+        sql::once(query, args, Access::Read, each);
+    }
     groups
 }

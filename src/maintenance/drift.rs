@@ -20,6 +20,7 @@ use crate::counters::remote;
 use crate::counters::storage;
 use crate::counters::write;
 use crate::maintenance::relocate::relocate;
+use crate::maintenance::settle;
 use crate::pg::errors;
 use crate::pg::errors::raise;
 use crate::pg::names::RegClass;
@@ -141,8 +142,8 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
                            NULL::pg_catalog.numeric[], {sums}
                       FROM {table} WHERE {table_filter} GROUP BY 1, 2
                     UNION ALL
-                    SELECT c.org_id, c.status, c.n, 0, {stored_sums_column}, NULL FROM {counters} c
-                     WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND {counter_filter}
+                    SELECT c.org_id, {stored_status}, c.n, 0, {stored_sums_column}, NULL FROM {counters} c
+                     WHERE c.table_id OPERATOR(pg_catalog.=) $1 AND {counter_filter}{not_totals}
                    ) AS g(org_id, status, stored, actual, stored_sums, actual_sums)
              GROUP BY 1, 2),
          drift AS (SELECT * FROM groups g WHERE g.stored OPERATOR(pg_catalog.<>) g.actual
@@ -157,6 +158,19 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
         table_filter = t.counted_sql(&table_filter),
         sums = t.sums_sql(),
         stored_sums = summed("stored_sums"),
+        // A timed tracking's settled keys count their bucket's rows with its fresh keys, and
+        // its day and month totals repeat them (see `dimensions::Level`, `settle`).
+        stored_status = if t.time.is_some() {
+            "CASE WHEN c.status OPERATOR(pg_catalog.~~) '@h%' \
+                  THEN '@' OPERATOR(pg_catalog.||) pg_catalog.substr(c.status, 3) ELSE c.status END"
+        } else {
+            "c.status"
+        },
+        not_totals = if t.time.is_some() {
+            " AND c.status OPERATOR(pg_catalog.!~) '^@[dm]'"
+        } else {
+            ""
+        },
         // 0.1.0's counters have no sums (see `catalog::schema`).
         stored_sums_column = if schema::schema() >= Schema::V0_2 { "c.sums" } else { "NULL" },
         actual_sums = summed("actual_sums"),
@@ -182,6 +196,23 @@ pub fn scan(t: &Tracked, orgs: Orgs, repair: bool) -> Scan {
             });
         }
     });
+    // A timed tracking's day and month totals against the settled keys they total.
+    let org = match orgs {
+        Orgs::All => Some(None),
+        Orgs::One(id) => Some(Some(id)),
+        Orgs::Batch(_) => None,
+    };
+    if let Some(org) = org {
+        out.drift
+            .extend(settle::totals_drift(t, org).into_iter().map(
+                |(org_id, key, stored, actual)| Drift {
+                    org_id,
+                    status: Some(key),
+                    stored,
+                    actual,
+                },
+            ));
+    }
     if repair {
         let differences = out.drift.iter().map(|d| {
             let mut difference = d.actual.clone();
@@ -381,8 +412,9 @@ fn repair(trackings: Vec<Tracked>, org_id: Option<&str>) -> Vec<DriftRow> {
             );
             rows.extend(rows_of(t, found.drift));
         }
-        // Last, so the rows it claims stay held for as short a time as possible.
+        // Last, so the rows they claim stay held for as short a time as possible.
         for t in &trackings {
+            settle::settle(t);
             fold(t);
         }
         sql::kept(

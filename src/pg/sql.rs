@@ -12,7 +12,13 @@ use std::ffi::CString;
 thread_local! {
     /// Plans kept for the life of the backend, keyed by the address of their static SQL text.
     static KEPT: RefCell<HashMap<usize, usize>> = RefCell::new(HashMap::new());
+    /// Plans of statements built at run time, kept by their text (see `kept_text`).
+    static KEPT_TEXT: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
 }
+
+/// How many statements built at run time a backend keeps planned; past it, all are let go (a
+/// backend builds few: one per tracking and shape of read).
+const KEPT_TEXTS: usize = 256;
 
 /// Whether a statement may see the caller's snapshot only (a read) or writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,6 +92,31 @@ pub fn kept(
                 KEPT.with(|k| k.borrow_mut().insert(key, plan as usize));
                 plan as usize
             });
+        run(plan as pg_sys::SPIPlanPtr, args, access, each)
+    })
+}
+
+/// Runs a statement built at run time (identifiers quoted by the caller), planned once per
+/// backend and text as `kept` plans (PostgreSQL plans it again when what it reads changes).
+pub fn kept_text(sql: &str, args: &[DatumWithOid], access: Access, each: impl FnMut(&Row)) -> u64 {
+    Spi::connect(|_| {
+        let known = KEPT_TEXT.with(|k| k.borrow().get(sql).copied());
+        let plan = known.unwrap_or_else(|| {
+            let plan = prepare(sql, args, pg_sys::CURSOR_OPT_GENERIC_PLAN);
+            // SAFETY: plan was just prepared in this SPI connection.
+            unsafe { pg_sys::SPI_keepplan(plan) };
+            KEPT_TEXT.with(|k| {
+                let mut kept = k.borrow_mut();
+                if kept.len() >= KEPT_TEXTS {
+                    for (_, old) in kept.drain() {
+                        // SAFETY: a kept plan no call is running (this backend runs one at a time).
+                        unsafe { pg_sys::SPI_freeplan(old as pg_sys::SPIPlanPtr) };
+                    }
+                }
+                kept.insert(sql.to_owned(), plan as usize);
+            });
+            plan as usize
+        });
         run(plan as pg_sys::SPIPlanPtr, args, access, each)
     })
 }

@@ -181,19 +181,58 @@ pub fn time_type(type_oid: pg_sys::Oid) -> Option<bool> {
     }
 }
 
-/// The group key a dimensional tracking keeps as its counters' status: `@` and the bucket's
-/// start (`@-` for a NULL time, nothing without a time column), then for each grouping value
-/// `;` and `-` for NULL or its length in bytes, `:` and the value. A start is written as 20
-/// digits, offset to be unsigned, so that keys order by bucket under any collation's order of
-/// digits.
-pub fn encode(bucket: Option<Option<i64>>, values: &[Option<&str>]) -> String {
-    let mut key =
-        String::with_capacity(24 + values.iter().flatten().map(|v| v.len() + 4).sum::<usize>());
-    match bucket {
-        None => {}
-        Some(None) => key.push_str("@-"),
-        Some(Some(start)) => key.push_str(&bucket_bound(start)),
+/// Which counts a key of a timed tracking holds. Writers add to *fresh* keys, one per row's
+/// bucket. `recalculate()` settles them (see `maintenance::settle`): it moves each fresh key's
+/// count to the *settled* key of the same bucket and adds it to the *day* and *month* totals
+/// that bucket falls in (for a bucket that divides a day), all in one transaction. A bucket's
+/// count is then its fresh plus its settled keys, and a day's or month's settled part is its
+/// total: reads over long ranges add up a total per month and day instead of a key per bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Fresh,
+    Settled,
+    Day,
+    Month,
+}
+
+impl Level {
+    /// What follows `@` in its keys: nothing for a fresh key, a letter for the others.
+    fn tag(self) -> &'static str {
+        match self {
+            Level::Fresh => "",
+            Level::Settled => "h",
+            Level::Day => "d",
+            Level::Month => "m",
+        }
     }
+}
+
+/// The digits of a NULL time's "bucket": above every real bucket's (the largest is
+/// 18446744073709551615), so that a fresh key is `@` and 20 digits whatever its time.
+const NULL_TIME: &str = "99999999999999999999";
+
+/// The group key a dimensional tracking keeps as its counters' status: for a timed tracking `@`,
+/// the level's tag and the bucket's start (`NULL_TIME` for a NULL time); then for each grouping
+/// value `;` and `-` for NULL or its length in bytes, `:` and the value. A start is written as
+/// 20 digits, offset to be unsigned, so that keys order by bucket under any collation that orders
+/// digits (see `orders_keys`).
+pub fn encode(bucket: Option<Option<i64>>, values: &[Option<&str>]) -> String {
+    let prefix = match bucket {
+        None => String::new(),
+        Some(None) => format!("@{NULL_TIME}"),
+        Some(Some(start)) => level_bound(Level::Fresh, start),
+    };
+    with_values(prefix, values)
+}
+
+/// The key of `values` at `level` for the bucket (or day, or month) starting at `start`.
+pub fn encode_at(level: Level, start: i64, values: &[Option<String>]) -> String {
+    let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+    with_values(level_bound(level, start), &values)
+}
+
+fn with_values(mut key: String, values: &[Option<&str>]) -> String {
+    key.reserve(values.iter().flatten().map(|v| v.len() + 4).sum::<usize>() + 2 * values.len());
     for value in values {
         match value {
             None => key.push_str(";-"),
@@ -208,16 +247,31 @@ pub fn encode(bucket: Option<Option<i64>>, values: &[Option<&str>]) -> String {
     key
 }
 
-/// The lowest key of the bucket starting at `start`: every key of it and of the buckets after it
-/// is at least this, every key of the buckets before it less, under a collation that
-/// `orders_keys` accepts.
-pub fn bucket_bound(start: i64) -> String {
-    format!("@{:020}", start.wrapping_sub(i64::MIN) as u64)
+/// The lowest key at `level` of the bucket starting at `start`: every key of it and of the
+/// buckets after it is at least this, every key of the buckets before it less, under a collation
+/// that `orders_keys` accepts.
+pub fn level_bound(level: Level, start: i64) -> String {
+    format!(
+        "@{}{:020}",
+        level.tag(),
+        start.wrapping_sub(i64::MIN) as u64
+    )
 }
 
-/// Whether text compares under `collation` so that keys order by bucket as `bucket_bound` says:
-/// digits in their order and before the rest of a key, a shorter key before one it begins. Every
-/// deterministic collation does; checked on sample keys all the same, once per collation.
+/// Above every key at `level` (a fresh key's NULL time included), below every key of a later
+/// level.
+fn level_end(level: Level) -> String {
+    match level {
+        // Digits sort before letters: every fresh key, before the first tag.
+        Level::Fresh => "@a".into(),
+        level => format!("@{}{NULL_TIME}", level.tag()),
+    }
+}
+
+/// Whether text compares under `collation` so that keys order as `level_bound` and `level_end`
+/// say: digits in their order, before letters and before the rest of a key, a shorter key before
+/// one it begins. Every deterministic collation does; checked on sample keys all the same, once
+/// per collation.
 pub fn orders_keys(collation: pg_sys::Oid) -> bool {
     thread_local! {
         static CHECKED: std::cell::RefCell<Vec<(pg_sys::Oid, bool)>> =
@@ -256,44 +310,72 @@ pub fn orders_keys(collation: pg_sys::Oid) -> bool {
         3_600_000_000,
         i64::MAX,
     ];
-    let values: [&[Option<&str>]; 4] = [
-        &[None],
-        &[Some("")],
-        &[Some("zz"), Some("9")],
-        &[Some("A a"), None],
+    let values: [Vec<Option<String>>; 4] = [
+        vec![None],
+        vec![Some(String::new())],
+        vec![Some("zz".into()), Some("9".into())],
+        vec![Some("A a".into()), None],
     ];
-    let ordered = starts.windows(2).all(|pair| {
-        let (earlier, later) = (pair[0], pair[1]);
-        values.iter().all(|v| {
-            let (key, next) = (encode(Some(Some(earlier)), v), bucket_bound(later));
-            !less(&key, &bucket_bound(earlier))
-                && less(&key, &next)
-                && less(&bucket_bound(earlier), &next)
-        })
+    let levels = [Level::Fresh, Level::Settled, Level::Day, Level::Month];
+    let ordered = levels.iter().all(|&level| {
+        // Keys of other levels lie outside every range of this one.
+        let others_outside = levels.iter().filter(|&&l| l != level).all(|&other| {
+            starts.iter().all(|&start| {
+                values.iter().all(|v| {
+                    let key = encode_at(other, start, v);
+                    less(&key, &level_bound(level, i64::MIN)) || !less(&key, &level_end(level))
+                })
+            })
+        });
+        let fresh_nulls_below_end = values.iter().all(|v| {
+            let v: Vec<Option<&str>> = v.iter().map(Option::as_deref).collect();
+            let null = encode(Some(None), &v);
+            less(&null, &level_end(Level::Fresh))
+                && !less(&null, &level_bound(Level::Fresh, i64::MAX))
+        });
+        others_outside
+            && fresh_nulls_below_end
+            && starts.windows(2).all(|pair| {
+                let (earlier, later) = (pair[0], pair[1]);
+                values.iter().all(|v| {
+                    let key = encode_at(level, earlier, v);
+                    let next = level_bound(level, later);
+                    !less(&key, &level_bound(level, earlier))
+                        && less(&key, &next)
+                        && less(&level_bound(level, earlier), &next)
+                        && less(&key, &level_end(level))
+                })
+            })
     });
     CHECKED.with(|c| c.borrow_mut().push((collation, ordered)));
     ordered
 }
 
-/// A group key decoded: its bucket's start (`None`: no time column; `Some(None)`: a NULL time)
-/// and its grouping values.
+/// A group key decoded: its level, its bucket's start (`None`: no time column; `Some(None)`: a
+/// NULL time) and its grouping values.
 pub struct Key {
+    pub level: Level,
     pub bucket: Option<Option<i64>>,
     pub values: Vec<Option<String>>,
 }
 
-/// Decodes what `encode` made.
+/// Decodes what `encode` and `encode_at` made.
 pub fn decode(key: &str) -> Key {
-    let (bucket, mut rest) = match key.strip_prefix('@') {
-        None => (None, key),
+    let (level, bucket, mut rest) = match key.strip_prefix('@') {
+        None => (Level::Fresh, None, key),
         Some(after) => {
-            let end = after.find(';').unwrap_or(after.len());
-            let start = &after[..end];
-            let bucket = (start != "-").then(|| {
+            let (level, after) = match after.as_bytes().first() {
+                Some(b'h') => (Level::Settled, &after[1..]),
+                Some(b'd') => (Level::Day, &after[1..]),
+                Some(b'm') => (Level::Month, &after[1..]),
+                _ => (Level::Fresh, after),
+            };
+            let (start, rest) = after.split_at(20);
+            let bucket = (start != NULL_TIME).then(|| {
                 let offset: u64 = start.parse().expect("a bucket start");
                 (offset as i64).wrapping_add(i64::MIN)
             });
-            (Some(bucket), &after[end..])
+            (level, Some(bucket), rest)
         }
     };
     let mut values = Vec::new();
@@ -309,14 +391,20 @@ pub fn decode(key: &str) -> Key {
         values.push(Some(value.to_owned()));
         rest = &after[colon + 1 + len..];
     }
-    Key { bucket, values }
+    Key {
+        level,
+        bucket,
+        values,
+    }
 }
 
 /// A group key as people read it: its grouping values as a `text[]` prints, then with a time
 /// column ` @ ` and its bucket's start as a `timestamptz` (`instants`) or `timestamp` prints, or
-/// `NULL` for the rows whose time is NULL. What drift checks show as a dimensional key's status.
+/// `NULL` for the rows whose time is NULL, and which total it is if it is a day's or a month's.
+/// What drift checks show as a dimensional key's status.
 pub fn display(key: &str, instants: bool) -> String {
     let key = decode(key);
+    let level = key.level;
     let mut shown = output(key.values, pg_sys::TEXTARRAYOID);
     if let Some(bucket) = key.bucket {
         shown.push_str(" @ ");
@@ -331,6 +419,11 @@ pub fn display(key: &str, instants: bool) -> String {
                 shown.push_str(&output(start, type_oid));
             }
         }
+    }
+    match level {
+        Level::Day => shown.push_str(" (day total)"),
+        Level::Month => shown.push_str(" (month total)"),
+        Level::Fresh | Level::Settled => {}
     }
     shown
 }
@@ -449,30 +542,133 @@ pub enum Part {
 /// session's time zone) can lie apart, with room to spare: zones are at most 14 hours off UTC.
 const LOCAL_MARGIN: i128 = USECS_PER_DAY as i128;
 
-/// The times whose buckets `key_range` bounds: beyond them (some 5,500 years from 2000), a bound
+/// The times whose buckets `scans` bounds: beyond them (some 5,500 years from 2000), a bound
 /// leaves that side unbounded.
 const BOUNDED: i64 = 2_000_000 * USECS_PER_DAY;
 
+/// A range of keys at one level, from the first (inclusive) to the second (exclusive).
+pub type Scan = (Level, String, String);
+
 impl Bucketing {
-    /// The keys of the buckets that may hold rows of `[since, until)` (see `part`): from the
-    /// bucket of `since` to before the bucket after that of `until`, a day wider on both sides
-    /// for a `timestamp` or `date` column (not `instants`); `None`: unbounded. Keys of rows whose
-    /// time is NULL may fall in the range or not.
-    pub fn key_range(
+    /// The coarser totals `recalculate()` settles a bucket's counts into (see `Level`): a day's
+    /// and a month's for a bucket that divides a day, a month's for a day; none otherwise.
+    pub fn totals(&self) -> Vec<(Level, Bucketing)> {
+        let with = |width| Bucketing {
+            width,
+            zone: self.zone.clone(),
+        };
+        match self.width {
+            Width::Fixed(w) if w < USECS_PER_DAY && USECS_PER_DAY % w == 0 => vec![
+                (Level::Day, with(Width::Fixed(USECS_PER_DAY))),
+                (Level::Month, with(Width::Months(1))),
+            ],
+            Width::Fixed(USECS_PER_DAY) => vec![(Level::Month, with(Width::Months(1)))],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The key ranges that hold the counts of `[since, until)`: fresh and settled keys of the
+    /// buckets that may hold its rows (see `part`: a day wider on both sides for a `timestamp`
+    /// or `date` column, not `instants`), except, unless `per_bucket`, where whole months and
+    /// days inside the range are read from their totals instead. Fresh and settled keys read are
+    /// to be classified with `part`; a total read is inside the range. Keys of rows whose time is
+    /// NULL may come along.
+    pub fn scans(
         &self,
         since: Option<i64>,
         until: Option<i64>,
         instants: bool,
-    ) -> (Option<String>, Option<String>) {
+        per_bucket: bool,
+    ) -> Vec<Scan> {
         let margin = if instants { 0 } else { USECS_PER_DAY };
-        let bounded = |t: i64| (-BOUNDED..=BOUNDED).contains(&t).then_some(t);
-        let from = since
-            .and_then(|s| bounded(s - margin))
-            .map(|s| bucket_bound(self.bucket(s)));
+        let near = |t: i64| (-BOUNDED..=BOUNDED).contains(&t);
+        let key = |level, t: Option<i64>, first| match t {
+            Some(t) => level_bound(level, t),
+            None if first => level_bound(level, i64::MIN),
+            None => level_end(level),
+        };
+        // The buckets the bounds may want, as starts (None: unbounded).
+        let from = since.filter(|s| near(*s)).map(|s| self.bucket(s - margin));
         let to = until
-            .and_then(|u| bounded(u + margin))
-            .map(|u| bucket_bound(self.next(self.bucket(u))));
-        (from, to)
+            .filter(|u| near(*u))
+            .map(|u| self.next(self.bucket(u + margin)));
+        let fine = |level, from: Option<i64>, to: Option<i64>| -> Scan {
+            (level, key(level, from, true), key(level, to, false))
+        };
+        let mut scans = vec![fine(Level::Fresh, from, to)];
+        // The totals' cover: whole periods inside the range, bounds that are infinite or near.
+        let usable = |b: Option<i64>, infinite| b.is_none_or(|b| b == infinite || near(b));
+        let totals = if per_bucket
+            || !usable(since, i64::MIN)
+            || !usable(until, i64::MAX)
+            || since == Some(i64::MAX)
+            || until == Some(i64::MIN)
+        {
+            Vec::new()
+        } else {
+            self.totals()
+        };
+        let since = since.filter(|s| *s != i64::MIN);
+        let until = until.filter(|u| *u != i64::MAX);
+        let inside = |coarse: &Bucketing| -> Option<(Option<i64>, Option<i64>)> {
+            let lo = since.map(|s| {
+                let t = s + margin;
+                let p = coarse.bucket(t);
+                if p < t {
+                    coarse.next(p)
+                } else {
+                    p
+                }
+            });
+            let hi = until.map(|u| coarse.bucket(u - margin));
+            match (lo, hi) {
+                (Some(lo), Some(hi)) if lo >= hi => None,
+                span => Some(span),
+            }
+        };
+        let span_of = |wanted: Level| {
+            totals
+                .iter()
+                .find(|(level, _)| *level == wanted)
+                .and_then(|(_, coarse)| inside(coarse))
+        };
+        let (months, days) = (span_of(Level::Month), span_of(Level::Day));
+        let mut total = |level, (lo, hi): (Option<i64>, Option<i64>)| {
+            if !matches!((lo, hi), (Some(lo), Some(hi)) if lo >= hi) {
+                scans.push((level, key(level, lo, true), key(level, hi, false)));
+            }
+        };
+        if let Some(months) = months {
+            total(Level::Month, months);
+        }
+        if let Some(days) = days {
+            // The days around the months (none on a side where both are unbounded), or all.
+            match months {
+                Some(months) => {
+                    if months.0.is_some() {
+                        total(Level::Day, (days.0, months.0));
+                    }
+                    if months.1.is_some() {
+                        total(Level::Day, (months.1, days.1));
+                    }
+                }
+                None => total(Level::Day, days),
+            }
+        }
+        // Days span the months they surround.
+        let covered = days.or(months);
+        match covered {
+            None => scans.push(fine(Level::Settled, from, to)),
+            Some((lo, hi)) => {
+                if let Some(lo) = lo {
+                    scans.push(fine(Level::Settled, from, Some(lo)));
+                }
+                if let Some(hi) = hi {
+                    scans.push(fine(Level::Settled, Some(hi), to));
+                }
+            }
+        }
+        scans
     }
 
     /// How the bucket starting at `start` (`None`: the rows whose time is NULL) stands to the

@@ -104,6 +104,38 @@ SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', 
                                 'date_bin(''1 hour'', created_at, ''2000-01-01 00:00+00'')');
 SELECT * FROM org_stats.check_drift('lanes');
 
+-- recalculate() settles the hours' counts into day and month totals (see docs/dimensions.md):
+-- reads between two instants then add up whole months and days from those, and stay exact;
+-- writes after it add to the hours again.
+SELECT count(*) AS repaired FROM org_stats.recalculate('lanes');
+SELECT count(*) > 0 AS has_day_totals
+  FROM org_stats.counters c JOIN org_stats.tracked t USING (table_id)
+ WHERE t.name = 'lanes' AND c.status LIKE '@d%';
+SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', filter => 'NOT hazmat',
+                                sum_col => 'rate_cents');
+SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', 'created_at',
+                                '2026-10-26 09:10+00', '2026-11-25 17:45+00', 'NOT hazmat', 'rate_cents');
+SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', 'created_at',
+                                '2026-11-01 00:00+00', '2026-12-01 00:00+00', 'NOT hazmat', 'rate_cents');
+SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', 'created_at',
+                                since => '2026-11-03 10:05+00', filter => 'NOT hazmat', sum_col => 'rate_cents');
+UPDATE shipments SET created_at = created_at + interval '1 day 2 hours' WHERE id % 5 = 0;
+DELETE FROM shipments WHERE id % 29 = 0;
+SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', 'created_at',
+                                '2026-10-26 09:10+00', '2026-11-25 17:45+00', 'NOT hazmat', 'rate_cents');
+SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', 'created_at',
+                                '2026-10-30 00:00+00', '2026-11-12 13:00+00', 'NOT hazmat', 'rate_cents',
+                                'date_bin(''1 hour'', created_at, ''2000-01-01 00:00+00'')');
+-- A day's total that differs from its hours is drift, shown as such, and repaired.
+UPDATE org_stats.counters SET n = n + 3
+ WHERE ctid = (SELECT c.ctid FROM org_stats.counters c JOIN org_stats.tracked t USING (table_id)
+                WHERE t.name = 'lanes' AND c.org_id = 'org2' AND c.status LIKE '@d%' ORDER BY c.status LIMIT 1);
+SELECT org_id, status, stored - actual AS off_by FROM org_stats.check_drift('lanes');
+SELECT count(*) AS repaired FROM org_stats.recalculate('lanes');
+SELECT * FROM org_stats.check_drift('lanes');
+SELECT * FROM groups_mismatches('lanes', 'shipments', 'ARRAY[status, carrier]', filter => 'NOT hazmat',
+                                sum_col => 'rate_cents');
+
 -- The reads by status refuse a tracking grouped by several columns, and say what reads it;
 -- count() of all of an org's rows is the one that still answers.
 SELECT * FROM error_of($$SELECT * FROM org_stats.count_by_status('lanes', 'org1')$$);
@@ -130,6 +162,14 @@ SELECT * FROM org_stats.count_by_status('monthly', 'org2');
 SELECT status, count(*) FROM shipments WHERE workos_org_id = 'org2' GROUP BY 1 ORDER BY 1;
 SELECT * FROM totals_mismatches('monthly', 'shipments', sum_col => 'rate_cents');
 SELECT * FROM org_stats.series('monthly', 'org2', NULL, NULL);
+-- A day bucket settles into month totals; the reads by status add up each row once.
+SELECT org_stats.track('shipments', name => 'daily', time_column => 'created_at', bucket => '1 day');
+SELECT count(*) AS repaired FROM org_stats.recalculate('daily');
+INSERT INTO shipments (workos_org_id, status, carrier, created_at, rate_cents) VALUES ('org2', 'Open', 'UPS', '2026-11-03 10:30+00', 9);
+SELECT * FROM totals_mismatches('daily', 'shipments');
+SELECT org_stats.count('daily', 'org2') AS counted, (SELECT count(*) FROM shipments WHERE workos_org_id = 'org2') AS actual;
+SELECT * FROM groups_mismatches('daily', 'shipments', 'ARRAY[status]', 'created_at', '2026-10-20 13:00+00', '2026-11-20 08:00+00');
+SELECT orgs_counted, rows_counted, (SELECT count(*) FROM shipments) AS actual FROM org_stats.health WHERE tracking = 'daily';
 SELECT * FROM groups_mismatches('monthly', 'shipments', 'ARRAY[status]', 'created_at',
                                 '2026-10-31 15:00+00', '2026-11-30 15:00+00', sum_col => 'rate_cents',
                                 bucket_sql => '(date_trunc(''month'', created_at AT TIME ZONE ''Asia/Tokyo'')) AT TIME ZONE ''Asia/Tokyo''');
@@ -178,5 +218,5 @@ TRUNCATE shipments;
 SELECT count(*) AS after_truncate FROM org_stats.groups('lanes', 'org1');
 INSERT INTO shipments (workos_org_id, status, shipper, placed_at, rate_cents) VALUES ('org1', 'Open', 'UPS', '2026-11-03 10:30+00', 9);
 SELECT * FROM org_stats.groups('lanes', 'org1');
-SELECT org_stats.untrack('lanes'), org_stats.untrack('monthly'), org_stats.untrack('weekly'), org_stats.untrack('hourly');
+SELECT org_stats.untrack('lanes'), org_stats.untrack('monthly'), org_stats.untrack('daily'), org_stats.untrack('weekly'), org_stats.untrack('hourly');
 DROP TABLE shipments, visits;

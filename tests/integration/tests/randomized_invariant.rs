@@ -8,8 +8,9 @@
 //! numeric's infinities), and by another status column with another filter; its totals() must
 //! equal the GROUP BY with the same WHERE, count and sum() alike. A third tracking of it groups by
 //! two columns and a 6-hour bucket of a time that writes move across buckets, to NULL and to
-//! infinity: its groups() and series() between bounds that change at every check (cutting
-//! buckets, on their edges, one or none) must equal the GROUP BY with that WHERE.
+//! infinity, now and then settled by recalculate() into day and month totals: its groups() and
+//! series() between bounds that change at every check (cutting buckets, on their edges, one or
+//! none) must equal the GROUP BY with that WHERE.
 //!
 //! Needs ORG_STATS_DSN (pg_test.sh sets it). ORG_STATS_SEED replays a run; ORG_STATS_OPS sets
 //! the number of operations (default 5000).
@@ -486,6 +487,13 @@ fn counts_match_group_by_after_every_random_operation() {
                 "COMMIT"
             };
             run(&mut client, &mut history, end);
+        } else if rng.gen_bool(0.03) {
+            // Settles bills_by_lane's hours into day and month totals, which reads then use.
+            run(
+                &mut client,
+                &mut history,
+                "SELECT count(*) FROM org_stats.recalculate('bills_by_lane')",
+            );
         } else {
             write(&mut client, &mut history, &mut rng);
             done += 1;
