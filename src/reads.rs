@@ -56,6 +56,7 @@ struct Target {
     kept: Result<Placement, String>,
     /// What its keys hold, if it groups by more than a status column.
     grouping: Option<Grouping>,
+    relid: pg_sys::Oid,
 }
 
 /// Resolves `reference` on `snapshot`; with `sums`, also learns the summed columns.
@@ -103,6 +104,7 @@ fn target(reference: Reference, snapshot: pg_sys::Snapshot, sums: bool, shows: S
             String::new()
         },
         grouping: registration.grouping,
+        relid: registration.relid,
         kept: placement::readable_at(
             relid,
             &registration.org_column,
@@ -822,10 +824,15 @@ fn cut_counts(
     let condition = format!("({})", within.join(") OR ("));
     let mut all_args: Vec<DatumWithOid> = vec![org_id.into()];
     all_args.extend(args);
-    // Planned once per backend on this node: the statement depends only on the tracking and
-    // the shape of the condition, remembered while the registry stays the same.
+    // Planned once per backend on this node: the statement depends only on the tracking, the
+    // table's name, whether its time column is a timestamptz and the shape of the condition,
+    // remembered while the registry stays the same.
     let local = matches!(t.kept, Ok(Placement::Local));
-    let shape = (t.table_id, condition.clone());
+    let relation = RegClass(t.relid).qualified();
+    let shape = (
+        t.table_id,
+        format!("{relation} {} {condition}", timed.instants),
+    );
     let generation = schema::registry_generation();
     let known = CUT_QUERIES.with(|q| {
         let q = q.borrow();

@@ -212,6 +212,11 @@ SELECT * FROM error_of('ALTER TABLE shipments ALTER COLUMN placed_at TYPE text')
 ALTER TABLE visits ALTER COLUMN at TYPE timestamptz;
 SELECT * FROM groups_mismatches('hourly', 'visits', 'ARRAY[status]', 'at', '2026-09-10 13:20+02', '2026-10-01 01:00-07',
                                 bucket_sql => 'date_bin(''3 hours'', at, ''2000-01-01 00:00+00'')');
+-- A renamed table: reads that count cut buckets from it follow.
+ALTER TABLE visits RENAME TO visits_renamed;
+SELECT * FROM groups_mismatches('hourly', 'visits_renamed', 'ARRAY[status]', 'at', '2026-09-10 13:20+02', '2026-10-01 01:00-07',
+                                bucket_sql => 'date_bin(''3 hours'', at, ''2000-01-01 00:00+00'')');
+ALTER TABLE visits_renamed RENAME TO visits;
 
 -- TRUNCATE empties every key; untrack removes the tracking.
 TRUNCATE shipments;
