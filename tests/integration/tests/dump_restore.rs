@@ -1,7 +1,8 @@
 //! pg_dump / pg_restore, plain and custom format, into a fresh database: tracking, counters,
 //! last_recalculated and recalculation_log survive (they are extension configuration tables),
 //! the triggers fire after the restore, and there is no drift; a named tracking with a filter and
-//! sums keeps them, and its enum filter (whose type gets a new OID) still binds after the restore.
+//! sums keeps them, and its enum filter (whose type gets a new OID) still binds after the restore;
+//! a tracking by status and day bucket, settled into month totals, reads the same.
 //! A data-only restore of base tables with triggers disabled leaves drift that recalculate()
 //! repairs.
 
@@ -19,6 +20,11 @@ fn snapshot(db: &mut Client) -> Vec<String> {
         "SELECT format('%s %s %s %s', o, t.status, t.count, t.sums) \
            FROM unnest(ARRAY['org0', 'org1', 'org2', 'org3']) o, org_stats.totals('live_loads', o) t ORDER BY 1",
         "SELECT format('%s %s %s %s', tables, orgs_checked, groups_repaired, triggered_by) FROM org_stats.recalculation_log ORDER BY id",
+        "SELECT format('%s %s %s %s', o, g.key, g.count, g.sums) \
+           FROM unnest(ARRAY['org0', 'org1', 'org2', 'org3']) o, \
+                org_stats.groups('by_day', o, '2026-11-02 10:00+00', '2026-12-20 13:00+00') g ORDER BY 1",
+        "SELECT format('%s %s %s %s', o, s.bucket, s.key, s.count) \
+           FROM unnest(ARRAY['org0', 'org1', 'org2', 'org3']) o, org_stats.series('by_day', o, NULL, NULL) s ORDER BY 1",
     ];
     queries
         .iter()
@@ -36,14 +42,16 @@ fn dump_and_restore_keep_tracking_counts_and_history() {
     let mut src = fresh_database("dump_src");
     src.batch_execute(
         "CREATE TYPE state AS ENUM ('Open', 'Closed');
-         CREATE TABLE loads (id serial PRIMARY KEY, workos_org_id text, status state, weight numeric);
+         CREATE TABLE loads (id serial PRIMARY KEY, workos_org_id text, status state, weight numeric, at timestamptz);
          CREATE TABLE invoices (id serial PRIMARY KEY, workos_org_id uuid, status text);
-         INSERT INTO loads (workos_org_id, status, weight)
-         SELECT 'org' || (i % 4), (ARRAY['Open', 'Closed']::state[])[1 + i % 2], i * 0.5 FROM generate_series(1, 200) i;
+         INSERT INTO loads (workos_org_id, status, weight, at)
+         SELECT 'org' || (i % 4), (ARRAY['Open', 'Closed']::state[])[1 + i % 2], i * 0.5,
+                '2026-11-01 00:00+00'::timestamptz + i * interval '7 hours' FROM generate_series(1, 200) i;
          INSERT INTO invoices (workos_org_id, status) SELECT ('00000000-0000-0000-0000-00000000000' || (i % 3))::uuid, 'DRAFT' FROM generate_series(1, 90) i;
          SELECT org_stats.track('loads');
          SELECT org_stats.track('loads', filter => $$status <> 'Closed'$$, sum_columns => ARRAY['weight'],
                                 name => 'live_loads');
+         SELECT org_stats.track('loads', name => 'by_day', time_column => 'at', bucket => '1 day');
          SELECT org_stats.track('invoices', backfill => false);",
     )
     .unwrap();

@@ -3,7 +3,9 @@
 //! changes from a token. Every expectation is computed from the base table (which orgs a
 //! statement touched, what their counts are), never written into the test.
 
-use org_stats_integration_tests::{connect, connect_to, drop_database, fresh_database, mismatches};
+use org_stats_integration_tests::{
+    connect, connect_to, drop_database, fresh_database, groups_mismatches, mismatches, Grouped,
+};
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
@@ -423,6 +425,44 @@ fn listeners_learn_which_orgs_changed_after_commit() {
         .unwrap()
         .get(0);
     assert_ne!(renewed, default_channel);
+
+    // A tracking grouped by two columns and an hour notifies the orgs whose groups changed.
+    writer
+        .batch_execute(
+            "ALTER TABLE live_loads ADD COLUMN lane text, ADD COLUMN at timestamptz;
+             SELECT org_stats.track('live_loads', name => 'lanes', group_by => ARRAY['status', 'lane'],
+                                    time_column => 'at', bucket => '1 hour');
+             SELECT org_stats.set_notify('lanes');",
+        )
+        .unwrap();
+    listener
+        .batch_execute("SELECT org_stats.listen('lanes')")
+        .unwrap();
+    writer
+        .batch_execute(
+            "INSERT INTO live_loads (workos_org_id, status, lane, at) VALUES ('org3', 'Open', 'north', now());
+             UPDATE live_loads SET at = now() - interval '2 hours' WHERE workos_org_id = 'org4';",
+        )
+        .unwrap();
+    assert_eq!(
+        orgs_of(&drain(&mut listener), &Value::from("lanes")),
+        BTreeSet::from(["org3".to_owned(), "org4".to_owned()])
+    );
+    let grouped = Grouped {
+        tracking: "lanes",
+        table: "live_loads",
+        org_column: "workos_org_id",
+        key: "ARRAY[status, lane]",
+        time_column: "at",
+        filter: "true",
+        sums: &[],
+    };
+    let orgs = all_orgs(&mut listener);
+    let recent = (Some("now() - interval '90 minutes'"), None);
+    assert_eq!(
+        groups_mismatches(&mut listener, &grouped, &orgs, recent, None),
+        Vec::<String>::new()
+    );
 
     drop(listener);
     drop(writer);
