@@ -22,6 +22,7 @@ use crate::pg::security;
 use crate::pg::sql::{self, Access};
 use crate::values::dimensions::{self, Level, Part};
 use crate::values::sums::{self, Sum};
+use crate::values::text_form;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -272,22 +273,19 @@ fn add_in_order(
         counted.add(&delta);
         return;
     }
-    let before = |s: &Option<String>| match (s, &status) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        // SAFETY: both are valid strings; varstr_cmp compares them under an existing collation.
-        (Some(a), Some(b)) => unsafe {
-            pg_sys::varstr_cmp(
-                a.as_ptr().cast(),
-                a.len() as i32,
-                b.as_ptr().cast(),
-                b.len() as i32,
-                collation,
-            ) < 0
-        },
-    };
-    let at = counts.partition_point(|(s, _)| before(s));
+    let at = counts.partition_point(|(s, _)| ordered(s, &status, collation).is_lt());
     counts.insert(at, (status, delta));
+}
+
+/// How two statuses or grouping values order, as ORDER BY orders them: under `collation`, NULL
+/// last.
+fn ordered(a: &Option<String>, b: &Option<String>, collation: pg_sys::Oid) -> std::cmp::Ordering {
+    match (a, b) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (Some(a), Some(b)) => text_form::compare(a, b, collation),
+    }
 }
 
 /// Fills the set a materialize-mode table function returns with `rows` of (status, count).
@@ -734,22 +732,7 @@ fn groups_of(
 /// NULL last.
 fn compare_values(a: &[Option<String>], b: &[Option<String>]) -> std::cmp::Ordering {
     for (x, y) in a.iter().zip(b) {
-        let order = match (x, y) {
-            (None, None) => std::cmp::Ordering::Equal,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            // SAFETY: both are valid strings; varstr_cmp compares them under an existing collation.
-            (Some(x), Some(y)) => unsafe {
-                pg_sys::varstr_cmp(
-                    x.as_ptr().cast(),
-                    x.len() as i32,
-                    y.as_ptr().cast(),
-                    y.len() as i32,
-                    pg_sys::DEFAULT_COLLATION_OID,
-                )
-            }
-            .cmp(&0),
-        };
+        let order = ordered(x, y, pg_sys::DEFAULT_COLLATION_OID);
         if order.is_ne() {
             return order;
         }

@@ -197,22 +197,11 @@ fn timing(
              ('1 month', '3 months', '1 year'), not both.",
         )
     });
-    let mut type_oid = None;
-    sql::kept(
-        "SELECT a.atttypid FROM pg_catalog.pg_attribute a \
-          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 \
-            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
-        &[table.into(), column.into()],
-        Access::Read,
-        |row| type_oid = row.get::<pg_sys::Oid>(1),
+    let type_oid = column_type(
+        table,
+        column,
+        "Name the time column with time_column => '...'; column names are case-sensitive.",
     );
-    let Some(type_oid) = type_oid else {
-        raise(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-            format!("column \"{column}\" of relation {name} does not exist"),
-            "Name the time column with time_column => '...'; column names are case-sensitive.",
-        );
-    };
     let Some(instants) = dimensions::time_type(type_oid) else {
         raise(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
@@ -312,6 +301,29 @@ fn refuse_if_tracked(table: RegClass, name: &str) {
 }
 
 /// Refuses summed columns org_stats cannot sum exactly, or names twice.
+/// The type of column `column` of `table`; `42703` with `hint` if it has none.
+fn column_type(table: RegClass, column: &str, hint: &str) -> pg_sys::Oid {
+    let mut type_oid = None;
+    sql::kept(
+        "SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 \
+            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+        &[table.into(), column.into()],
+        Access::Read,
+        |row| type_oid = row.get::<pg_sys::Oid>(1),
+    );
+    type_oid.unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!(
+                "column \"{column}\" of relation {} does not exist",
+                table.display()
+            ),
+            hint,
+        )
+    })
+}
+
 fn validate_sums(table: RegClass, columns: &[String]) {
     let name = table.display();
     for (i, column) in columns.iter().enumerate() {
@@ -322,22 +334,11 @@ fn validate_sums(table: RegClass, columns: &[String]) {
                 "Name each summed column once.",
             );
         }
-        let mut type_oid = None;
-        sql::kept(
-            "SELECT a.atttypid FROM pg_catalog.pg_attribute a \
-              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 \
-                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
-            &[table.into(), column.as_str().into()],
-            Access::Read,
-            |row| type_oid = row.get::<pg_sys::Oid>(1),
+        let type_oid = column_type(
+            table,
+            column,
+            "Name the summed columns with sum_columns => ARRAY['...']; column names are case-sensitive.",
         );
-        let Some(type_oid) = type_oid else {
-            raise(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("column \"{column}\" of relation {name} does not exist"),
-                "Name the summed columns with sum_columns => ARRAY['...']; column names are case-sensitive.",
-            );
-        };
         if text_form::for_sum(type_oid).is_none() {
             raise(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,

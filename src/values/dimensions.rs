@@ -12,6 +12,7 @@
 //! `'1 year'`) counted from January 2000. For a `timestamptz` column they are cut in UTC or, with
 //! a time zone, in that zone's local time; a `timestamp` or `date` column is cut on its own value.
 
+use crate::values::text_form;
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
 
@@ -285,18 +286,7 @@ pub fn orders_keys(collation: pg_sys::Oid) -> bool {
     }) {
         return known;
     }
-    let less = |a: &str, b: &str| {
-        // SAFETY: both are valid strings; varstr_cmp compares them under an existing collation.
-        unsafe {
-            pg_sys::varstr_cmp(
-                a.as_ptr().cast(),
-                a.len() as i32,
-                b.as_ptr().cast(),
-                b.len() as i32,
-                collation,
-            ) < 0
-        }
-    };
+    let less = |a: &str, b: &str| text_form::compare(a, b, collation).is_lt();
     let starts = [
         i64::MIN,
         -86_400_000_000,

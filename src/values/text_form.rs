@@ -130,3 +130,18 @@ unsafe fn varlena_text<'a>(datum: pg_sys::Datum) -> Cow<'a, str> {
     );
     String::from_utf8_lossy(bytes)
 }
+
+/// How `a` and `b` order under `collation`, as ORDER BY orders text.
+pub fn compare(a: &str, b: &str, collation: pg_sys::Oid) -> std::cmp::Ordering {
+    // SAFETY: both are valid strings; varstr_cmp compares them under an existing collation.
+    let order = unsafe {
+        pg_sys::varstr_cmp(
+            a.as_ptr().cast(),
+            a.len() as i32,
+            b.as_ptr().cast(),
+            b.len() as i32,
+            collation,
+        )
+    };
+    order.cmp(&0)
+}

@@ -68,6 +68,23 @@ pub fn mismatches(
         .collect()
 }
 
+/// The SQL an oracle compares summed columns with: their sum() on the table side, their value
+/// in `t.sums` on org_stats' side, and whether any differs between sides `a` and `c`.
+struct SumsSql {
+    actual_sums: String,
+    counted_sums: String,
+    differ: String,
+}
+
+fn sums_sql(sums: &[&str]) -> SumsSql {
+    let each = |f: &dyn Fn(&str) -> String| sums.iter().map(|c| f(c)).collect::<String>();
+    SumsSql {
+        actual_sums: each(&|c| format!(", sum({c})::numeric AS {c}")),
+        counted_sums: each(&|c| format!(", (t.sums ->> '{c}')::numeric AS {c}")),
+        differ: each(&|c| format!(" OR a.{c} IS DISTINCT FROM c.{c}")),
+    }
+}
+
 /// Every (org, status) where `org_stats.totals(tracking, org)` disagrees with a live GROUP BY of
 /// the rows of `table` satisfying `filter`: the count and the sum() of each of `sums`, as
 /// readable lines; empty when all agree. The orgs checked are `orgs` plus every org with rows.
@@ -82,18 +99,11 @@ pub fn totals_mismatches(
     orgs: &[String],
 ) -> Vec<String> {
     let (org_column, status_column) = columns;
-    let actual_sums: String = sums
-        .iter()
-        .map(|c| format!(", sum({c})::numeric AS {c}"))
-        .collect();
-    let counted_sums: String = sums
-        .iter()
-        .map(|c| format!(", (t.sums ->> '{c}')::numeric AS {c}"))
-        .collect();
-    let differ: String = sums
-        .iter()
-        .map(|c| format!(" OR a.{c} IS DISTINCT FROM c.{c}"))
-        .collect();
+    let SumsSql {
+        actual_sums,
+        counted_sums,
+        differ,
+    } = sums_sql(sums);
     let shown: String = sums
         .iter()
         .map(|c| format!(" || ' {c} ' || coalesce(c.{c}::text, 'NULL') || '/' || coalesce(a.{c}::text, 'NULL')"))
@@ -154,18 +164,11 @@ pub fn groups_mismatches(
         filter,
         sums,
     } = g;
-    let actual_sums: String = sums
-        .iter()
-        .map(|c| format!(", sum({c})::numeric AS {c}"))
-        .collect();
-    let counted_sums: String = sums
-        .iter()
-        .map(|c| format!(", (t.sums ->> '{c}')::numeric AS {c}"))
-        .collect();
-    let differ: String = sums
-        .iter()
-        .map(|c| format!(" OR a.{c} IS DISTINCT FROM c.{c}"))
-        .collect();
+    let SumsSql {
+        actual_sums,
+        counted_sums,
+        differ,
+    } = sums_sql(sums);
     let literal = |bound: Option<&str>| {
         bound.map_or("NULL::timestamptz".to_string(), |b| {
             format!("({b})::timestamptz")
