@@ -5,7 +5,8 @@
 //! two modules depend on each other, directly or through others (`tests/layers.py`, run by
 //! `./pg_test.sh`, checks both from the `crate::` paths):
 //! 1. `pg`: PostgreSQL glue: compat (every version condition), errors, sql, security, relcache,
-//!    names (`regclass`, `name`), access (direct index and heap access)
+//!    names (`regclass`, `name`), access (direct index and heap access), numeric (made and
+//!    read without text)
 //! 2. `values`: the text a value is counted under, exact sums, filters, group keys and time buckets
 //! 3. `catalog`: org_stats' own tables, the registry of trackings
 //! 4. `counters`: where counts live (the seam integrations plug into), deltas, the row choice,

@@ -154,6 +154,81 @@ mod tests {
         assert_eq!(round_trip.value().as_deref(), Some("-12.340"));
     }
 
+    /// Decimal texts of every shape a sum meets: signs, 0 to 60 digits before the point, 0 to
+    /// 20 after, trailing and leading zeros, from a fixed pseudo-random sequence.
+    fn decimals() -> Vec<String> {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let mut out: Vec<String> = ["0", "0.0", "-0.000", "1", "-1", "9999", "10000", "0.0001"]
+            .map(String::from)
+            .into();
+        for _ in 0..2000 {
+            let digits = |n: u64, next: &mut dyn FnMut(u64) -> u64| {
+                (0..n)
+                    .map(|_| char::from(b'0' + next(10) as u8))
+                    .collect::<String>()
+            };
+            let whole = digits(1 + next(60), &mut next);
+            let whole = whole.trim_start_matches('0');
+            let whole = if whole.is_empty() { "0" } else { whole };
+            let scale = next(21);
+            let sign = if next(2) == 0 { "-" } else { "" };
+            let sign = if whole == "0" && scale == 0 { "" } else { sign };
+            out.push(match scale {
+                0 => format!("{sign}{whole}"),
+                _ => format!("{sign}{whole}.{}", digits(scale, &mut next)),
+            });
+        }
+        out
+    }
+
+    #[pg_test]
+    fn sums_read_and_write_numeric_as_numeric_in_and_out_do() {
+        use crate::values::sums::{self, Summand};
+        use std::str::FromStr;
+        for text in decimals() {
+            let stored = AnyNumeric::from_str(&text).unwrap();
+            let shown = stored.to_string();
+            let datum = stored.into_datum();
+            // SAFETY: a numeric datum.
+            let read = unsafe { Sum::of_datum(datum, Summand::Numeric, 1) };
+            assert_eq!(read.value().as_deref(), Some(shown.as_str()), "read {text}");
+            assert_eq!(read, Sum::of(Some(&shown), 1), "read {text}");
+            let mut twice = read.clone();
+            twice.add(&Sum::of(Some(&shown), -1).negated());
+            let array = sums::to_datum(&[read.clone(), twice.clone()]);
+            let written: Vec<String> = unsafe {
+                <Vec<AnyNumeric> as FromDatum>::from_datum(array.unwrap(), false).unwrap()
+            }
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+            let expected: Vec<String> = [read.parts(), twice.parts()].concat();
+            assert_eq!(written, expected, "written {text}");
+            // SAFETY: the counters' numeric[] just made.
+            assert_eq!(
+                unsafe { sums::from_datum(array) },
+                vec![read, twice],
+                "{text}"
+            );
+        }
+        for (value, summand, text) in [
+            (i16::MIN.into_datum(), Summand::Int2, i16::MIN.to_string()),
+            (i32::MIN.into_datum(), Summand::Int4, i32::MIN.to_string()),
+            (i64::MIN.into_datum(), Summand::Int8, i64::MIN.to_string()),
+            (i64::MAX.into_datum(), Summand::Int8, i64::MAX.to_string()),
+        ] {
+            // SAFETY: a datum of that type.
+            let sum = unsafe { Sum::of_datum(value, summand, -1) };
+            assert_eq!(sum, Sum::of(Some(&text), -1), "{text}");
+        }
+    }
+
     use crate::values::dimensions::{self, width_of, Bucketing, Part, Width};
 
     const HOUR: i64 = 3_600_000_000;

@@ -22,7 +22,7 @@ use crate::pg::security;
 use crate::pg::sql::{self, Access};
 use crate::values::dimensions::{self, Bucketing, Spec};
 use crate::values::filter;
-use crate::values::sums::Sum;
+use crate::values::sums::{self, Sum, Summand};
 use crate::values::text_form;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -81,15 +81,24 @@ fn trigger_args<'a>(trigger: &'a PgTrigger<'a>) -> TriggerArgs<'a> {
     }
 }
 
-/// Where one tracked column is in a relation's rows, and how its values compare and become text
-/// (`form` is `None` for a time column, whose values are bucketed, never made text).
+/// Where one tracked column is in a relation's rows, and what its values are to the counting.
 #[derive(Clone, Copy)]
 struct Column {
     attnum: i32,
     type_oid: pg_sys::Oid,
-    form: Option<text_form::TextForm>,
+    kind: Kind,
     by_value: bool,
     length: i16,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Counted under its text form (org and grouping columns).
+    Text(text_form::TextForm),
+    /// Added up, read as stored.
+    Summed(Summand),
+    /// Bucketed, never made text.
+    Time,
 }
 
 /// The org, status and summed columns in the rows of one relation, and where its counters are
@@ -173,14 +182,14 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
             return cols;
         }
     }
-    let find = |name: &CStr, form_of: fn(pg_sys::Oid) -> Option<Option<text_form::TextForm>>| {
+    let find = |name: &CStr, kind_of: fn(pg_sys::Oid) -> Option<Kind>| {
         // SAFETY: as above; SPI_fnumber only reads the descriptor.
         let attr = unsafe { attribute(desc, pg_sys::SPI_fnumber(desc, name.as_ptr())) };
-        match attr.and_then(|a| Some((a, form_of(a.atttypid)?))) {
-            Some((a, form)) => Column {
+        match attr.and_then(|a| Some((a, kind_of(a.atttypid)?))) {
+            Some((a, kind)) => Column {
                 attnum: a.attnum as i32,
                 type_oid: a.atttypid,
-                form,
+                kind,
                 by_value: a.attbyval,
                 length: a.attlen,
             },
@@ -230,18 +239,42 @@ fn columns(trigger: &pg_sys::Trigger, rel: pg_sys::Relation, args: &TriggerArgs)
 }
 
 /// How the values of a grouping or org column become text; `None` for a type it cannot have.
-fn text_of(type_oid: pg_sys::Oid) -> Option<Option<text_form::TextForm>> {
-    text_form::for_type(type_oid).map(Some)
+fn text_of(type_oid: pg_sys::Oid) -> Option<Kind> {
+    text_form::for_type(type_oid).map(Kind::Text)
 }
 
-/// How the values of a summed column become the decimal text they are added as.
-fn sum_of(type_oid: pg_sys::Oid) -> Option<Option<text_form::TextForm>> {
-    text_form::for_sum(type_oid).map(Some)
+/// How the values of a summed column are added; `None` for a type it cannot have.
+fn sum_of(type_oid: pg_sys::Oid) -> Option<Kind> {
+    sums::summand(type_oid).map(Kind::Summed)
 }
 
 /// A time column's values are read as they are; `None` for a type it cannot have.
-fn time_of(type_oid: pg_sys::Oid) -> Option<Option<text_form::TextForm>> {
-    dimensions::time_type(type_oid).map(|_| None)
+fn time_of(type_oid: pg_sys::Oid) -> Option<Kind> {
+    dimensions::time_type(type_oid).map(|_| Kind::Time)
+}
+
+impl Column {
+    /// The text form of this (org or grouping) column's non-NULL `value`.
+    ///
+    /// # Safety
+    /// As `text_form::to_text`.
+    unsafe fn text<'a>(&self, value: pg_sys::Datum) -> std::borrow::Cow<'a, str> {
+        match self.kind {
+            Kind::Text(form) => text_form::to_text(form, value),
+            _ => unreachable!("only org and grouping columns are made text"),
+        }
+    }
+
+    /// What this (summed) column's `value` adds, times `sign`.
+    ///
+    /// # Safety
+    /// As `Sum::of_datum`.
+    unsafe fn summed(&self, value: Option<pg_sys::Datum>, sign: i64) -> Sum {
+        match self.kind {
+            Kind::Summed(summand) => Sum::of_datum(value, summand, sign),
+            _ => unreachable!("only summed columns are added"),
+        }
+    }
 }
 
 /// A column's value in a row: `None` for NULL.
@@ -273,20 +306,17 @@ fn count(
     // SAFETY: the datums are values of the columns' types; the text borrows memory of this
     // trigger call, which outlives its use here.
     unsafe {
-        let text = |column: &Column| {
-            value(tuple, rel, column)
-                .map(|v| text_form::to_text(column.form.expect("a textual column"), v))
-        };
+        let text = |column: &Column| value(tuple, rel, column).map(|v| column.text(v));
         let delta = Delta {
             n: sign,
             sums: cols
                 .sums
                 .iter()
-                .map(|column| Sum::of(text(column).as_deref(), sign))
+                .map(|column| column.summed(value(tuple, rel, column), sign))
                 .collect(),
         };
-        let org = text_form::to_text(cols.org.form.expect("textual"), org);
-        let status = status.map(|s| text_form::to_text(cols.status.form.expect("textual"), s));
+        let org = cols.org.text(org);
+        let status = status.map(|s| cols.status.text(s));
         match &cols.dimensions {
             None => deltas::add(table_id, place, &org, status.as_deref(), &delta),
             Some(d) => {
@@ -329,7 +359,8 @@ unsafe fn same_bytes(a: pg_sys::Datum, b: pg_sys::Datum, column: &Column) -> boo
 }
 
 /// Whether an UPDATE left a column's value as it was, compared as stored (equal bytes are equal
-/// text; unequal ones are compared as text, which decides).
+/// values; unequal ones are compared as what they are counted as: text, or a sum's addend, whose
+/// display scale counts).
 fn unchanged(
     old: pg_sys::HeapTuple,
     new: pg_sys::HeapTuple,
@@ -341,9 +372,11 @@ fn unchanged(
         // SAFETY: both are non-NULL values of the column's type.
         (Some(a), Some(b)) => unsafe {
             same_bytes(a, b, column)
-                || column
-                    .form
-                    .is_some_and(|form| text_form::to_text(form, a) == text_form::to_text(form, b))
+                || match column.kind {
+                    Kind::Text(form) => text_form::to_text(form, a) == text_form::to_text(form, b),
+                    Kind::Summed(_) => column.summed(Some(a), 1) == column.summed(Some(b), 1),
+                    Kind::Time => false,
+                }
         },
         _ => false,
     }

@@ -28,6 +28,7 @@ use crate::pg::sql::{self, Access};
 use crate::tracking::triggers;
 use crate::values::dimensions;
 use crate::values::filter;
+use crate::values::sums;
 use crate::values::text_form;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -188,7 +189,7 @@ fn follow_columns(t: Tracked, was: &Before) -> Tracked {
                 name,
                 "text, varchar, char(n), name, uuid, smallint, integer, bigint, enums, and domains over them",
             ),
-            Role::Summed if text_form::for_sum(*type_oid).is_none() => refuse_type(
+            Role::Summed if sums::summand(*type_oid).is_none() => refuse_type(
                 &t,
                 name,
                 "smallint, integer, bigint, numeric, and domains over them",

@@ -17,6 +17,7 @@ use crate::tracking::triggers::{
 };
 use crate::values::dimensions::{self, Bucketing};
 use crate::values::filter;
+use crate::values::sums;
 use crate::values::text_form;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -339,7 +340,7 @@ fn validate_sums(table: RegClass, columns: &[String]) {
             column,
             "Name the summed columns with sum_columns => ARRAY['...']; column names are case-sensitive.",
         );
-        if text_form::for_sum(type_oid).is_none() {
+        if sums::summand(type_oid).is_none() {
             raise(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
                 format!("column \"{column}\" of relation {name} has a type org_stats cannot sum"),

@@ -8,6 +8,8 @@
 //!
 //! A counter row stores them as `numeric[]`, five elements per summed column in order.
 
+use crate::pg::errors;
+use crate::pg::numeric::{self, Numeric};
 use num_bigint::BigInt;
 use pgrx::pg_sys;
 use pgrx::AnyNumeric;
@@ -17,45 +19,160 @@ use std::str::FromStr;
 /// The numbers a counter row stores per summed column.
 pub const PARTS: usize = 5;
 
+/// An integer, in an `i128` while it fits (nearly always: a sum of bigints needs 2^64 rows to
+/// leave it), else unbounded. Never `Big` when it fits, so equal values compare equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Mantissa {
+    Small(i128),
+    Big(BigInt),
+}
+
+impl Default for Mantissa {
+    fn default() -> Self {
+        Mantissa::Small(0)
+    }
+}
+
+impl Mantissa {
+    fn big(&self) -> BigInt {
+        match self {
+            Mantissa::Small(m) => BigInt::from(*m),
+            Mantissa::Big(m) => m.clone(),
+        }
+    }
+
+    fn of_big(m: BigInt) -> Mantissa {
+        i128::try_from(&m).map_or(Mantissa::Big(m), Mantissa::Small)
+    }
+
+    /// `self * 10^exponent`.
+    fn shifted(&self, exponent: u32) -> Mantissa {
+        if let Mantissa::Small(m) = self {
+            if let Some(shifted) = 10i128.checked_pow(exponent).and_then(|p| m.checked_mul(p)) {
+                return Mantissa::Small(shifted);
+            }
+        }
+        Mantissa::Big(self.big() * BigInt::from(10u32).pow(exponent))
+    }
+
+    /// `self + other * sign`.
+    fn plus(&self, other: &Mantissa, sign: i64) -> Mantissa {
+        if let (Mantissa::Small(a), Mantissa::Small(b)) = (self, other) {
+            if let Some(sum) = b
+                .checked_mul(i128::from(sign))
+                .and_then(|b| a.checked_add(b))
+            {
+                return Mantissa::Small(sum);
+            }
+        }
+        Mantissa::of_big(self.big() + other.big() * sign)
+    }
+}
+
+impl std::fmt::Display for Mantissa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mantissa::Small(m) => write!(f, "{m}"),
+            Mantissa::Big(m) => write!(f, "{m}"),
+        }
+    }
+}
+
 /// A decimal: `mantissa * 10^-scale`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Decimal {
-    mantissa: BigInt,
+    mantissa: Mantissa,
     scale: u32,
 }
 
 impl Decimal {
     fn parse(text: &str) -> Decimal {
         let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = format!("{whole}{fraction}");
+        let mantissa = i128::from_str(&digits).map_or_else(
+            |_| Mantissa::Big(BigInt::from_str(&digits).expect("numeric output is a decimal")),
+            Mantissa::Small,
+        );
         Decimal {
-            mantissa: BigInt::from_str(&format!("{whole}{fraction}"))
-                .expect("numeric output is a decimal number"),
+            mantissa,
             scale: fraction.len() as u32,
         }
     }
 
-    fn rescaled(&self, scale: u32) -> BigInt {
-        &self.mantissa * BigInt::from(10u32).pow(scale - self.scale)
+    /// A finite `numeric`, read from its digits.
+    fn of_numeric(value: &numeric::Finite) -> Decimal {
+        let mut mantissa = Mantissa::default();
+        let mut count = 0;
+        for digit in value.digits() {
+            mantissa = mantissa.shifted(4).plus(&Mantissa::Small(digit.into()), 1);
+            count += 1;
+        }
+        // The last digit has weight `weight - count + 1`: the value is `mantissa * 10000^that`,
+        // shown with `scale` places. Digits past the scale are zeros, so dividing is exact.
+        let exponent = 4 * (value.weight - count + 1) + value.scale as i32;
+        let mantissa = match u32::try_from(exponent) {
+            Ok(up) => mantissa.shifted(up),
+            Err(_) => {
+                let down = exponent.unsigned_abs();
+                match (mantissa, 10i128.checked_pow(down)) {
+                    (Mantissa::Small(m), Some(d)) => Mantissa::Small(m / d),
+                    (Mantissa::Small(_), None) => Mantissa::Small(0),
+                    (Mantissa::Big(m), _) => Mantissa::of_big(m / BigInt::from(10u32).pow(down)),
+                }
+            }
+        };
+        Decimal {
+            mantissa: if value.negative {
+                Mantissa::default().plus(&mantissa, -1)
+            } else {
+                mantissa
+            },
+            scale: value.scale,
+        }
+    }
+
+    /// As a `numeric` shown with `scale` places.
+    fn numeric(&self) -> pg_sys::Datum {
+        match &self.mantissa {
+            Mantissa::Small(m) => match i64::try_from(*m) {
+                Ok(m) => numeric::from_scaled(m, self.scale),
+                Err(_) => numeric::from_text(&self.to_string()),
+            },
+            Mantissa::Big(_) => numeric::from_text(&self.to_string()),
+        }
     }
 
     fn add(&mut self, other: &Decimal, sign: i64) {
         let scale = self.scale.max(other.scale);
-        self.mantissa = self.rescaled(scale) + other.rescaled(scale) * sign;
+        self.mantissa = self
+            .mantissa
+            .shifted(scale - self.scale)
+            .plus(&other.mantissa.shifted(scale - other.scale), sign);
         self.scale = scale;
     }
 
     fn is_zero(&self) -> bool {
-        self.mantissa == BigInt::from(0)
+        self.mantissa == Mantissa::Small(0)
+    }
+
+    /// A count stored as a numeric.
+    fn integer(&self) -> i64 {
+        match &self.mantissa {
+            Mantissa::Small(m) => 10i128
+                .checked_pow(self.scale)
+                .and_then(|p| i64::try_from(m / p).ok()),
+            Mantissa::Big(_) => None,
+        }
+        .unwrap_or_else(|| errors::counters_altered("holds a count of sums out of range"))
     }
 }
 
 impl std::fmt::Display for Decimal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let digits = self.mantissa.magnitude().to_string();
-        let sign = if self.mantissa.sign() == num_bigint::Sign::Minus {
-            "-"
-        } else {
-            ""
+        let text = self.mantissa.to_string();
+        let (sign, digits) = match text.strip_prefix('-') {
+            Some(digits) => ("-", digits),
+            None => ("", text.as_str()),
         };
         let scale = self.scale as usize;
         if scale == 0 {
@@ -77,9 +194,59 @@ pub struct Sum {
     minus_infinity: i64,
 }
 
+/// The types a column may have to be summed (a domain counts as its base type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summand {
+    Int2,
+    Int4,
+    Int8,
+    Numeric,
+}
+
+/// How values of `type_oid` are summed; `None` if they cannot be summed exactly.
+pub fn summand(type_oid: pg_sys::Oid) -> Option<Summand> {
+    // SAFETY: a catalog lookup on a type OID.
+    match unsafe { pg_sys::getBaseType(type_oid) } {
+        pg_sys::INT2OID => Some(Summand::Int2),
+        pg_sys::INT4OID => Some(Summand::Int4),
+        pg_sys::INT8OID => Some(Summand::Int8),
+        pg_sys::NUMERICOID => Some(Summand::Numeric),
+        _ => None,
+    }
+}
+
 impl Sum {
-    /// `sign` (+1 or -1) times one value of a summed column: an integer or a numeric, by its
-    /// text form (numeric's output has no exponent). NULL adds nothing.
+    /// `sign` (+1 or -1) times `value`, a value of a summed column of type `summand`, read as it
+    /// is stored (no text on the way). NULL adds nothing.
+    ///
+    /// # Safety
+    /// `value` must be a value of that type, or None for NULL.
+    pub unsafe fn of_datum(value: Option<pg_sys::Datum>, summand: Summand, sign: i64) -> Sum {
+        let mut sum = Sum::default();
+        let Some(value) = value else {
+            return sum;
+        };
+        sum.values = sign;
+        let integer = match summand {
+            Summand::Int2 => i64::from(value.value() as i16),
+            Summand::Int4 => i64::from(value.value() as i32),
+            Summand::Int8 => value.value() as i64,
+            Summand::Numeric => {
+                match numeric::read(value) {
+                    Numeric::Finite(f) => sum.finite.add(&Decimal::of_numeric(&f), sign),
+                    Numeric::NaN => sum.nan = sign,
+                    Numeric::Infinity => sum.infinity = sign,
+                    Numeric::MinusInfinity => sum.minus_infinity = sign,
+                }
+                return sum;
+            }
+        };
+        sum.finite.mantissa = Mantissa::Small(i128::from(integer) * i128::from(sign));
+        sum
+    }
+
+    /// `sign` (+1 or -1) times one value of a summed column, by its text form (an integer's, or
+    /// numeric's output, which has no exponent). NULL adds nothing.
     pub fn of(text: Option<&str>, sign: i64) -> Sum {
         let mut sum = Sum::default();
         let Some(text) = text else {
@@ -230,12 +397,20 @@ pub fn to_datum(sums: &[Sum]) -> Option<pg_sys::Datum> {
     if sums.is_empty() {
         return None;
     }
-    let parts: Vec<AnyNumeric> = sums
+    let count = |n: i64| numeric::from_scaled(n, 0);
+    let mut parts: Vec<pg_sys::Datum> = sums
         .iter()
-        .flat_map(|s| s.parts())
-        .map(|p| AnyNumeric::from_str(&p).expect("numeric input of a decimal"))
+        .flat_map(|s| {
+            [
+                s.finite.numeric(),
+                count(s.values),
+                count(s.nan),
+                count(s.infinity),
+                count(s.minus_infinity),
+            ]
+        })
         .collect();
-    pgrx::IntoDatum::into_datum(parts)
+    Some(numeric::array(&mut parts))
 }
 
 /// The `numeric[]` of a counter row back to its sums (none for NULL).
@@ -243,7 +418,29 @@ pub fn to_datum(sums: &[Sum]) -> Option<pg_sys::Datum> {
 /// # Safety
 /// `datum` is the `sums` of a counter row, or None.
 pub unsafe fn from_datum(datum: Option<pg_sys::Datum>) -> Vec<Sum> {
-    from_numerics(datum.and_then(|d| <Vec<AnyNumeric> as pgrx::FromDatum>::from_datum(d, false)))
+    let Some(datum) = datum else {
+        return Vec::new();
+    };
+    let parts: Vec<Decimal> = numeric::elements(datum)
+        .into_iter()
+        .map(|part| match part.map(|p| numeric::read(p)) {
+            Some(Numeric::Finite(value)) => Decimal::of_numeric(&value),
+            _ => errors::counters_altered("holds sums that are not finite numbers"),
+        })
+        .collect();
+    parts
+        .chunks(PARTS)
+        .map(|p| {
+            let count = |i: usize| p.get(i).map_or(0, Decimal::integer);
+            Sum {
+                finite: p.first().cloned().unwrap_or_default(),
+                values: count(1),
+                nan: count(2),
+                infinity: count(3),
+                minus_infinity: count(4),
+            }
+        })
+        .collect()
 }
 
 /// A `numeric[]` of sums (a counter row's, or one the SQL of `Tracked::sums_sql` computed) back

@@ -80,21 +80,6 @@ pub fn for_type(type_oid: pg_sys::Oid) -> Option<TextForm> {
     form
 }
 
-/// How values of a summed column become the decimal text they are added as: the output of an
-/// integer type or numeric (a domain counts as its base type); `None` if the type cannot be
-/// summed exactly.
-pub fn for_sum(type_oid: pg_sys::Oid) -> Option<TextForm> {
-    // SAFETY: catalog lookups on a type OID.
-    unsafe {
-        let base = pg_sys::getBaseType(type_oid);
-        matches!(
-            base,
-            pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID | pg_sys::NUMERICOID
-        )
-        .then(|| TextForm::Output(output_function(base)))
-    }
-}
-
 unsafe fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
     let mut func = pg_sys::Oid::INVALID;
     let mut varlena = false;
