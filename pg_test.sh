@@ -331,18 +331,44 @@ fail() {
     exit 1
 }
 
-# pg_regress / pg_isolation_regress over a schedule; results go to a scratch directory.
-regress() { # runner inputdir
-    local runner=$1 dir=$2 out
+# pg_regress / pg_isolation_regress over a schedule, with the runner's connection options;
+# results go to a scratch directory.
+regress() { # runner inputdir schedule options...
+    local runner=$1 dir=$2 schedule=$3 out
+    shift 3
     out=$(mktemp -d /tmp/org_stats_results.XXXXXX)
     chmod 777 "$out"
-    if ! "$runner" --host="$PGHOST" --port="$PGPORT" --user=postgres --inputdir="$dir" --outputdir="$out" \
-            --dbname=org_stats_test --schedule="$dir/schedule"; then
+    if ! "$runner" --inputdir="$dir" --outputdir="$out" --schedule="$schedule" "$@"; then
         cat "$out/regression.diffs" 2>/dev/null || true
         fail
     fi
-    PASSED=$((PASSED + $(grep -c '^test: ' "$dir/schedule")))
+    PASSED=$((PASSED + $(grep -c '^test: ' "$schedule")))
     rm -rf "$out"
+}
+
+# The portable edition's runs of the behaviours (tests/portable_schedule) and the interleavings
+# (tests/isolation/portable_schedule): its own cluster, which loads no library, and databases
+# owned by an ordinary role that installs and uses it (made beforehand: pg_regress would set
+# lc_messages in them, which only a superuser may).
+portable_regress() {
+    local dir port=$((PORT + 2)) database setting sql=()
+    dir=$(mktemp -d /tmp/org_stats_portable.XXXXXX)
+    new_cluster "$dir" "$port" ""
+    sql+=(-c "CREATE ROLE org_stats_app LOGIN")
+    for database in org_stats_portable org_stats_portable_isolation; do
+        sql+=(-c "CREATE DATABASE $database OWNER org_stats_app")
+        for setting in "lc_messages TO 'C'" "lc_monetary TO 'C'" "lc_numeric TO 'C'" "lc_time TO 'C'" \
+                       "bytea_output TO 'hex'" "timezone_abbreviations TO 'Default'"; do
+            sql+=(-c "ALTER DATABASE $database SET $setting")
+        done
+    done
+    psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "${sql[@]}" || fail
+    regress "$PGXS_TEST/regress/pg_regress" tests tests/portable_schedule --use-existing \
+        --host="$dir" --port="$port" --user=org_stats_app --dbname=org_stats_portable
+    psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U org_stats_app -d org_stats_portable_isolation \
+        -f portable/org_stats.sql || fail
+    regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation tests/isolation/portable_schedule \
+        --use-existing --host="$dir" --port="$port" --user=org_stats_app --dbname=org_stats_portable_isolation
 }
 
 run_tests() {
@@ -363,9 +389,16 @@ run_tests() {
     start_cluster
     start_publisher
     phase "pg_regress: SQL surface"
-    regress "$PGXS_TEST/regress/pg_regress" tests
+    regress "$PGXS_TEST/regress/pg_regress" tests tests/schedule \
+        --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=org_stats_test
     phase "pg_isolation_regress: concurrent sessions"
-    regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation
+    psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "DROP DATABASE IF EXISTS org_stats_isolation" \
+        -c "CREATE DATABASE org_stats_isolation" || fail
+    psql -X -q -v ON_ERROR_STOP=1 -d org_stats_isolation -c "CREATE EXTENSION org_stats" || fail
+    regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation tests/isolation/schedule --use-existing \
+        --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=org_stats_isolation
+    phase "pg_regress: the portable edition, installed and used by an ordinary role in a cluster without org_stats' library"
+    portable_regress
     phase "the examples of README.md and docs/ print what they show (tests/docs.py)"
     python3 tests/docs.py || fail
     PASSED=$((PASSED + 1))

@@ -7,7 +7,10 @@ INSERT INTO loads (workos_org_id, status) VALUES ('globex', 'Open'), (NULL, 'Ope
 SELECT org_stats.track('loads');
 SELECT table_name, org_column, status_column, tracked_at IS NOT NULL AS tracked, backfilled_at IS NOT NULL AS backfilled
   FROM org_stats.tracked_tables;
-SELECT regexp_replace(tgname, '[0-9]+$', '<table_id>') AS trigger, tgenabled FROM pg_trigger WHERE tgrelid = 'loads'::regclass ORDER BY 1;
+-- Its triggers: org_stats' own (named after the tracking's table_id), enabled, one for TRUNCATE.
+SELECT bool_and(tgname ~ '^org_stats_[a-z]+_[0-9]+$') AS ours, bool_and(tgenabled = 'O') AS enabled,
+       count(*) FILTER (WHERE tgtype & 32 <> 0) AS on_truncate
+  FROM pg_trigger WHERE tgrelid = 'loads'::regclass;
 
 -- Existing rows were counted by the backfill; the NULL org belongs to nobody.
 SELECT * FROM org_stats.count_by_status('loads', 'acme');

@@ -1,0 +1,867 @@
+-- org_stats, portable edition: the same counts in plain SQL and PL/pgSQL, for PostgreSQL where no
+-- extension library can be loaded (RDS, Cloud SQL, Azure, Supabase, Neon). Installed by the role
+-- that owns the tables it will track, with no superuser right:
+--
+--     psql -v ON_ERROR_STOP=1 -f portable/org_stats.sql
+--
+-- Running it again (or a newer copy) over an installed one keeps every tracking and count.
+-- docs/managed.md says how it counts and what differs from the native edition.
+--
+-- How it counts: each tracking gets statement triggers with transition tables. A statement adds,
+-- per (org, status) it changed, its delta to a counter row of its own session (one row per
+-- session, tracking, org and status), so writers never update each other's rows: no waits, no
+-- deadlocks, no serialization failures from counting. A count is the sum of its rows.
+-- recalculate() folds the rows of sessions that have ended into one row per group and repairs
+-- any drift there; writers never touch that row.
+
+BEGIN;
+SET LOCAL search_path = pg_catalog, pg_temp;
+SET LOCAL client_min_messages = warning;
+
+CREATE SCHEMA IF NOT EXISTS org_stats;
+GRANT USAGE ON SCHEMA org_stats TO PUBLIC;
+
+CREATE TABLE IF NOT EXISTS org_stats.tracked (
+    table_id             serial      PRIMARY KEY,
+    relid                regclass    NOT NULL,
+    org_column           name        NOT NULL,
+    status_column        name        NOT NULL,
+    tracked_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    backfilled_at        timestamptz,
+    last_recalculated    timestamptz,
+    last_groups_repaired bigint,
+    name                 text        CONSTRAINT tracked_name_key UNIQUE,
+    filter               text,
+    sum_columns          text[]
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
+
+-- A group's count is the sum of its rows: one per session that wrote it (`session`, see
+-- org_stats.session()), and the settled row (`session` 0) that recalculate() keeps.
+CREATE TABLE IF NOT EXISTS org_stats.counters (
+    table_id integer NOT NULL,
+    org_id   text    NOT NULL,
+    status   text,
+    session  integer NOT NULL,
+    n        bigint  NOT NULL,
+    -- Per summed column: the sum of its finite values, how many values are not NULL, how many
+    -- are NaN, Infinity and -Infinity (so a deleted row can be taken out again exactly).
+    sums     numeric[],
+    CONSTRAINT counters_key UNIQUE NULLS NOT DISTINCT (table_id, org_id, status, session)
+);
+
+CREATE TABLE IF NOT EXISTS org_stats.recalculation_log (
+    id              bigserial   PRIMARY KEY,
+    started_at      timestamptz NOT NULL,
+    finished_at     timestamptz NOT NULL,
+    tables          integer     NOT NULL,
+    orgs_checked    bigint      NOT NULL,
+    groups_repaired bigint      NOT NULL,
+    triggered_by    text        NOT NULL
+);
+
+REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.recalculation_log FROM PUBLIC;
+
+-- The trackings, readable by every role (as the native edition's tracked_tables is).
+CREATE OR REPLACE VIEW org_stats.tracked_tables AS
+SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
+       t.name AS tracking, t.filter, t.sum_columns, false AS notify,
+       ARRAY[t.status_column::text] AS group_by,
+       NULL::name AS time_column, NULL::interval AS bucket, NULL::text AS bucket_time_zone
+  FROM org_stats.tracked t;
+GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;
+
+-- Counter rows of the tables the querying role may read: a view runs with its owner's rights,
+-- but has_table_privilege() asks about the querying role. What the read functions read.
+CREATE OR REPLACE VIEW org_stats.readable_counters WITH (security_barrier) AS
+SELECT c.table_id, c.org_id, c.status, c.n, c.sums
+  FROM org_stats.counters c
+  JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT');
+GRANT SELECT ON org_stats.readable_counters TO PUBLIC;
+
+-- Each tracking's identity and columns, for the read functions (run with the caller's rights).
+CREATE OR REPLACE VIEW org_stats.trackings AS
+SELECT t.table_id, t.relid, t.name, t.org_column, t.status_column, t.filter, t.sum_columns,
+       t.backfilled_at
+  FROM org_stats.tracked t;
+GRANT SELECT ON org_stats.trackings TO PUBLIC;
+
+CREATE OR REPLACE VIEW org_stats.organization_stats WITH (security_barrier) AS
+SELECT t.relid AS table_name, c.org_id, c.status, pg_catalog.sum(c.n)::bigint AS count,
+       t.last_recalculated, t.name AS tracking
+  FROM org_stats.counters c
+  JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND t.backfilled_at IS NOT NULL
+ GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, t.last_recalculated
+HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
+GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
+
+-- This session's number: its counter rows carry it. Chosen at the session's first counted write
+-- and held as a session-level advisory lock (class 'orgs', 1869768563), so no live session shares
+-- it and recalculate() can tell whose sessions have ended (their lock is free). When the session's
+-- last writing transaction did not commit before this transaction's snapshot (it was prepared
+-- for two-phase commit, and is pending or committed since), that transaction's row versions are
+-- ones this one must neither wait for nor update: the session takes a new number.
+CREATE OR REPLACE FUNCTION org_stats.session() RETURNS integer
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mine integer := NULLIF(current_setting('org_stats_portable.session', true), '')::integer;
+    last xid8 := NULLIF(current_setting('org_stats_portable.transaction', true), '')::xid8;
+    this xid8 := pg_current_xact_id();
+BEGIN
+    IF last IS DISTINCT FROM this THEN
+        IF mine IS NOT NULL AND last IS NOT NULL AND NOT pg_visible_in_snapshot(last, pg_current_snapshot()) THEN
+            IF pg_xact_status(last) IS DISTINCT FROM 'aborted' THEN
+                PERFORM pg_advisory_unlock(1869768563, mine);
+                mine := NULL;
+            END IF;
+        END IF;
+        PERFORM set_config('org_stats_portable.transaction', this::text, false);
+    END IF;
+    IF mine IS NULL THEN
+        LOOP
+            mine := 1 + floor(random() * 2147483646)::integer;
+            EXIT WHEN pg_try_advisory_lock(1869768563, mine);
+        END LOOP;
+        PERFORM set_config('org_stats_portable.session', mine::text, false);
+    END IF;
+    RETURN mine;
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.session() FROM PUBLIC;
+
+-- Two sums arrays added part by part (NULL as zeros), and a sum of them.
+CREATE OR REPLACE FUNCTION org_stats.sums_plus(a numeric[], b numeric[]) RETURNS numeric[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE
+           ARRAY(SELECT COALESCE(a[i], 0) + COALESCE(b[i], 0)
+                   FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) i) END
+$$;
+CREATE OR REPLACE FUNCTION org_stats.sums_minus(a numeric[], b numeric[]) RETURNS numeric[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN a IS NULL AND b IS NULL THEN NULL ELSE
+           ARRAY(SELECT COALESCE(a[i], 0) - COALESCE(b[i], 0)
+                   FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) i) END
+$$;
+CREATE OR REPLACE AGGREGATE org_stats.sums_total(numeric[]) (
+    SFUNC = org_stats.sums_plus, STYPE = numeric[], PARALLEL = SAFE
+);
+
+-- What sum() returns for each summed column, as `{"column": sum}`: NULL without values, NaN,
+-- an infinity (as strings, which JSON numbers cannot be), else the exact finite sum.
+CREATE OR REPLACE FUNCTION org_stats.sums_json(columns text[], sums numeric[]) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(jsonb_object_agg(columns[i], CASE
+               WHEN COALESCE(sums[5 * i - 3], 0) = 0 THEN 'null'::jsonb
+               WHEN sums[5 * i - 2] > 0 OR (sums[5 * i - 1] > 0 AND sums[5 * i] > 0) THEN '"NaN"'
+               WHEN sums[5 * i - 1] > 0 THEN '"Infinity"'
+               WHEN sums[5 * i] > 0 THEN '"-Infinity"'
+               ELSE to_jsonb(sums[5 * i - 4]) END), '{}')
+      FROM generate_series(1, COALESCE(cardinality(columns), 0)) i
+$$;
+
+-- The base type of a column (through any domains), or NULL if it has none.
+CREATE OR REPLACE FUNCTION org_stats.column_type(tbl regclass, col name) RETURNS regtype
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE base(oid, typtype, typbasetype) AS (
+        SELECT t.oid, t.typtype, t.typbasetype
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT t.oid, t.typtype, t.typbasetype FROM base b JOIN pg_type t ON t.oid = b.typbasetype
+         WHERE b.typtype = 'd')
+    SELECT oid::regtype FROM base WHERE typtype <> 'd'
+$$;
+
+-- SQL for the text a column's value is counted under, as the native edition counts it:
+-- `value::text`, but an enum through its output function (its owner may cast it otherwise).
+CREATE OR REPLACE FUNCTION org_stats.text_sql(tbl regclass, col name, alias text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN t.typtype = 'e'
+                THEN format('pg_catalog.textin(pg_catalog.enum_out(%s.%I))', alias, col)
+                ELSE format('%s.%I::pg_catalog.text', alias, col) END
+      FROM pg_type t WHERE t.oid = org_stats.column_type(tbl, col)
+$$;
+
+-- SQL of a tracking's groups over `source`, a query of (org_id, status, s, v1 .. vn) rows: s is
+-- +1 for a row counted in, -1 for one counted out, v1 .. vn its summed columns' values. Gives
+-- (org_id, status, n, sums) per group, sums as the counters keep them (see org_stats.counters).
+CREATE OR REPLACE FUNCTION org_stats.groups_sql(tbl regclass, sum_columns text[], source text) RETURNS text
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parts text[] := '{}';
+    i     integer;
+    v     text;
+    finite text;
+    special boolean;
+BEGIN
+    FOR i IN 1 .. COALESCE(cardinality(sum_columns), 0) LOOP
+        v := format('d.v%s', i);
+        special := org_stats.column_type(tbl, sum_columns[i]) = 'numeric'::regtype;
+        finite := CASE WHEN special
+                       THEN format('%1$s::pg_catalog.numeric NOT IN (''NaN'', ''Infinity'', ''-Infinity'')', v)
+                       ELSE format('%s IS NOT NULL', v) END;
+        parts := parts || ARRAY[
+            format('COALESCE(pg_catalog.sum(CASE WHEN %s THEN d.s * %s::pg_catalog.numeric END), 0)', finite, v),
+            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s IS NOT NULL), 0)', v)];
+        parts := parts || CASE WHEN special THEN ARRAY[
+            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric = ''NaN''), 0)', v),
+            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric = ''Infinity''), 0)', v),
+            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric = ''-Infinity''), 0)', v)]
+            ELSE ARRAY['0', '0', '0'] END;
+    END LOOP;
+    RETURN format('SELECT d.org_id, d.status, pg_catalog.sum(d.s)::pg_catalog.int8 AS n, %s AS sums
+                     FROM (%s) d GROUP BY d.org_id, d.status',
+                  CASE WHEN cardinality(parts) = 0 THEN 'NULL::pg_catalog.numeric[]'
+                       ELSE format('ARRAY[%s]::pg_catalog.numeric[]', array_to_string(parts, ', ')) END,
+                  source);
+END
+$$;
+
+-- SQL of the rows of `relation` (aliased r) a tracking counts, as (org_id, status, s, v1 .. vn),
+-- with s = `sign` and `extra` a further condition.
+CREATE OR REPLACE FUNCTION org_stats.rows_sql(t org_stats.trackings, relation text, sign integer, extra text DEFAULT 'true')
+    RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('SELECT %s AS org_id, %s AS status, %s AS s%s FROM %s r WHERE r.%I IS NOT NULL AND (%s) AND (%s)',
+                  org_stats.text_sql(t.relid, t.org_column, 'r'),
+                  org_stats.text_sql(t.relid, t.status_column, 'r'),
+                  sign,
+                  (SELECT string_agg(format(', r.%I AS v%s', c, i), '' ORDER BY i)
+                     FROM unnest(t.sum_columns) WITH ORDINALITY AS u(c, i)),
+                  relation, t.org_column, COALESCE(t.filter, 'true'), extra)
+$$;
+
+-- The groups a tracking's table holds now, counted live: (org_id, status, n, sums), of the orgs
+-- in `orgs` (NULL: all).
+CREATE OR REPLACE FUNCTION org_stats.actual_groups(t org_stats.trackings, orgs text[])
+    RETURNS TABLE (org_id text, status text, n bigint, sums numeric[])
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE org_stats.groups_sql(t.relid, t.sum_columns,
+        org_stats.rows_sql(t, t.relid::text, 1,
+                           format('$1 IS NULL OR %s OPERATOR(pg_catalog.=) ANY ($1)',
+                                  org_stats.text_sql(t.relid, t.org_column, 'r'))))
+        USING orgs;
+END
+$$;
+
+-- The groups of a tracking with count and sums, of the orgs in `orgs` (NULL: all): from its
+-- counters, or while it awaits its backfill, counted live (exact either way).
+CREATE OR REPLACE FUNCTION org_stats.groups_of(t org_stats.trackings, orgs text[])
+    RETURNS TABLE (org_id text, status text, n bigint, sums numeric[])
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF t.backfilled_at IS NULL THEN
+        RETURN QUERY SELECT * FROM org_stats.actual_groups(t, orgs) a WHERE a.n <> 0;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT c.org_id, c.status, sum(c.n)::bigint, org_stats.sums_total(c.sums)
+      FROM org_stats.readable_counters c
+     WHERE c.table_id = t.table_id AND (orgs IS NULL OR c.org_id = ANY (orgs))
+     GROUP BY c.org_id, c.status
+    HAVING sum(c.n) <> 0;
+END
+$$;
+
+-- Per-tracking trigger functions: made by track(), named after the tracking's table_id, run
+-- with their owner's rights (the tracking owner's: the counters are not writable by others).
+CREATE OR REPLACE FUNCTION org_stats.make_triggers(t org_stats.trackings) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    event  text;
+    source text;
+    zeros  text := CASE WHEN t.sum_columns IS NULL THEN 'NULL'
+                        ELSE format('pg_catalog.array_fill(0::pg_catalog.numeric, ARRAY[%s])', 5 * cardinality(t.sum_columns)) END;
+BEGIN
+    FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
+        source := CASE event
+            WHEN 'insert' THEN org_stats.rows_sql(t, 'org_stats_new', 1)
+            WHEN 'delete' THEN org_stats.rows_sql(t, 'org_stats_old', -1)
+            ELSE org_stats.rows_sql(t, 'org_stats_new', 1) || ' UNION ALL '
+                 || org_stats.rows_sql(t, 'org_stats_old', -1) END;
+        EXECUTE format($f$
+            CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
+                LANGUAGE plpgsql SECURITY DEFINER
+                SET search_path = pg_catalog, pg_temp
+            AS $body$
+            BEGIN
+                INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
+                SELECT %2$s, g.org_id, g.status, org_stats.session(), g.n, g.sums
+                  FROM (%3$s) g
+                 WHERE g.n OPERATOR(pg_catalog.<>) 0 OR g.sums OPERATOR(pg_catalog.<>) %4$s
+                    ON CONFLICT ON CONSTRAINT counters_key DO UPDATE
+                   SET n = c.n OPERATOR(pg_catalog.+) excluded.n,
+                       sums = org_stats.sums_plus(c.sums, excluded.sums);
+                RETURN NULL;
+            END
+            $body$ $f$,
+            format('count_%s_%s', t.table_id, event), t.table_id,
+            org_stats.groups_sql(t.relid, t.sum_columns, source), zeros);
+        EXECUTE format('REVOKE ALL ON FUNCTION org_stats.%I() FROM PUBLIC', format('count_%s_%s', t.table_id, event));
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION org_stats.%I()',
+                       format('org_stats_%s_%s', event, t.table_id), upper(event), t.relid,
+                       CASE event WHEN 'insert' THEN 'NEW TABLE AS org_stats_new'
+                                  WHEN 'delete' THEN 'OLD TABLE AS org_stats_old'
+                                  ELSE 'OLD TABLE AS org_stats_old NEW TABLE AS org_stats_new' END,
+                       format('count_%s_%s', t.table_id, event));
+    END LOOP;
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
+            LANGUAGE plpgsql SECURITY DEFINER
+            SET search_path = pg_catalog, pg_temp
+        AS $body$
+        BEGIN
+            DELETE FROM org_stats.counters WHERE table_id OPERATOR(pg_catalog.=) %2$s;
+            RETURN NULL;
+        END
+        $body$ $f$, format('count_%s_truncate', t.table_id), t.table_id);
+    EXECUTE format('REVOKE ALL ON FUNCTION org_stats.%I() FROM PUBLIC', format('count_%s_truncate', t.table_id));
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION org_stats.%I()',
+                   format('org_stats_truncate_%s', t.table_id), t.relid, format('count_%s_truncate', t.table_id));
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.make_triggers(org_stats.trackings) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION org_stats.drop_triggers(t org_stats.trackings) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    event text;
+BEGIN
+    FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        IF EXISTS (SELECT FROM pg_class WHERE oid = t.relid) THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', format('org_stats_%s_%s', event, t.table_id), t.relid);
+        END IF;
+        EXECUTE format('DROP FUNCTION IF EXISTS org_stats.%I()', format('count_%s_%s', t.table_id, event));
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.drop_triggers(org_stats.trackings) FROM PUBLIC;
+
+-- Adds to the settled rows (session 0) what the counters lack of the table's rows of the orgs in
+-- `orgs` (NULL: all), computed and written in one statement, so on one snapshot: exact however
+-- writers go on meanwhile. Returns the groups it changed, as check_drift() shows them.
+CREATE OR REPLACE FUNCTION org_stats.drift(t org_stats.trackings, orgs text[], repair boolean)
+    RETURNS TABLE (org_id text, status text, stored bigint, actual bigint, stored_sums numeric[], actual_sums numeric[])
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        WITH stored AS (
+            SELECT c.org_id, c.status, sum(c.n)::bigint AS n, org_stats.sums_total(c.sums) AS sums
+              FROM org_stats.counters c
+             WHERE c.table_id = %1$s AND ($1 IS NULL OR c.org_id = ANY ($1))
+             GROUP BY c.org_id, c.status),
+        actual AS (%2$s),
+        differ AS (
+            SELECT COALESCE(a.org_id, s.org_id) AS org_id, COALESCE(a.status, s.status) AS status,
+                   COALESCE(s.n, 0) AS stored, COALESCE(a.n, 0) AS actual, s.sums AS stored_sums, a.sums AS actual_sums
+              FROM actual a FULL JOIN stored s ON a.org_id = s.org_id AND a.status IS NOT DISTINCT FROM s.status
+             WHERE COALESCE(a.n, 0) <> COALESCE(s.n, 0)
+                OR org_stats.sums_minus(a.sums, s.sums) <> %3$s),
+        repaired AS (%4$s)
+        SELECT d.org_id, d.status, d.stored, d.actual, d.stored_sums, d.actual_sums
+          FROM differ d, (SELECT count(*) FROM repaired) r
+         ORDER BY d.org_id, d.status $q$,
+        t.table_id,
+        org_stats.groups_sql(t.relid, t.sum_columns,
+            org_stats.rows_sql(t, t.relid::text, 1,
+                               format('$1 IS NULL OR %s OPERATOR(pg_catalog.=) ANY ($1)',
+                                      org_stats.text_sql(t.relid, t.org_column, 'r')))),
+        CASE WHEN t.sum_columns IS NULL THEN 'NULL'
+             ELSE format('array_fill(0::numeric, ARRAY[%s])', 5 * cardinality(t.sum_columns)) END,
+        CASE WHEN repair THEN format($r$
+            INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
+            SELECT %s, d.org_id, d.status, 0, d.actual - d.stored, org_stats.sums_minus(d.actual_sums, d.stored_sums)
+              FROM differ d
+                ON CONFLICT ON CONSTRAINT counters_key DO UPDATE
+               SET n = c.n + excluded.n, sums = org_stats.sums_plus(c.sums, excluded.sums)
+            RETURNING 1 $r$, t.table_id)
+             ELSE 'SELECT 1 WHERE false' END)
+    USING orgs;
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.drift(org_stats.trackings, text[], boolean) FROM PUBLIC;
+
+-- Caller must own the table (directly or through a role), as for the native edition.
+CREATE OR REPLACE FUNCTION org_stats.require_owner(tbl regclass, action text) RETURNS void
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', tbl USING ERRCODE = 'insufficient_privilege',
+            HINT = format('org_stats.%s() acts only on tables the caller owns, directly or through a role.', action);
+    END IF;
+END
+$$;
+
+-- `t`, if the caller may read its table's counts (SELECT on the table), else 42501.
+CREATE OR REPLACE FUNCTION org_stats.readable(t org_stats.trackings, shown text) RETURNS org_stats.trackings
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT has_table_privilege(t.relid, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', shown USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Counts of a table are visible to roles with SELECT on it; ask its owner to GRANT SELECT.';
+    END IF;
+    RETURN t;
+END
+$$;
+
+-- The default tracking of `tbl` (`shown` as the caller named it), if the caller may read it.
+CREATE OR REPLACE FUNCTION org_stats.tracking_of(tbl regclass, shown text DEFAULT NULL) RETURNS org_stats.trackings
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found org_stats.trackings;
+BEGIN
+    SELECT * INTO found FROM org_stats.trackings t WHERE t.relid = tbl AND t.name IS NULL;
+    IF found.table_id IS NULL THEN
+        RAISE EXCEPTION 'table % is not tracked by org_stats', COALESCE(shown, tbl::text)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Track it with org_stats.track(); org_stats.tracked_tables lists the tracked tables.';
+    END IF;
+    RETURN org_stats.readable(found, COALESCE(shown, tbl::text));
+END
+$$;
+
+-- The tracking a read names: a tracking's name, else a table's default tracking.
+CREATE OR REPLACE FUNCTION org_stats.tracking_of(reference text) RETURNS org_stats.trackings
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    found org_stats.trackings;
+    tbl   regclass;
+BEGIN
+    SELECT * INTO found FROM org_stats.trackings t WHERE t.name = reference;
+    IF found.table_id IS NOT NULL THEN
+        RETURN org_stats.readable(found, reference);
+    END IF;
+    -- Resolved on the caller's search_path, as a regclass argument would be.
+    tbl := pg_catalog.to_regclass(reference);
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'no tracking or table is named "%"', reference USING ERRCODE = 'undefined_object',
+            HINT = 'Name a tracking, or a tracked table as a regclass would (schema-qualified if it is not on the search path); org_stats.tracked_tables lists each tracking''s table and name.';
+    END IF;
+    RETURN org_stats.tracking_of(tbl, reference);
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The SQL surface: the native edition's functions, with the same arguments and results. Those
+-- naming a tracking by text keep the caller's search_path, on which a table's name resolves.
+
+CREATE OR REPLACE FUNCTION org_stats.track(tbl regclass, org_column name DEFAULT 'workos_org_id',
+                                           status_column name DEFAULT 'status', backfill boolean DEFAULT true,
+                                           filter text DEFAULT NULL, sum_columns text[] DEFAULT NULL,
+                                           name text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t      org_stats.trackings;
+    col    text;
+    typ    regtype;
+    role   text;
+BEGIN
+    IF tbl IS NULL OR org_column IS NULL OR status_column IS NULL OR backfill IS NULL THEN
+        RAISE EXCEPTION 'org_stats.track() needs a table, an org column, a status column and backfill'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave an argument out to take its default.';
+    END IF;
+    PERFORM org_stats.require_owner(tbl, 'track');
+    IF (SELECT relkind FROM pg_class WHERE oid = tbl) <> 'r' OR (SELECT relhassubclass FROM pg_class WHERE oid = tbl) THEN
+        RAISE EXCEPTION 'the portable edition of org_stats tracks plain tables only, not %', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Partitioned tables and inheritance need the native edition (docs/managed.md): a write into a partition fires no trigger of its parent.';
+    END IF;
+    -- Writers wait from here to the end of the transaction: the backfill below sees every row.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    FOREACH col IN ARRAY ARRAY[org_column::text, status_column::text] LOOP
+        role := CASE WHEN col = org_column THEN 'org_column' ELSE 'status_column' END;
+        typ := org_stats.column_type(tbl, col);
+        IF typ IS NULL THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = 'undefined_column',
+                HINT = format('Name the column with %s => ''...''; column names are case-sensitive.', role);
+        END IF;
+        IF NOT (typ = ANY ('{text,varchar,bpchar,name,uuid,int2,int4,int8}'::regtype[])
+                OR (SELECT typtype FROM pg_type WHERE oid = typ) = 'e') THEN
+            RAISE EXCEPTION 'column "%" of relation % has a type org_stats cannot count by', col, tbl
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'Supported types: text, varchar, char(n), name, uuid, smallint, integer, bigint, enums, and domains over them.';
+        END IF;
+    END LOOP;
+    FOREACH col IN ARRAY COALESCE(sum_columns, '{}') LOOP
+        typ := org_stats.column_type(tbl, col);
+        IF typ IS NULL THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = 'undefined_column',
+                HINT = 'Name the summed columns with sum_columns => ARRAY[''...'']; column names are case-sensitive.';
+        END IF;
+        IF NOT typ = ANY ('{int2,int4,int8,numeric}'::regtype[]) THEN
+            RAISE EXCEPTION 'column "%" of relation % has a type org_stats cannot sum', col, tbl
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'Summed columns must be smallint, integer, bigint or numeric (or domains over them): their sums are kept exactly, without float.';
+        END IF;
+    END LOOP;
+    IF name IS NULL AND EXISTS (SELECT FROM org_stats.tracked k WHERE k.relid = tbl AND k.name IS NULL) THEN
+        RAISE EXCEPTION 'table % is already tracked by org_stats', tbl USING ERRCODE = 'duplicate_object',
+            HINT = 'To change its columns, call org_stats.untrack() first, then org_stats.track() again; to track it another way as well, give the new tracking a name => ''...''.';
+    END IF;
+    IF name IS NOT NULL AND EXISTS (SELECT FROM org_stats.tracked k WHERE k.name = track.name) THEN
+        RAISE EXCEPTION 'tracking "%" already exists', name USING ERRCODE = 'duplicate_object',
+            HINT = 'Tracking names are unique; untrack it first, or pick another name.';
+    END IF;
+    INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns)
+    VALUES (tbl, org_column, status_column, name, filter, sum_columns);
+    SELECT * INTO t FROM org_stats.trackings k WHERE k.table_id = currval(pg_get_serial_sequence('org_stats.tracked', 'table_id'));
+    -- A filter that does not compile fails here, before any trigger exists.
+    BEGIN
+        EXECUTE format('SELECT FROM %s r WHERE %s LIMIT 0', tbl, COALESCE(filter, 'true'));
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'invalid filter for org_stats.track(): %', SQLERRM USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A filter is a boolean expression over the table''s columns, as in a WHERE clause.';
+    END;
+    PERFORM org_stats.make_triggers(t);
+    IF backfill THEN
+        PERFORM org_stats.drift(t, NULL, true);
+        UPDATE org_stats.tracked k SET backfilled_at = now() WHERE k.table_id = t.table_id;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.untrack_tracking(t org_stats.trackings) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_class WHERE oid = t.relid) THEN
+        PERFORM org_stats.require_owner(t.relid, 'untrack');
+    END IF;
+    PERFORM org_stats.drop_triggers(t);
+    DELETE FROM org_stats.counters c WHERE c.table_id = t.table_id;
+    DELETE FROM org_stats.tracked k WHERE k.table_id = t.table_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.untrack(tbl regclass) RETURNS void
+    LANGUAGE sql STRICT VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT org_stats.untrack_tracking(org_stats.tracking_of(tbl)) $$;
+
+CREATE OR REPLACE FUNCTION org_stats.untrack(tracking text) RETURNS void
+    LANGUAGE sql STRICT VOLATILE PARALLEL UNSAFE
+AS $$ SELECT org_stats.untrack_tracking(org_stats.tracking_of(tracking)) $$;
+
+CREATE OR REPLACE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
+    RETURNS TABLE (status text, count bigint)
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g ORDER BY g.status $$;
+
+CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_id text)
+    RETURNS TABLE (status text, count bigint)
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+AS $$ SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g ORDER BY g.status $$;
+
+CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_ids text[])
+    RETURNS TABLE (org_id text, status text, count bigint)
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT g.org_id, g.status, g.n
+      FROM org_stats.groups_of(org_stats.tracking_of(tracking), org_ids) g
+      JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
+     ORDER BY k.i, g.status
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text) RETURNS bigint
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g $$;
+
+CREATE OR REPLACE FUNCTION org_stats.count(tracking text, org_id text) RETURNS bigint
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+AS $$ SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g $$;
+
+CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text, status text) RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN tbl IS NOT NULL AND org_id IS NOT NULL THEN
+           (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
+             WHERE g.status IS NOT DISTINCT FROM count.status) END
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.count(tracking text, org_id text, status text) RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT CASE WHEN tracking IS NOT NULL AND org_id IS NOT NULL THEN
+           (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g
+             WHERE g.status IS NOT DISTINCT FROM count.status) END
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.counts(tbl regclass, org_id text) RETURNS jsonb
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
+      FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.counts(tracking text, org_id text) RETURNS jsonb
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
+      FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.totals(tracking text, org_id text)
+    RETURNS TABLE (status text, count bigint, sums jsonb)
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT g.status, g.n, org_stats.sums_json(t.sum_columns, g.sums)
+      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, ARRAY[org_id]) g
+     ORDER BY g.status
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.totals(tracking text, org_ids text[])
+    RETURNS TABLE (org_id text, status text, count bigint, sums jsonb)
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT g.org_id, g.status, g.n, org_stats.sums_json(t.sum_columns, g.sums)
+      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, org_ids) g
+      JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
+     ORDER BY k.i, g.status
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.totals(tracking text)
+    RETURNS TABLE (status text, count bigint, sums jsonb)
+    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT g.status, sum(g.n)::bigint, org_stats.sums_json(t.sum_columns, org_stats.sums_total(g.sums))
+      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, NULL) g
+     GROUP BY g.status, t.sum_columns
+    HAVING sum(g.n) <> 0
+     ORDER BY g.status
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.check_drift(tbl regclass DEFAULT NULL, org_id text DEFAULT NULL)
+    RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
+                   stored_sums jsonb, actual_sums jsonb)
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.relid, d.org_id, d.status, d.stored, d.actual, t.name,
+           org_stats.sums_json(t.sum_columns, d.stored_sums), org_stats.sums_json(t.sum_columns, d.actual_sums)
+      FROM org_stats.trackings t
+     CROSS JOIN LATERAL org_stats.drift(t, CASE WHEN check_drift.org_id IS NOT NULL THEN ARRAY[check_drift.org_id] END, false) d
+     WHERE (tbl IS NULL OR t.relid = tbl) AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = t.relid), 'USAGE')
+     ORDER BY t.table_id, d.org_id, d.status
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.check_drift(tracking text, org_id text DEFAULT NULL)
+    RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
+                   stored_sums jsonb, actual_sums jsonb)
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT t.relid, d.org_id, d.status, d.stored, d.actual, t.name,
+           org_stats.sums_json(t.sum_columns, d.stored_sums), org_stats.sums_json(t.sum_columns, d.actual_sums)
+      FROM org_stats.tracking_of(check_drift.tracking) t
+     CROSS JOIN LATERAL org_stats.drift(t, CASE WHEN check_drift.org_id IS NOT NULL THEN ARRAY[check_drift.org_id] END, false) d
+     ORDER BY d.org_id, d.status
+$$;
+
+-- Folds the counter rows of sessions that have ended (their advisory lock is free) into the
+-- settled rows, and drops settled rows that add nothing. Rows of live sessions are left alone:
+-- their sessions may write them, and must never wait or fail for it.
+CREATE OR REPLACE FUNCTION org_stats.fold() RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gone integer;
+BEGIN
+    FOR gone IN SELECT DISTINCT c.session FROM org_stats.counters c WHERE c.session <> 0 LOOP
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1869768563, gone);
+        -- A prepared transaction may still hold rows of an ended session: left for later.
+        WITH moved AS (DELETE FROM org_stats.counters c
+                        WHERE c.ctid = ANY (ARRAY(SELECT l.ctid FROM org_stats.counters l WHERE l.session = gone
+                                                     FOR UPDATE SKIP LOCKED))
+                       RETURNING c.table_id, c.org_id, c.status, c.n, c.sums)
+        INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
+        SELECT m.table_id, m.org_id, m.status, 0, sum(m.n), org_stats.sums_total(m.sums)
+          FROM moved m GROUP BY m.table_id, m.org_id, m.status
+            ON CONFLICT ON CONSTRAINT counters_key DO UPDATE
+           SET n = c.n + excluded.n, sums = org_stats.sums_plus(c.sums, excluded.sums);
+    END LOOP;
+    DELETE FROM org_stats.counters c
+     WHERE c.session = 0 AND c.n = 0 AND (c.sums IS NULL OR c.sums = array_fill(0::numeric, ARRAY[cardinality(c.sums)]));
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.fold() FROM PUBLIC;
+
+-- recalculate() of the trackings in `targets`: repairs their drift, completes a pending backfill
+-- (a whole-table repair is one), folds ended sessions' rows, logs the run.
+CREATE OR REPLACE FUNCTION org_stats.recalculate_trackings(targets org_stats.trackings[], only_org text, triggered_by text)
+    RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
+                   stored_sums jsonb, actual_sums jsonb)
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        org_stats.trackings;
+    started  timestamptz := clock_timestamp();
+    repaired bigint := 0;
+    orgs     bigint := 0;
+    changed  bigint;
+BEGIN
+    -- One recalculation at a time: the settled rows are written by it alone.
+    PERFORM pg_advisory_xact_lock(1869768563, 0);
+    FOREACH t IN ARRAY targets LOOP
+        PERFORM org_stats.require_owner(t.relid, 'recalculate');
+        RETURN QUERY
+        SELECT t.relid, d.org_id, d.status, d.stored, d.actual, t.name,
+               org_stats.sums_json(t.sum_columns, d.stored_sums), org_stats.sums_json(t.sum_columns, d.actual_sums)
+          FROM org_stats.drift(t, CASE WHEN only_org IS NOT NULL THEN ARRAY[only_org] END, true) d;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+        repaired := repaired + changed;
+        orgs := orgs + (SELECT count(DISTINCT c.org_id) FROM org_stats.counters c WHERE c.table_id = t.table_id);
+        UPDATE org_stats.tracked k
+           SET last_recalculated = now(), last_groups_repaired = changed,
+               backfilled_at = CASE WHEN only_org IS NULL THEN COALESCE(k.backfilled_at, now()) ELSE k.backfilled_at END
+         WHERE k.table_id = t.table_id;
+    END LOOP;
+    PERFORM org_stats.fold();
+    INSERT INTO org_stats.recalculation_log (started_at, finished_at, tables, orgs_checked, groups_repaired, triggered_by)
+    VALUES (started, clock_timestamp(), COALESCE(cardinality(targets), 0), orgs, repaired, triggered_by);
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.recalculate_trackings(org_stats.trackings[], text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION org_stats.recalculate(tbl regclass DEFAULT NULL, org_id text DEFAULT NULL)
+    RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
+                   stored_sums jsonb, actual_sums jsonb)
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM org_stats.recalculate_trackings(
+        ARRAY(SELECT t FROM org_stats.trackings t
+               WHERE (tbl IS NULL OR t.relid = tbl)
+                 AND EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid AND pg_has_role(c.relowner, 'USAGE'))
+               ORDER BY t.table_id),
+        org_id, 'manual')
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.recalculate(tracking text, org_id text DEFAULT NULL)
+    RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
+                   stored_sums jsonb, actual_sums jsonb)
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$ SELECT * FROM org_stats.recalculate_trackings(ARRAY[org_stats.tracking_of(tracking)], org_id, 'manual') $$;
+
+-- Counts the rows a tracking made with backfill => false found, online: a batch of orgs per
+-- transaction, each repaired on one snapshot while writers go on. Reads count live until done.
+CREATE OR REPLACE PROCEDURE org_stats.backfill(tbl regclass DEFAULT NULL, batch_size integer DEFAULT 500)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    t    org_stats.trackings;
+    orgs text[];
+    done integer;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number of orgs, not %', batch_size
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The default, 500, suits most tables.';
+    END IF;
+    FOR t IN SELECT * FROM org_stats.trackings k WHERE k.backfilled_at IS NULL AND (tbl IS NULL OR k.relid = tbl)
+               ORDER BY k.table_id LOOP
+        PERFORM org_stats.require_owner(t.relid, 'backfill');
+        EXECUTE format('SELECT array_agg(DISTINCT o) FROM (SELECT %s AS o FROM %s r WHERE r.%I IS NOT NULL) x',
+                       org_stats.text_sql(t.relid, t.org_column, 'r'), t.relid, t.org_column) INTO orgs;
+        done := 0;
+        WHILE done < COALESCE(cardinality(orgs), 0) LOOP
+            PERFORM org_stats.drift(t, orgs[done + 1 : done + batch_size], true);
+            done := done + batch_size;
+            COMMIT;
+        END LOOP;
+        UPDATE org_stats.tracked k SET backfilled_at = now() WHERE k.table_id = t.table_id;
+        COMMIT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE VIEW org_stats.health AS
+SELECT t.relid AS table_name,
+       k.orgs_counted,
+       k.rows_counted,
+       CASE WHEN t.backfilled_at IS NOT NULL THEN 0 END AS orgs_not_backfilled,
+       t.backfilled_at,
+       t.last_recalculated,
+       t.last_groups_repaired,
+       t.name AS tracking,
+       NULL::text AS live_reason
+  FROM org_stats.tracked t
+ CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE o.n <> 0) AS orgs_counted, COALESCE(sum(o.n), 0)::bigint AS rows_counted
+          FROM (SELECT c.org_id, sum(c.n) AS n FROM org_stats.counters c
+                 WHERE c.table_id = t.table_id GROUP BY c.org_id) o) k
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT');
+GRANT SELECT ON org_stats.health TO PUBLIC;
+
+-- Where pg_cron is installed: recalculate() every night (or on `schedule`), as the caller.
+CREATE OR REPLACE FUNCTION org_stats.schedule_recalculation(schedule text DEFAULT '0 3 * * *') RETURNS bigint
+    LANGUAGE plpgsql STRICT VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database' USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Ask your provider to enable pg_cron (CREATE EXTENSION pg_cron), or run SELECT org_stats.recalculate() from your own scheduler.';
+    END IF;
+    RETURN cron.schedule('org_stats_recalculate', schedule,
+                         'SELECT pg_catalog.count(*) FROM org_stats.recalculate_trackings(ARRAY(SELECT t FROM org_stats.trackings t ORDER BY t.table_id), NULL, ''pg_cron'')');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.unschedule_recalculation() RETURNS boolean
+    LANGUAGE plpgsql STRICT VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM cron.job WHERE jobname = 'org_stats_recalculate')
+           AND cron.unschedule('org_stats_recalculate');
+END
+$$;
+
+COMMIT;
