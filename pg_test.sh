@@ -346,16 +346,16 @@ regress() { # runner inputdir schedule options...
     rm -rf "$out"
 }
 
-# The portable edition's runs of the behaviours (tests/portable_schedule) and the interleavings
-# (tests/isolation/portable_schedule): its own cluster, which loads no library, and databases
-# owned by an ordinary role that installs and uses it (made beforehand: pg_regress would set
-# lc_messages in them, which only a superuser may).
+# The portable edition's runs of the behaviours (tests/portable_schedule), the interleavings
+# (tests/isolation/portable_schedule) and the randomized model: its own cluster, which loads no
+# library, and databases owned by an ordinary role that installs and uses it (made beforehand:
+# pg_regress would set lc_messages in them, which only a superuser may).
 portable_regress() {
     local dir port=$((PORT + 2)) database setting sql=()
     dir=$(mktemp -d /tmp/org_stats_portable.XXXXXX)
     new_cluster "$dir" "$port" ""
     sql+=(-c "CREATE ROLE org_stats_app LOGIN")
-    for database in org_stats_portable org_stats_portable_isolation; do
+    for database in org_stats_portable org_stats_portable_isolation org_stats_portable_model; do
         sql+=(-c "CREATE DATABASE $database OWNER org_stats_app")
         for setting in "lc_messages TO 'C'" "lc_monetary TO 'C'" "lc_numeric TO 'C'" "lc_time TO 'C'" \
                        "bytea_output TO 'hex'" "timezone_abbreviations TO 'Default'"; do
@@ -365,10 +365,19 @@ portable_regress() {
     psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "${sql[@]}" || fail
     regress "$PGXS_TEST/regress/pg_regress" tests tests/portable_schedule --use-existing \
         --host="$dir" --port="$port" --user=org_stats_app --dbname=org_stats_portable
-    psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U org_stats_app -d org_stats_portable_isolation \
-        -f portable/org_stats.sql || fail
+    for database in org_stats_portable_isolation org_stats_portable_model; do
+        psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U org_stats_app -d "$database" \
+            -f portable/org_stats.sql || fail
+    done
     regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation tests/isolation/portable_schedule \
         --use-existing --host="$dir" --port="$port" --user=org_stats_app --dbname=org_stats_portable_isolation
+    if ! ORG_STATS_EDITION=portable \
+        ORG_STATS_DSN="host=$dir port=$port user=org_stats_app dbname=org_stats_portable_model" \
+        cargo test --release --manifest-path tests/integration/Cargo.toml --target-dir "$CARGO_TARGET_DIR/integration" \
+            --test randomized_invariant -- --nocapture 2>&1 | tee /tmp/org_stats_portable_model.log; then
+        fail
+    fi
+    PASSED=$((PASSED + 1))
 }
 
 run_tests() {
@@ -397,8 +406,6 @@ run_tests() {
     psql -X -q -v ON_ERROR_STOP=1 -d org_stats_isolation -c "CREATE EXTENSION org_stats" || fail
     regress "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation tests/isolation/schedule --use-existing \
         --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=org_stats_isolation
-    phase "pg_regress: the portable edition, installed and used by an ordinary role in a cluster without org_stats' library"
-    portable_regress
     phase "the examples of README.md and docs/ print what they show (tests/docs.py)"
     python3 tests/docs.py || fail
     PASSED=$((PASSED + 1))
@@ -411,6 +418,8 @@ run_tests() {
     PASSED=$((PASSED + $(grep -o '^test result: ok. [0-9]* passed' /tmp/org_stats_integration.log | awk '{s += $4} END {print s}')))
     # The Citus test passes without Citus installed, saying so; the summary says it too.
     SKIPPED=$(grep -c 'citus: SKIPPED' /tmp/org_stats_integration.log || true)
+    phase "the portable edition, installed and used by an ordinary role in a cluster without org_stats' library: regress, isolation, randomized model"
+    portable_regress
     phase "benchmark smoke run (tiny sizes; checks it runs and org_stats stays exact)"
     bench/run.sh --smoke /tmp/org_stats_bench_smoke.md || fail
     PASSED=$((PASSED + 1))

@@ -15,16 +15,24 @@ pub fn dsn(dbname: Option<&str>) -> String {
     }
 }
 
-/// Connects to the test cluster's `postgres` database, where org_stats is installed (once per
-/// test process) if it is not yet.
+/// Whether the tests run against the portable edition (ORG_STATS_EDITION=portable, which
+/// pg_test.sh installs in the database beforehand) instead of the native one.
+pub fn portable() -> bool {
+    std::env::var("ORG_STATS_EDITION").is_ok_and(|e| e == "portable")
+}
+
+/// Connects to the test cluster's database (ORG_STATS_DSN's, else `postgres`), where the native
+/// edition is installed (once per test process) if it is not yet.
 pub fn connect() -> Client {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     let mut client = Client::connect(&dsn(None), NoTls).expect("connect to the test cluster");
-    INSTALLED.call_once(|| {
-        client
-            .batch_execute("CREATE EXTENSION IF NOT EXISTS org_stats")
-            .unwrap()
-    });
+    if !portable() {
+        INSTALLED.call_once(|| {
+            client
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS org_stats")
+                .unwrap()
+        });
+    }
     client
 }
 
