@@ -119,7 +119,7 @@ out.append("")
 out.append(f"Run by `./pg_test.sh bench` on {datetime.date.today().isoformat()}: {os.cpu_count()} cores ({cpu}), "
            f"{memory} GiB, {platform.system()} {platform.release()}, PostgreSQL {postgres}, {settings} "
            f"(shared_buffers in 8 kB pages). Release build of org_stats. Medians of {rounds} rounds, "
-           f"variants alternated none, handwritten, org_stats within each round, every measurement on a "
+           f"variants alternated none, handwritten, org_stats (and portable) within each round, every measurement on a "
            f"freshly loaded copy of the same data (org_big: {big:,} loads; org_0 .. org_99: 1,000 loads each); "
            f"pgbench runs of {seconds} s with prepared statements.")
 out.append("")
@@ -226,6 +226,35 @@ if live_30 is not None:
         out.append(f"Before those reads, `recalculate('lanes')` checked the {big + 100000:,} loads and settled their "
                    f"hours into day and month totals in {fmt(settle, 'ms')} ms (then `VACUUM org_stats.counters`, as "
                    "autovacuum would, removed the index entries of the hours' moved rows).")
+
+# The portable edition (portable/org_stats.sql), in a database of its own on the same cluster:
+# (workload, unit, target, check on its ratio, against "none" or, for the read, the native edition).
+PORTABLE_ROWS = [
+    ("bulk_update_100k", "ms", "none", "<= 2x time", lambda r: r <= 2.0),
+    ("insert_1_client", "TPS", "none", ">= 0.65x TPS", lambda r: r >= 0.65),
+    ("insert_8_clients_100_orgs", "TPS", "none", ">= 0.65x TPS", lambda r: r >= 0.65),
+    ("status_update_8_clients_one_org", "TPS", "none", ">= 0.60x TPS, 0 failures", lambda r: r >= 0.60),
+    ("read_counts_big_org", "TPS", "org_stats", "a read at most 2x the native one's: >= 0.50x its TPS", lambda r: r >= 0.50),
+]
+if any(median(w, "portable") is not None for w, *_ in PORTABLE_ROWS):
+    out.append("")
+    out.append("The portable edition (`portable/org_stats.sql`, [docs/managed.md](../docs/managed.md)) in a database "
+               "of its own on the same cluster, measured in the same rounds:")
+    out.append("")
+    out.append("| workload | unit | none | org_stats | portable | portable / reference | target | met |")
+    out.append("|---|---|---:|---:|---:|---:|---|---|")
+    for workload, unit, against, target, check in PORTABLE_ROWS:
+        none, native, portable = (median(workload, v) for v in ("none", "org_stats", "portable"))
+        base = none if against == "none" else native
+        ratio = portable / base if portable is not None and base else None
+        met = ""
+        if ratio is not None:
+            ok = check(ratio) and not median(workload + ".failed", "portable")
+            met = "yes" if ok else "**no**"
+            verdicts.append((f"portable: {workload}", ok))
+        out.append(f"| {workload} | {unit} | {fmt(none, unit)} | {fmt(native, unit)} | "
+                   f"{fmt(portable, unit)}{failures(workload, 'portable')} | "
+                   f"{'' if ratio is None else f'{ratio:.2f}x'} (/ {against}) | {target} | {met} |")
 
 group_by, backfill, recalc = (median(w, "org_stats") for w in ("group_by_1m_rows", "backfill_1m_rows", "recalculate_1m_rows"))
 out.append("")

@@ -6,6 +6,8 @@
 #   none:        no counting at all
 #   handwritten: the PL/pgSQL counter trigger users write today (bench/handwritten_trigger.sql)
 #   org_stats:   this extension
+#   portable:    the portable edition (portable/org_stats.sql), in a database of its own, on the
+#                workloads its targets name
 # After every org_stats measurement the counts are checked against the table (0 drift), and a
 # failed org_stats transaction (deadlock, error) fails the run.
 #
@@ -23,8 +25,11 @@ else
     BIG=300000 BULK_BIG=100000 BULK_SMALL=20000 MILLION=1000000 MILLION_ORGS=1000 POOL_CLIENTS=60
 fi
 # ORG_STATS_BENCH_VARIANTS="org_stats" measures only some variants (an A/B run of two builds).
-read -r -a VARIANTS <<<"${ORG_STATS_BENCH_VARIANTS:-none handwritten org_stats}"
-DB=org_stats_bench
+read -r -a VARIANTS <<<"${ORG_STATS_BENCH_VARIANTS:-none handwritten org_stats portable}"
+MAIN_DB=org_stats_bench
+PORTABLE_DB=org_stats_bench_portable
+DB=$MAIN_DB   # the database of the variant being measured
+PORTABLE_WORKLOADS=" bulk_update_100k insert_1_client insert_8_clients_100_orgs status_update_8_clients_one_org read_counts_big_org "
 ORG0_FIRST=$((BIG + 1))   # org_0's 1,000 loads follow org_big's; org_k's follow at +1000 * k
 WORK=$(mktemp -d /tmp/org_stats_bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -34,12 +39,11 @@ now() { date +%s.%N; }
 elapsed_ms() { echo "$1 $(now)" | awk '{printf "%.1f", ($2 - $1) * 1000}'; }
 record() { echo "$1 $2 $3" >>"$WORK/samples"; }   # workload variant value
 
-setup_database() {
-    dropdb --if-exists "$DB" >/dev/null
-    createdb "$DB"
-    sql -c "CREATE EXTENSION org_stats" -f handwritten_trigger.sql \
-        -c "CREATE TABLE bench_floor AS SELECT c AS client, 0::bigint AS n FROM generate_series(0, 7) c" \
-        -c "ALTER TABLE bench_floor ADD PRIMARY KEY (client)"
+# Whether a variant counts (its measurements must stay exact and its transactions never fail).
+counting() { [ "$1" = org_stats ] || [ "$1" = portable ]; }
+
+# The seed data, in the current database.
+seed() {
     # org_big: BIG loads (read and bulk workloads); org_0 .. org_99: 1,000 loads each.
     # Each load has one of 2 carriers (10 (status, carrier) keys), and org_big's are spread over
     # the year 2026.
@@ -49,6 +53,21 @@ setup_database() {
                    (ARRAY['UPS', 'FedEx'])[1 + i / 5 % 2] AS carrier,
                    '2026-01-01 00:00+00'::timestamptz + i * (interval '365 days' / $BIG) AS created_at
               FROM generate_series(1, $BIG + 100000) i"
+}
+
+setup_database() {
+    dropdb --if-exists "$PORTABLE_DB" >/dev/null
+    createdb "$PORTABLE_DB"
+    DB=$PORTABLE_DB
+    sql -f ../portable/org_stats.sql -f handwritten_trigger.sql
+    seed
+    dropdb --if-exists "$MAIN_DB" >/dev/null
+    createdb "$MAIN_DB"
+    DB=$MAIN_DB
+    sql -c "CREATE EXTENSION org_stats" -f handwritten_trigger.sql \
+        -c "CREATE TABLE bench_floor AS SELECT c AS client, 0::bigint AS n FROM generate_series(0, 7) c" \
+        -c "ALTER TABLE bench_floor ADD PRIMARY KEY (client)"
+    seed
     # The read of groups() between two instants, timed inside the server (no round trip).
     sql -c "CREATE FUNCTION groups_us(days int, reads int, live boolean) RETURNS float8 LANGUAGE plpgsql AS \$\$
             DECLARE started timestamptz := clock_timestamp(); since timestamptz;
@@ -81,7 +100,7 @@ reset() {
     sql -c "VACUUM ANALYZE loads"
     case $1 in
         handwritten) sql -c "SELECT hand_track('loads')" >/dev/null ;;
-        org_stats) sql -c "SELECT org_stats.track('loads')" >/dev/null ;;
+        org_stats | portable) sql -c "SELECT org_stats.track('loads')" >/dev/null ;;
     esac
     sql -c "CHECKPOINT"
 }
@@ -113,13 +132,13 @@ timed() { # workload variant sql
 pgbench_tps() { # workload variant clients script [pgbench options]
     local out failed
     out=$(pgbench -n -M prepared -c "$3" -j "$(( $3 < 2 ? 1 : 2 ))" -T "$DURATION" -D org0_first=$ORG0_FIRST \
-              -f "pgbench/$4" "${@:5}" "$DB" 2>&1) || { echo "$out" >&2; [ "$2" != org_stats ] || exit 1; }
+              -f "pgbench/$4" "${@:5}" "$DB" 2>&1) || { echo "$out" >&2; ! counting "$2" || exit 1; }
     failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
     failed=${failed:-0}
     record "$1" "$2" "$(echo "$out" | awk '/^tps = / {print $3; exit}')"
     record "$1.failed" "$2" "$failed"
-    if [ "$2" = org_stats ] && { [ "$failed" != 0 ] || echo "$out" | grep -q aborted; }; then
-        echo "org_stats transactions failed in $1:" >&2
+    if counting "$2" && { [ "$failed" != 0 ] || echo "$out" | grep -q aborted; }; then
+        echo "$2 transactions failed in $1:" >&2
         echo "$out" >&2
         exit 1
     fi
@@ -146,6 +165,12 @@ listening() { # listen-sql command...
 
 run_workload() { # workload variant
     local w=$1 v=$2
+    if [ "$v" = portable ]; then
+        [[ $PORTABLE_WORKLOADS == *" $w "* ]] || return 0
+        DB=$PORTABLE_DB
+    else
+        DB=$MAIN_DB
+    fi
     if [ "$w" = pooled_60_clients ]; then
         [ "$v" = handwritten ] || run_pooled "$v"   # against no counting only
         return
@@ -235,13 +260,14 @@ run_workload() { # workload variant
             case $v in
                 none) pgbench_tps "$w" "$v" 8 read_group_by.sql ;;
                 handwritten) pgbench_tps "$w" "$v" 8 read_handwritten.sql ;;
-                org_stats) pgbench_tps "$w" "$v" 8 read_org_stats.sql ;;
+                org_stats | portable) pgbench_tps "$w" "$v" 8 read_org_stats.sql ;;
             esac ;;
         read_function_call_floor)
             [ "$v" = none ] || return 0
             pgbench_tps "$w" "$v" 8 read_function_floor.sql ;;
     esac
-    if [ "$v" = org_stats ]; then check_exact "$w"; fi
+    if counting "$v"; then check_exact "$w"; fi
+    DB=$MAIN_DB
 }
 
 # backfill() and recalculate() of a 1M-row table against one GROUP BY pass over it.

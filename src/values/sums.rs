@@ -246,7 +246,8 @@ impl Sum {
     }
 
     /// `sign` (+1 or -1) times one value of a summed column, by its text form (an integer's, or
-    /// numeric's output, which has no exponent). NULL adds nothing.
+    /// numeric's output, which has no exponent). NULL adds nothing. The unit tests' way in.
+    #[cfg(any(test, feature = "pg_test"))]
     pub fn of(text: Option<&str>, sign: i64) -> Sum {
         let mut sum = Sum::default();
         let Some(text) = text else {
