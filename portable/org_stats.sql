@@ -102,10 +102,10 @@ GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
 -- it and recalculate() can tell whose sessions have ended (their lock is free). When the session's
 -- last writing transaction did not commit before this transaction's snapshot (it was prepared
 -- for two-phase commit, and is pending or committed since), that transaction's row versions are
--- ones this one must neither wait for nor update: the session takes a new number.
+-- ones this one must neither wait for nor update: the session takes a new number. Called by the
+-- trigger functions only, on their search_path.
 CREATE OR REPLACE FUNCTION org_stats.session() RETURNS integer
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     mine integer := NULLIF(current_setting('org_stats_portable.session', true), '')::integer;
@@ -136,7 +136,6 @@ REVOKE ALL ON FUNCTION org_stats.session() FROM PUBLIC;
 -- Two sums arrays added part by part (NULL as zeros), and a sum of them.
 CREATE OR REPLACE FUNCTION org_stats.sums_plus(a numeric[], b numeric[]) RETURNS numeric[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE
            ARRAY(SELECT COALESCE(a[i], 0) + COALESCE(b[i], 0)
@@ -144,7 +143,6 @@ AS $$
 $$;
 CREATE OR REPLACE FUNCTION org_stats.sums_minus(a numeric[], b numeric[]) RETURNS numeric[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN a IS NULL AND b IS NULL THEN NULL ELSE
            ARRAY(SELECT COALESCE(a[i], 0) - COALESCE(b[i], 0)
@@ -158,7 +156,6 @@ CREATE OR REPLACE AGGREGATE org_stats.sums_total(numeric[]) (
 -- an infinity (as strings, which JSON numbers cannot be), else the exact finite sum.
 CREATE OR REPLACE FUNCTION org_stats.sums_json(columns text[], sums numeric[]) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT COALESCE(jsonb_object_agg(columns[i], CASE
                WHEN COALESCE(sums[5 * i - 3], 0) = 0 THEN 'null'::jsonb
@@ -172,7 +169,6 @@ $$;
 -- The base type of a column (through any domains), or NULL if it has none.
 CREATE OR REPLACE FUNCTION org_stats.column_type(tbl regclass, col name) RETURNS regtype
     LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE base(oid, typtype, typbasetype) AS (
         SELECT t.oid, t.typtype, t.typbasetype
@@ -188,7 +184,6 @@ $$;
 -- `value::text`, but an enum through its output function (its owner may cast it otherwise).
 CREATE OR REPLACE FUNCTION org_stats.text_sql(tbl regclass, col name, alias text) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN t.typtype = 'e'
                 THEN format('pg_catalog.textin(pg_catalog.enum_out(%s.%I))', alias, col)
@@ -201,7 +196,6 @@ $$;
 -- (org_id, status, n, sums) per group, sums as the counters keep them (see org_stats.counters).
 CREATE OR REPLACE FUNCTION org_stats.groups_sql(tbl regclass, sum_columns text[], source text) RETURNS text
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     parts text[] := '{}';
@@ -214,15 +208,15 @@ BEGIN
         v := format('d.v%s', i);
         special := org_stats.column_type(tbl, sum_columns[i]) = 'numeric'::regtype;
         finite := CASE WHEN special
-                       THEN format('%1$s::pg_catalog.numeric NOT IN (''NaN'', ''Infinity'', ''-Infinity'')', v)
+                       THEN format('%1$s::pg_catalog.numeric OPERATOR(pg_catalog.<>) ''NaN'' AND %1$s::pg_catalog.numeric OPERATOR(pg_catalog.<>) ''Infinity'' AND %1$s::pg_catalog.numeric OPERATOR(pg_catalog.<>) ''-Infinity''', v)
                        ELSE format('%s IS NOT NULL', v) END;
         parts := parts || ARRAY[
-            format('COALESCE(pg_catalog.sum(CASE WHEN %s THEN d.s * %s::pg_catalog.numeric END), 0)', finite, v),
+            format('COALESCE(pg_catalog.sum(CASE WHEN %s THEN d.s OPERATOR(pg_catalog.*) %s::pg_catalog.numeric END), 0)', finite, v),
             format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s IS NOT NULL), 0)', v)];
         parts := parts || CASE WHEN special THEN ARRAY[
-            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric = ''NaN''), 0)', v),
-            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric = ''Infinity''), 0)', v),
-            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric = ''-Infinity''), 0)', v)]
+            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric OPERATOR(pg_catalog.=) ''NaN''), 0)', v),
+            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric OPERATOR(pg_catalog.=) ''Infinity''), 0)', v),
+            format('COALESCE(pg_catalog.sum(d.s) FILTER (WHERE %s::pg_catalog.numeric OPERATOR(pg_catalog.=) ''-Infinity''), 0)', v)]
             ELSE ARRAY['0', '0', '0'] END;
     END LOOP;
     RETURN format('SELECT d.org_id, d.status, pg_catalog.sum(d.s)::pg_catalog.int8 AS n, %s AS sums
@@ -238,7 +232,6 @@ $$;
 CREATE OR REPLACE FUNCTION org_stats.rows_sql(t org_stats.trackings, relation text, sign integer, extra text DEFAULT 'true')
     RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('SELECT %s AS org_id, %s AS status, %s AS s%s FROM %s r WHERE r.%I IS NOT NULL AND (%s) AND (%s)',
                   org_stats.text_sql(t.relid, t.org_column, 'r'),
@@ -254,7 +247,6 @@ $$;
 CREATE OR REPLACE FUNCTION org_stats.actual_groups(t org_stats.trackings, orgs text[])
     RETURNS TABLE (org_id text, status text, n bigint, sums numeric[])
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY EXECUTE org_stats.groups_sql(t.relid, t.sum_columns,
@@ -270,7 +262,6 @@ $$;
 CREATE OR REPLACE FUNCTION org_stats.groups_of(t org_stats.trackings, orgs text[])
     RETURNS TABLE (org_id text, status text, n bigint, sums numeric[])
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF t.backfilled_at IS NULL THEN
@@ -287,16 +278,20 @@ END
 $$;
 
 -- Per-tracking trigger functions: made by track(), named after the tracking's table_id, run
--- with their owner's rights (the tracking owner's: the counters are not writable by others).
+-- with their owner's rights (the tracking owner's: the counters are not writable by others), on
+-- search_path pg_catalog, whatever the writer's is (org_stats.session() runs inside them).
 CREATE OR REPLACE FUNCTION org_stats.make_triggers(t org_stats.trackings) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     event  text;
     source text;
-    zeros  text := CASE WHEN t.sum_columns IS NULL THEN 'NULL'
-                        ELSE format('pg_catalog.array_fill(0::pg_catalog.numeric, ARRAY[%s])', 5 * cardinality(t.sum_columns)) END;
+    kept   text := CASE WHEN t.sum_columns IS NULL
+                        THEN 'g.n OPERATOR(pg_catalog.<>) 0'
+                        ELSE format('g.n OPERATOR(pg_catalog.<>) 0 OR g.sums OPERATOR(pg_catalog.<>) pg_catalog.array_fill(0::pg_catalog.numeric, ARRAY[%s])',
+                                    5 * cardinality(t.sum_columns)) END;
+    added  text := CASE WHEN t.sum_columns IS NULL THEN ''
+                        ELSE ', sums = org_stats.sums_plus(c.sums, excluded.sums)' END;
 BEGIN
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
         source := CASE event
@@ -306,22 +301,20 @@ BEGIN
                  || org_stats.rows_sql(t, 'org_stats_old', -1) END;
         EXECUTE format($f$
             CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
-                LANGUAGE plpgsql SECURITY DEFINER
-                SET search_path = pg_catalog, pg_temp
+                LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
             AS $body$
             BEGIN
                 INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
                 SELECT %2$s, g.org_id, g.status, org_stats.session(), g.n, g.sums
                   FROM (%3$s) g
-                 WHERE g.n OPERATOR(pg_catalog.<>) 0 OR g.sums OPERATOR(pg_catalog.<>) %4$s
+                 WHERE %4$s
                     ON CONFLICT ON CONSTRAINT counters_key DO UPDATE
-                   SET n = c.n OPERATOR(pg_catalog.+) excluded.n,
-                       sums = org_stats.sums_plus(c.sums, excluded.sums);
+                   SET n = c.n OPERATOR(pg_catalog.+) excluded.n %5$s;
                 RETURN NULL;
             END
             $body$ $f$,
             format('count_%s_%s', t.table_id, event), t.table_id,
-            org_stats.groups_sql(t.relid, t.sum_columns, source), zeros);
+            org_stats.groups_sql(t.relid, t.sum_columns, source), kept, added);
         EXECUTE format('REVOKE ALL ON FUNCTION org_stats.%I() FROM PUBLIC', format('count_%s_%s', t.table_id, event));
         EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION org_stats.%I()',
                        format('org_stats_%s_%s', event, t.table_id), upper(event), t.relid,
@@ -332,8 +325,7 @@ BEGIN
     END LOOP;
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
-            LANGUAGE plpgsql SECURITY DEFINER
-            SET search_path = pg_catalog, pg_temp
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
         AS $body$
         BEGIN
             DELETE FROM org_stats.counters WHERE table_id OPERATOR(pg_catalog.=) %2$s;
@@ -349,7 +341,6 @@ REVOKE ALL ON FUNCTION org_stats.make_triggers(org_stats.trackings) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION org_stats.drop_triggers(t org_stats.trackings) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     event text;
@@ -370,7 +361,6 @@ REVOKE ALL ON FUNCTION org_stats.drop_triggers(org_stats.trackings) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION org_stats.drift(t org_stats.trackings, orgs text[], repair boolean)
     RETURNS TABLE (org_id text, status text, stored bigint, actual bigint, stored_sums numeric[], actual_sums numeric[])
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY EXECUTE format($q$
@@ -413,7 +403,6 @@ REVOKE ALL ON FUNCTION org_stats.drift(org_stats.trackings, text[], boolean) FRO
 -- Caller must own the table (directly or through a role), as for the native edition.
 CREATE OR REPLACE FUNCTION org_stats.require_owner(tbl regclass, action text) RETURNS void
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
@@ -426,7 +415,6 @@ $$;
 -- `t`, if the caller may read its table's counts (SELECT on the table), else 42501.
 CREATE OR REPLACE FUNCTION org_stats.readable(t org_stats.trackings, shown text) RETURNS org_stats.trackings
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT has_table_privilege(t.relid, 'SELECT') THEN
@@ -440,7 +428,6 @@ $$;
 -- The default tracking of `tbl` (`shown` as the caller named it), if the caller may read it.
 CREATE OR REPLACE FUNCTION org_stats.tracking_of(tbl regclass, shown text DEFAULT NULL) RETURNS org_stats.trackings
     LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found org_stats.trackings;
@@ -478,8 +465,7 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The SQL surface: the native edition's functions, with the same arguments and results. Those
--- naming a tracking by text keep the caller's search_path, on which a table's name resolves.
+-- The SQL surface: the native edition's functions, with the same arguments and results.
 
 CREATE OR REPLACE FUNCTION org_stats.track(tbl regclass, org_column name DEFAULT 'workos_org_id',
                                            status_column name DEFAULT 'status', backfill boolean DEFAULT true,
@@ -487,7 +473,6 @@ CREATE OR REPLACE FUNCTION org_stats.track(tbl regclass, org_column name DEFAULT
                                            name text DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t      org_stats.trackings;
@@ -561,7 +546,6 @@ $$;
 
 CREATE OR REPLACE FUNCTION org_stats.untrack_tracking(t org_stats.trackings) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF EXISTS (SELECT FROM pg_class WHERE oid = t.relid) THEN
@@ -575,7 +559,6 @@ $$;
 
 CREATE OR REPLACE FUNCTION org_stats.untrack(tbl regclass) RETURNS void
     LANGUAGE sql STRICT VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT org_stats.untrack_tracking(org_stats.tracking_of(tbl)) $$;
 
 CREATE OR REPLACE FUNCTION org_stats.untrack(tracking text) RETURNS void
@@ -585,7 +568,6 @@ AS $$ SELECT org_stats.untrack_tracking(org_stats.tracking_of(tracking)) $$;
 CREATE OR REPLACE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
     RETURNS TABLE (status text, count bigint)
     LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g ORDER BY g.status $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_id text)
@@ -605,7 +587,6 @@ $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text) RETURNS bigint
     LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
 AS $$ SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tracking text, org_id text) RETURNS bigint
@@ -614,7 +595,6 @@ AS $$ SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tr
 
 CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text, status text) RETURNS bigint
     LANGUAGE sql STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN tbl IS NOT NULL AND org_id IS NOT NULL THEN
            (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
@@ -631,7 +611,6 @@ $$;
 
 CREATE OR REPLACE FUNCTION org_stats.counts(tbl regclass, org_id text) RETURNS jsonb
     LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
       FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
@@ -678,7 +657,6 @@ CREATE OR REPLACE FUNCTION org_stats.check_drift(tbl regclass DEFAULT NULL, org_
     RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
                    stored_sums jsonb, actual_sums jsonb)
     LANGUAGE sql STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT t.relid, d.org_id, d.status, d.stored, d.actual, t.name,
            org_stats.sums_json(t.sum_columns, d.stored_sums), org_stats.sums_json(t.sum_columns, d.actual_sums)
@@ -705,7 +683,6 @@ $$;
 -- their sessions may write them, and must never wait or fail for it.
 CREATE OR REPLACE FUNCTION org_stats.fold() RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     gone integer;
@@ -735,7 +712,6 @@ CREATE OR REPLACE FUNCTION org_stats.recalculate_trackings(targets org_stats.tra
     RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
                    stored_sums jsonb, actual_sums jsonb)
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t        org_stats.trackings;
@@ -771,7 +747,6 @@ CREATE OR REPLACE FUNCTION org_stats.recalculate(tbl regclass DEFAULT NULL, org_
     RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
                    stored_sums jsonb, actual_sums jsonb)
     LANGUAGE sql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM org_stats.recalculate_trackings(
         ARRAY(SELECT t FROM org_stats.trackings t
@@ -839,7 +814,6 @@ GRANT SELECT ON org_stats.health TO PUBLIC;
 -- Where pg_cron is installed: recalculate() every night (or on `schedule`), as the caller.
 CREATE OR REPLACE FUNCTION org_stats.schedule_recalculation(schedule text DEFAULT '0 3 * * *') RETURNS bigint
     LANGUAGE plpgsql STRICT VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
@@ -853,7 +827,6 @@ $$;
 
 CREATE OR REPLACE FUNCTION org_stats.unschedule_recalculation() RETURNS boolean
     LANGUAGE plpgsql STRICT VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
