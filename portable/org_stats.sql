@@ -109,17 +109,22 @@ CREATE OR REPLACE FUNCTION org_stats.session() RETURNS integer
 AS $$
 DECLARE
     mine integer := NULLIF(current_setting('org_stats_portable.session', true), '')::integer;
-    last xid8 := NULLIF(current_setting('org_stats_portable.transaction', true), '')::xid8;
-    this xid8 := pg_current_xact_id();
+    last xid8;
+    this xid8;
 BEGIN
-    IF last IS DISTINCT FROM this THEN
-        IF mine IS NOT NULL AND last IS NOT NULL AND NOT pg_visible_in_snapshot(last, pg_current_snapshot()) THEN
-            IF pg_xact_status(last) IS DISTINCT FROM 'aborted' THEN
-                PERFORM pg_advisory_unlock(1869768563, mine);
-                mine := NULL;
+    -- Without prepared transactions (the default, and most providers'), none of this can happen.
+    IF current_setting('max_prepared_transactions') <> '0' THEN
+        last := NULLIF(current_setting('org_stats_portable.transaction', true), '')::xid8;
+        this := pg_current_xact_id();
+        IF last IS DISTINCT FROM this THEN
+            IF mine IS NOT NULL AND last IS NOT NULL AND NOT pg_visible_in_snapshot(last, pg_current_snapshot()) THEN
+                IF pg_xact_status(last) IS DISTINCT FROM 'aborted' THEN
+                    PERFORM pg_advisory_unlock(1869768563, mine);
+                    mine := NULL;
+                END IF;
             END IF;
+            PERFORM set_config('org_stats_portable.transaction', this::text, false);
         END IF;
-        PERFORM set_config('org_stats_portable.transaction', this::text, false);
     END IF;
     IF mine IS NULL THEN
         LOOP
@@ -148,8 +153,12 @@ AS $$
            ARRAY(SELECT COALESCE(a[i], 0) - COALESCE(b[i], 0)
                    FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) i) END
 $$;
+-- The aggregate skips NULLs (trackings without sums): its step is strict.
+CREATE OR REPLACE FUNCTION org_stats.sums_add(a numeric[], b numeric[]) RETURNS numeric[]
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT org_stats.sums_plus(a, b) $$;
 CREATE OR REPLACE AGGREGATE org_stats.sums_total(numeric[]) (
-    SFUNC = org_stats.sums_plus, STYPE = numeric[], PARALLEL = SAFE
+    SFUNC = org_stats.sums_add, STYPE = numeric[], PARALLEL = SAFE
 );
 
 -- What sum() returns for each summed column, as `{"column": sum}`: NULL without values, NaN,
@@ -258,7 +267,8 @@ END
 $$;
 
 -- The groups of a tracking with count and sums, of the orgs in `orgs` (NULL: all): from its
--- counters, or while it awaits its backfill, counted live (exact either way).
+-- counters, or while it awaits its backfill, counted live (exact either way). One simple query
+-- per case, so that each keeps one plan for the session.
 CREATE OR REPLACE FUNCTION org_stats.groups_of(t org_stats.trackings, orgs text[])
     RETURNS TABLE (org_id text, status text, n bigint, sums numeric[])
     LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -266,14 +276,30 @@ AS $$
 BEGIN
     IF t.backfilled_at IS NULL THEN
         RETURN QUERY SELECT * FROM org_stats.actual_groups(t, orgs) a WHERE a.n <> 0;
-        RETURN;
+    ELSIF orgs IS NULL THEN
+        RETURN QUERY
+        SELECT c.org_id, c.status, sum(c.n)::bigint, org_stats.sums_total(c.sums)
+          FROM org_stats.readable_counters c
+         WHERE c.table_id = t.table_id
+         GROUP BY c.org_id, c.status
+        HAVING sum(c.n) <> 0;
+    ELSIF cardinality(orgs) = 1 THEN
+        -- One org, the dashboard's read: compared as a scalar, its plan is kept (with an array,
+        -- the planner would plan it again at every call).
+        RETURN QUERY
+        SELECT c.org_id, c.status, sum(c.n)::bigint, org_stats.sums_total(c.sums)
+          FROM org_stats.readable_counters c
+         WHERE c.table_id = t.table_id AND c.org_id = orgs[1]
+         GROUP BY c.org_id, c.status
+        HAVING sum(c.n) <> 0;
+    ELSE
+        RETURN QUERY
+        SELECT c.org_id, c.status, sum(c.n)::bigint, org_stats.sums_total(c.sums)
+          FROM org_stats.readable_counters c
+         WHERE c.table_id = t.table_id AND c.org_id = ANY (orgs)
+         GROUP BY c.org_id, c.status
+        HAVING sum(c.n) <> 0;
     END IF;
-    RETURN QUERY
-    SELECT c.org_id, c.status, sum(c.n)::bigint, org_stats.sums_total(c.sums)
-      FROM org_stats.readable_counters c
-     WHERE c.table_id = t.table_id AND (orgs IS NULL OR c.org_id = ANY (orgs))
-     GROUP BY c.org_id, c.status
-    HAVING sum(c.n) <> 0;
 END
 $$;
 
@@ -412,16 +438,13 @@ BEGIN
 END
 $$;
 
--- `t`, if the caller may read its table's counts (SELECT on the table), else 42501.
-CREATE OR REPLACE FUNCTION org_stats.readable(t org_stats.trackings, shown text) RETURNS org_stats.trackings
+-- The error of a read of a table the caller may not SELECT from (`shown` as the caller named it).
+CREATE OR REPLACE FUNCTION org_stats.cannot_read(shown text) RETURNS void
     LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
-    IF NOT has_table_privilege(t.relid, 'SELECT') THEN
-        RAISE EXCEPTION 'permission denied for table %', shown USING ERRCODE = 'insufficient_privilege',
-            HINT = 'Counts of a table are visible to roles with SELECT on it; ask its owner to GRANT SELECT.';
-    END IF;
-    RETURN t;
+    RAISE EXCEPTION 'permission denied for table %', shown USING ERRCODE = 'insufficient_privilege',
+        HINT = 'Counts of a table are visible to roles with SELECT on it; ask its owner to GRANT SELECT.';
 END
 $$;
 
@@ -438,7 +461,10 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Track it with org_stats.track(); org_stats.tracked_tables lists the tracked tables.';
     END IF;
-    RETURN org_stats.readable(found, COALESCE(shown, tbl::text));
+    IF NOT has_table_privilege(tbl, 'SELECT') THEN
+        PERFORM org_stats.cannot_read(COALESCE(shown, tbl::text));
+    END IF;
+    RETURN found;
 END
 $$;
 
@@ -452,7 +478,10 @@ DECLARE
 BEGIN
     SELECT * INTO found FROM org_stats.trackings t WHERE t.name = reference;
     IF found.table_id IS NOT NULL THEN
-        RETURN org_stats.readable(found, reference);
+        IF NOT has_table_privilege(found.relid, 'SELECT') THEN
+            PERFORM org_stats.cannot_read(reference);
+        END IF;
+        RETURN found;
     END IF;
     -- Resolved on the caller's search_path, as a regclass argument would be.
     tbl := pg_catalog.to_regclass(reference);
@@ -565,92 +594,138 @@ CREATE OR REPLACE FUNCTION org_stats.untrack(tracking text) RETURNS void
     LANGUAGE sql STRICT VOLATILE PARALLEL UNSAFE
 AS $$ SELECT org_stats.untrack_tracking(org_stats.tracking_of(tracking)) $$;
 
+-- The reads are PL/pgSQL: a SQL function's plan is made again at every call of the query that
+-- calls it, a PL/pgSQL function's once per session.
 CREATE OR REPLACE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
     RETURNS TABLE (status text, count bigint)
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
-AS $$ SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g ORDER BY g.status $$;
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g ORDER BY g.status;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_id text)
     RETURNS TABLE (status text, count bigint)
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
-AS $$ SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g ORDER BY g.status $$;
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g ORDER BY g.status;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_ids text[])
     RETURNS TABLE (org_id text, status text, count bigint)
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT g.org_id, g.status, g.n
-      FROM org_stats.groups_of(org_stats.tracking_of(tracking), org_ids) g
-      JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
-     ORDER BY k.i, g.status
+          FROM org_stats.groups_of(org_stats.tracking_of(tracking), org_ids) g
+          JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
+         ORDER BY k.i, g.status;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text) RETURNS bigint
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
-AS $$ SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g $$;
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    RETURN (
+    SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g);
+END
+$$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tracking text, org_id text) RETURNS bigint
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
-AS $$ SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g $$;
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    RETURN (
+    SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g);
+END
+$$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text, status text) RETURNS bigint
-    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN (
     SELECT CASE WHEN tbl IS NOT NULL AND org_id IS NOT NULL THEN
-           (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
-             WHERE g.status IS NOT DISTINCT FROM count.status) END
+               (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
+                 WHERE g.status IS NOT DISTINCT FROM count.status) END);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tracking text, org_id text, status text) RETURNS bigint
-    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN (
     SELECT CASE WHEN tracking IS NOT NULL AND org_id IS NOT NULL THEN
-           (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g
-             WHERE g.status IS NOT DISTINCT FROM count.status) END
+               (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g
+                 WHERE g.status IS NOT DISTINCT FROM count.status) END);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.counts(tbl regclass, org_id text) RETURNS jsonb
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN (
     SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
-      FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
+          FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.counts(tracking text, org_id text) RETURNS jsonb
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN (
     SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
-      FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g
+          FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.totals(tracking text, org_id text)
     RETURNS TABLE (status text, count bigint, sums jsonb)
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT g.status, g.n, org_stats.sums_json(t.sum_columns, g.sums)
-      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, ARRAY[org_id]) g
-     ORDER BY g.status
+          FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, ARRAY[org_id]) g
+         ORDER BY g.status;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.totals(tracking text, org_ids text[])
     RETURNS TABLE (org_id text, status text, count bigint, sums jsonb)
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT g.org_id, g.status, g.n, org_stats.sums_json(t.sum_columns, g.sums)
-      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, org_ids) g
-      JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
-     ORDER BY k.i, g.status
+          FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, org_ids) g
+          JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
+         ORDER BY k.i, g.status;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.totals(tracking text)
     RETURNS TABLE (status text, count bigint, sums jsonb)
-    LANGUAGE sql STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT g.status, sum(g.n)::bigint, org_stats.sums_json(t.sum_columns, org_stats.sums_total(g.sums))
-      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, NULL) g
-     GROUP BY g.status, t.sum_columns
-    HAVING sum(g.n) <> 0
-     ORDER BY g.status
+          FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, NULL) g
+         GROUP BY g.status, t.sum_columns
+        HAVING sum(g.n) <> 0
+         ORDER BY g.status;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.check_drift(tbl regclass DEFAULT NULL, org_id text DEFAULT NULL)
