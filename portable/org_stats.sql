@@ -329,9 +329,11 @@ BEGIN
             CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
                 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
             AS $body$
+            DECLARE
+                mine integer := org_stats.session();
             BEGIN
                 INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
-                SELECT %2$s, g.org_id, g.status, org_stats.session(), g.n, g.sums
+                SELECT %2$s, g.org_id, g.status, mine, g.n, g.sums
                   FROM (%3$s) g
                  WHERE %4$s
                     ON CONFLICT ON CONSTRAINT counters_key DO UPDATE
@@ -489,7 +491,11 @@ BEGIN
         RAISE EXCEPTION 'no tracking or table is named "%"', reference USING ERRCODE = 'undefined_object',
             HINT = 'Name a tracking, or a tracked table as a regclass would (schema-qualified if it is not on the search path); org_stats.tracked_tables lists each tracking''s table and name.';
     END IF;
-    RETURN org_stats.tracking_of(tbl, reference);
+    SELECT * INTO found FROM org_stats.trackings t WHERE t.relid = tbl AND t.name IS NULL;
+    IF found.table_id IS NULL OR NOT has_table_privilege(tbl, 'SELECT') THEN
+        RETURN org_stats.tracking_of(tbl, reference);   -- which says why not
+    END IF;
+    RETURN found;
 END
 $$;
 
