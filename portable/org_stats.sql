@@ -276,13 +276,6 @@ AS $$
 BEGIN
     IF t.backfilled_at IS NULL THEN
         RETURN QUERY SELECT * FROM org_stats.actual_groups(t, orgs) a WHERE a.n <> 0;
-    ELSIF orgs IS NULL THEN
-        RETURN QUERY
-        SELECT c.org_id, c.status, sum(c.n)::bigint, org_stats.sums_total(c.sums)
-          FROM org_stats.readable_counters c
-         WHERE c.table_id = t.table_id
-         GROUP BY c.org_id, c.status
-        HAVING sum(c.n) <> 0;
     ELSIF cardinality(orgs) = 1 THEN
         -- One org, the dashboard's read: compared as a scalar, its plan is kept (with an array,
         -- the planner would plan it again at every call).
@@ -296,7 +289,7 @@ BEGIN
         RETURN QUERY
         SELECT c.org_id, c.status, sum(c.n)::bigint, org_stats.sums_total(c.sums)
           FROM org_stats.readable_counters c
-         WHERE c.table_id = t.table_id AND c.org_id = ANY (orgs)
+         WHERE c.table_id = t.table_id AND (orgs IS NULL OR c.org_id = ANY (orgs))
          GROUP BY c.org_id, c.status
         HAVING sum(c.n) <> 0;
     END IF;
@@ -601,26 +594,43 @@ CREATE OR REPLACE FUNCTION org_stats.untrack(tracking text) RETURNS void
 AS $$ SELECT org_stats.untrack_tracking(org_stats.tracking_of(tracking)) $$;
 
 -- The reads are PL/pgSQL: a SQL function's plan is made again at every call of the query that
--- calls it, a PL/pgSQL function's once per session.
-CREATE OR REPLACE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
+-- calls it, a PL/pgSQL function's once per session. Each takes its tracking as
+-- org_stats.tracking_of() finds it (by table or by name); the shared part is done once, here.
+CREATE OR REPLACE FUNCTION org_stats.statuses_of(t org_stats.trackings, org_id text)
     RETURNS TABLE (status text, count bigint)
-    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RETURN QUERY
-    SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g ORDER BY g.status;
+    RETURN QUERY SELECT g.status, g.n FROM org_stats.groups_of(t, ARRAY[org_id]) g ORDER BY g.status;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_id text)
-    RETURNS TABLE (status text, count bigint)
-    LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+CREATE OR REPLACE FUNCTION org_stats.count_of(t org_stats.trackings, org_id text, only_status boolean, status text)
+    RETURNS bigint
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RETURN QUERY
-    SELECT g.status, g.n FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g ORDER BY g.status;
+    RETURN (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(t, ARRAY[org_id]) g
+             WHERE NOT only_status OR g.status IS NOT DISTINCT FROM count_of.status);
 END
 $$;
+
+CREATE OR REPLACE FUNCTION org_stats.counts_of(t org_stats.trackings, org_id text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN (SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
+              FROM org_stats.groups_of(t, ARRAY[org_id]) g);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION org_stats.count_by_status(tbl regclass, org_id text)
+    RETURNS TABLE (status text, count bigint) LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+AS $$ BEGIN RETURN QUERY SELECT * FROM org_stats.statuses_of(org_stats.tracking_of(tbl), org_id); END $$;
+
+CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_id text)
+    RETURNS TABLE (status text, count bigint) LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
+AS $$ BEGIN RETURN QUERY SELECT * FROM org_stats.statuses_of(org_stats.tracking_of(tracking), org_id); END $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count_by_status(tracking text, org_ids text[])
     RETURNS TABLE (org_id text, status text, count bigint)
@@ -629,38 +639,27 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT g.org_id, g.status, g.n
-          FROM org_stats.groups_of(org_stats.tracking_of(tracking), org_ids) g
-          JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
-         ORDER BY k.i, g.status;
+      FROM org_stats.groups_of(org_stats.tracking_of(tracking), org_ids) g
+      JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
+     ORDER BY k.i, g.status;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text) RETURNS bigint
     LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
-AS $$
-BEGIN
-    RETURN (
-    SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g);
-END
-$$;
+AS $$ BEGIN RETURN org_stats.count_of(org_stats.tracking_of(tbl), org_id, false, NULL); END $$;
 
 CREATE OR REPLACE FUNCTION org_stats.count(tracking text, org_id text) RETURNS bigint
     LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
-AS $$
-BEGIN
-    RETURN (
-    SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g);
-END
-$$;
+AS $$ BEGIN RETURN org_stats.count_of(org_stats.tracking_of(tracking), org_id, false, NULL); END $$;
 
+-- Not strict: a NULL status counts the rows whose status is NULL.
 CREATE OR REPLACE FUNCTION org_stats.count(tbl regclass, org_id text, status text) RETURNS bigint
     LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    RETURN (
-    SELECT CASE WHEN tbl IS NOT NULL AND org_id IS NOT NULL THEN
-               (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g
-                 WHERE g.status IS NOT DISTINCT FROM count.status) END);
+    RETURN CASE WHEN tbl IS NOT NULL AND org_id IS NOT NULL
+                THEN org_stats.count_of(org_stats.tracking_of(tbl), org_id, true, status) END;
 END
 $$;
 
@@ -668,32 +667,18 @@ CREATE OR REPLACE FUNCTION org_stats.count(tracking text, org_id text, status te
     LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    RETURN (
-    SELECT CASE WHEN tracking IS NOT NULL AND org_id IS NOT NULL THEN
-               (SELECT COALESCE(sum(g.n), 0)::bigint FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g
-                 WHERE g.status IS NOT DISTINCT FROM count.status) END);
+    RETURN CASE WHEN tracking IS NOT NULL AND org_id IS NOT NULL
+                THEN org_stats.count_of(org_stats.tracking_of(tracking), org_id, true, status) END;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION org_stats.counts(tbl regclass, org_id text) RETURNS jsonb
     LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
-AS $$
-BEGIN
-    RETURN (
-    SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
-          FROM org_stats.groups_of(org_stats.tracking_of(tbl), ARRAY[org_id]) g);
-END
-$$;
+AS $$ BEGIN RETURN org_stats.counts_of(org_stats.tracking_of(tbl), org_id); END $$;
 
 CREATE OR REPLACE FUNCTION org_stats.counts(tracking text, org_id text) RETURNS jsonb
     LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
-AS $$
-BEGIN
-    RETURN (
-    SELECT COALESCE(jsonb_object_agg(g.status, g.n) FILTER (WHERE g.status IS NOT NULL), '{}')
-          FROM org_stats.groups_of(org_stats.tracking_of(tracking), ARRAY[org_id]) g);
-END
-$$;
+AS $$ BEGIN RETURN org_stats.counts_of(org_stats.tracking_of(tracking), org_id); END $$;
 
 CREATE OR REPLACE FUNCTION org_stats.totals(tracking text, org_id text)
     RETURNS TABLE (status text, count bigint, sums jsonb)
@@ -702,8 +687,8 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT g.status, g.n, org_stats.sums_json(t.sum_columns, g.sums)
-          FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, ARRAY[org_id]) g
-         ORDER BY g.status;
+      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, ARRAY[org_id]) g
+     ORDER BY g.status;
 END
 $$;
 
@@ -714,9 +699,9 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT g.org_id, g.status, g.n, org_stats.sums_json(t.sum_columns, g.sums)
-          FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, org_ids) g
-          JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
-         ORDER BY k.i, g.status;
+      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, org_ids) g
+      JOIN (SELECT o, min(i) AS i FROM unnest(org_ids) WITH ORDINALITY u(o, i) GROUP BY o) k ON k.o = g.org_id
+     ORDER BY k.i, g.status;
 END
 $$;
 
@@ -727,10 +712,10 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT g.status, sum(g.n)::bigint, org_stats.sums_json(t.sum_columns, org_stats.sums_total(g.sums))
-          FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, NULL) g
-         GROUP BY g.status, t.sum_columns
-        HAVING sum(g.n) <> 0
-         ORDER BY g.status;
+      FROM org_stats.tracking_of(tracking) t, org_stats.groups_of(t, NULL) g
+     GROUP BY g.status, t.sum_columns
+    HAVING sum(g.n) <> 0
+     ORDER BY g.status;
 END
 $$;
 
