@@ -251,18 +251,24 @@ AS $$
                   relation, t.org_column, COALESCE(t.filter, 'true'), extra)
 $$;
 
--- The groups a tracking's table holds now, counted live: (org_id, status, n, sums), of the orgs
--- in `orgs` (NULL: all).
+-- SQL of the groups a tracking's table holds now, counted live: (org_id, status, n, sums), of
+-- the orgs in the text[] $1 (NULL: all).
+CREATE OR REPLACE FUNCTION org_stats.actual_sql(t org_stats.trackings) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT org_stats.groups_sql(t.relid, t.sum_columns,
+        org_stats.rows_sql(t, t.relid::text, 1,
+                           format('$1 IS NULL OR %s OPERATOR(pg_catalog.=) ANY ($1)',
+                                  org_stats.text_sql(t.relid, t.org_column, 'r'))))
+$$;
+
+-- Those groups, of the orgs in `orgs` (NULL: all).
 CREATE OR REPLACE FUNCTION org_stats.actual_groups(t org_stats.trackings, orgs text[])
     RETURNS TABLE (org_id text, status text, n bigint, sums numeric[])
     LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE org_stats.groups_sql(t.relid, t.sum_columns,
-        org_stats.rows_sql(t, t.relid::text, 1,
-                           format('$1 IS NULL OR %s OPERATOR(pg_catalog.=) ANY ($1)',
-                                  org_stats.text_sql(t.relid, t.org_column, 'r'))))
-        USING orgs;
+    RETURN QUERY EXECUTE org_stats.actual_sql(t) USING orgs;
 END
 $$;
 
@@ -378,9 +384,11 @@ REVOKE ALL ON FUNCTION org_stats.drop_triggers(org_stats.trackings) FROM PUBLIC;
 
 -- Adds to the settled rows (session 0) what the counters lack of the table's rows of the orgs in
 -- `orgs` (NULL: all), computed and written in one statement, so on one snapshot: exact however
--- writers go on meanwhile. Returns the groups it changed, as check_drift() shows them.
+-- writers go on meanwhile. Returns the groups it changed (with `repair`; else those it would),
+-- as check_drift() shows them.
 CREATE OR REPLACE FUNCTION org_stats.drift(t org_stats.trackings, orgs text[], repair boolean)
-    RETURNS TABLE (org_id text, status text, stored bigint, actual bigint, stored_sums numeric[], actual_sums numeric[])
+    RETURNS TABLE (table_name regclass, org_id text, status text, stored bigint, actual bigint, tracking text,
+                   stored_sums jsonb, actual_sums jsonb)
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 BEGIN
@@ -398,14 +406,12 @@ BEGIN
              WHERE COALESCE(a.n, 0) <> COALESCE(s.n, 0)
                 OR org_stats.sums_minus(a.sums, s.sums) <> %3$s),
         repaired AS (%4$s)
-        SELECT d.org_id, d.status, d.stored, d.actual, d.stored_sums, d.actual_sums
+        SELECT $2, d.org_id, d.status, d.stored, d.actual, $3,
+               org_stats.sums_json($4, d.stored_sums), org_stats.sums_json($4, d.actual_sums)
           FROM differ d, (SELECT count(*) FROM repaired) r
          ORDER BY d.org_id, d.status $q$,
         t.table_id,
-        org_stats.groups_sql(t.relid, t.sum_columns,
-            org_stats.rows_sql(t, t.relid::text, 1,
-                               format('$1 IS NULL OR %s OPERATOR(pg_catalog.=) ANY ($1)',
-                                      org_stats.text_sql(t.relid, t.org_column, 'r')))),
+        org_stats.actual_sql(t),
         CASE WHEN t.sum_columns IS NULL THEN 'NULL'
              ELSE format('array_fill(0::numeric, ARRAY[%s])', 5 * cardinality(t.sum_columns)) END,
         CASE WHEN repair THEN format($r$
@@ -416,7 +422,7 @@ BEGIN
                SET n = c.n + excluded.n, sums = org_stats.sums_plus(c.sums, excluded.sums)
             RETURNING 1 $r$, t.table_id)
              ELSE 'SELECT 1 WHERE false' END)
-    USING orgs;
+    USING orgs, t.relid, t.name, t.sum_columns;
 END
 $$;
 REVOKE ALL ON FUNCTION org_stats.drift(org_stats.trackings, text[], boolean) FROM PUBLIC;
@@ -484,11 +490,7 @@ BEGIN
         RAISE EXCEPTION 'no tracking or table is named "%"', reference USING ERRCODE = 'undefined_object',
             HINT = 'Name a tracking, or a tracked table as a regclass would (schema-qualified if it is not on the search path); org_stats.tracked_tables lists each tracking''s table and name.';
     END IF;
-    SELECT * INTO found FROM org_stats.trackings t WHERE t.relid = tbl AND t.name IS NULL;
-    IF found.table_id IS NULL OR NOT has_table_privilege(tbl, 'SELECT') THEN
-        RETURN org_stats.tracking_of(tbl, reference);   -- which says why not
-    END IF;
-    RETURN found;
+    RETURN org_stats.tracking_of(tbl, reference);
 END
 $$;
 
@@ -724,8 +726,7 @@ CREATE OR REPLACE FUNCTION org_stats.check_drift(tbl regclass DEFAULT NULL, org_
                    stored_sums jsonb, actual_sums jsonb)
     LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT t.relid, d.org_id, d.status, d.stored, d.actual, t.name,
-           org_stats.sums_json(t.sum_columns, d.stored_sums), org_stats.sums_json(t.sum_columns, d.actual_sums)
+    SELECT d.*
       FROM org_stats.trackings t
      CROSS JOIN LATERAL org_stats.drift(t, CASE WHEN check_drift.org_id IS NOT NULL THEN ARRAY[check_drift.org_id] END, false) d
      WHERE (tbl IS NULL OR t.relid = tbl) AND pg_has_role((SELECT relowner FROM pg_class WHERE oid = t.relid), 'USAGE')
@@ -737,11 +738,8 @@ CREATE OR REPLACE FUNCTION org_stats.check_drift(tracking text, org_id text DEFA
                    stored_sums jsonb, actual_sums jsonb)
     LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT t.relid, d.org_id, d.status, d.stored, d.actual, t.name,
-           org_stats.sums_json(t.sum_columns, d.stored_sums), org_stats.sums_json(t.sum_columns, d.actual_sums)
-      FROM org_stats.tracking_of(check_drift.tracking) t
-     CROSS JOIN LATERAL org_stats.drift(t, CASE WHEN check_drift.org_id IS NOT NULL THEN ARRAY[check_drift.org_id] END, false) d
-     ORDER BY d.org_id, d.status
+    SELECT * FROM org_stats.drift(org_stats.tracking_of(check_drift.tracking),
+                                  CASE WHEN check_drift.org_id IS NOT NULL THEN ARRAY[check_drift.org_id] END, false)
 $$;
 
 -- Folds the counter rows of sessions that have ended (their advisory lock is free) into the
@@ -790,10 +788,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(1869768563, 0);
     FOREACH t IN ARRAY targets LOOP
         PERFORM org_stats.require_owner(t.relid, 'recalculate');
-        RETURN QUERY
-        SELECT t.relid, d.org_id, d.status, d.stored, d.actual, t.name,
-               org_stats.sums_json(t.sum_columns, d.stored_sums), org_stats.sums_json(t.sum_columns, d.actual_sums)
-          FROM org_stats.drift(t, CASE WHEN only_org IS NOT NULL THEN ARRAY[only_org] END, true) d;
+        RETURN QUERY SELECT * FROM org_stats.drift(t, CASE WHEN only_org IS NOT NULL THEN ARRAY[only_org] END, true);
         GET DIAGNOSTICS changed = ROW_COUNT;
         repaired := repaired + changed;
         orgs := orgs + (SELECT count(DISTINCT c.org_id) FROM org_stats.counters c WHERE c.table_id = t.table_id);
