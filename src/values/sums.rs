@@ -86,6 +86,7 @@ struct Decimal {
 }
 
 impl Decimal {
+    #[cfg(any(test, feature = "pg_test"))]
     fn parse(text: &str) -> Decimal {
         let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
         let digits = format!("{whole}{fraction}");
@@ -303,7 +304,8 @@ impl Sum {
         ]
     }
 
-    /// From the five numbers a counter row stores.
+    /// From the five numbers a counter row stores, as text (the unit tests' way back).
+    #[cfg(any(test, feature = "pg_test"))]
     pub fn from_parts(parts: &[String]) -> Sum {
         let count = |i: usize| i64::from_str(&parts[i]).expect("a count");
         Sum {
@@ -419,10 +421,27 @@ pub fn to_datum(sums: &[Sum]) -> Option<pg_sys::Datum> {
 /// # Safety
 /// `datum` is the `sums` of a counter row, or None.
 pub unsafe fn from_datum(datum: Option<pg_sys::Datum>) -> Vec<Sum> {
-    let Some(datum) = datum else {
-        return Vec::new();
-    };
-    let parts: Vec<Decimal> = numeric::elements(datum)
+    datum.map_or_else(Vec::new, |d| of_parts(numeric::elements(d)))
+}
+
+/// A `numeric[]` of sums (a counter row's, or one the SQL of `Tracked::sums_sql` computed) back
+/// to its sums (none for NULL).
+pub fn from_numerics(numerics: Option<Vec<AnyNumeric>>) -> Vec<Sum> {
+    let parts = numerics
+        .into_iter()
+        .flatten()
+        .map(pgrx::IntoDatum::into_datum);
+    // SAFETY: each part is a numeric datum of the current memory context.
+    unsafe { of_parts(parts) }
+}
+
+/// Sums from the five numbers a counter row stores per summed column, read from their stored
+/// form.
+///
+/// # Safety
+/// Each part is a `numeric` datum or None (NULL).
+unsafe fn of_parts(parts: impl IntoIterator<Item = Option<pg_sys::Datum>>) -> Vec<Sum> {
+    let parts: Vec<Decimal> = parts
         .into_iter()
         .map(|part| match part.map(|p| numeric::read(p)) {
             Some(Numeric::Finite(value)) => Decimal::of_numeric(&value),
@@ -442,15 +461,6 @@ pub unsafe fn from_datum(datum: Option<pg_sys::Datum>) -> Vec<Sum> {
             }
         })
         .collect()
-}
-
-/// A `numeric[]` of sums (a counter row's, or one the SQL of `Tracked::sums_sql` computed) back
-/// to its sums (none for NULL).
-pub fn from_numerics(numerics: Option<Vec<AnyNumeric>>) -> Vec<Sum> {
-    let parts: Vec<String> = numerics
-        .map(|v| v.iter().map(|n| n.to_string()).collect())
-        .unwrap_or_default();
-    parts.chunks(PARTS).map(Sum::from_parts).collect()
 }
 
 /// Adds `deltas` into `into` column by column (into may be shorter: it grows).
