@@ -28,7 +28,7 @@ fi
 read -r -a VARIANTS <<<"${ORG_STATS_BENCH_VARIANTS:-none handwritten org_stats portable}"
 MAIN_DB=org_stats_bench
 PORTABLE_DB=org_stats_bench_portable
-DB=$MAIN_DB   # the database of the variant being measured
+DB=$MAIN_DB   # the database sql() and pgbench use (run_workload's variant's, while it runs)
 PORTABLE_WORKLOADS=" bulk_update_100k insert_1_client insert_8_clients_100_orgs status_update_8_clients_one_org read_counts_big_org "
 ORG0_FIRST=$((BIG + 1))   # org_0's 1,000 loads follow org_big's; org_k's follow at +1000 * k
 WORK=$(mktemp -d /tmp/org_stats_bench.XXXXXX)
@@ -164,12 +164,10 @@ listening() { # listen-sql command...
 }
 
 run_workload() { # workload variant
-    local w=$1 v=$2
+    local w=$1 v=$2 DB=$MAIN_DB   # every function it calls sees this variant's database
     if [ "$v" = portable ]; then
         [[ $PORTABLE_WORKLOADS == *" $w "* ]] || return 0
         DB=$PORTABLE_DB
-    else
-        DB=$MAIN_DB
     fi
     if [ "$w" = pooled_60_clients ]; then
         [ "$v" = handwritten ] || run_pooled "$v"   # against no counting only
@@ -267,7 +265,6 @@ run_workload() { # workload variant
             pgbench_tps "$w" "$v" 8 read_function_floor.sql ;;
     esac
     if counting "$v"; then check_exact "$w"; fi
-    DB=$MAIN_DB
 }
 
 # backfill() and recalculate() of a 1M-row table against one GROUP BY pass over it.
