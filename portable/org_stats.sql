@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS org_stats.tracked (
     sum_columns          text[]
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tracked_relid_key ON org_stats.tracked (relid) WHERE name IS NULL;
+-- Of a partitioned table: the tables of its partition tree that have its triggers (see
+-- org_stats.make_triggers()); reads count live while the tree differs.
+ALTER TABLE org_stats.tracked ADD COLUMN IF NOT EXISTS partitions oid[];
 
 -- A group's count is the sum of its rows: one per session that wrote it (`session`, see
 -- org_stats.session()), and the settled row (`session` 0) that recalculate() keeps.
@@ -62,13 +65,31 @@ CREATE TABLE IF NOT EXISTS org_stats.recalculation_log (
 
 REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.recalculation_log FROM PUBLIC;
 
--- The trackings, readable by every role (as the native edition's tracked_tables is).
+-- The tables of a partitioned table's tree (itself included), in oid order; NULL for a plain table.
+CREATE OR REPLACE FUNCTION org_stats.partition_tree(tbl regclass) RETURNS oid[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT array_agg(p.relid::oid ORDER BY p.relid::oid) FROM pg_catalog.pg_partition_tree(tbl) p $$;
+
+-- Whether a tracking's table still exists: it has the tracking's trigger on its columns (see
+-- org_stats.make_triggers()), which goes with the table (a table made later with the same oid
+-- has none).
+CREATE OR REPLACE FUNCTION org_stats.table_exists(relid regclass, table_id integer) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                    WHERE g.tgrelid OPERATOR(pg_catalog.=) relid
+                      AND g.tgname OPERATOR(pg_catalog.=) ('org_stats_columns_' OPERATOR(pg_catalog.||) table_id)::name)
+$$;
+
+-- The trackings, readable by every role (as the native edition's tracked_tables is); a dropped
+-- table's are gone (its counters go at the next track() or recalculate()).
 CREATE OR REPLACE VIEW org_stats.tracked_tables AS
 SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.backfilled_at,
        t.name AS tracking, t.filter, t.sum_columns, false AS notify,
        ARRAY[t.status_column::text] AS group_by,
        NULL::name AS time_column, NULL::interval AS bucket, NULL::text AS bucket_time_zone
-  FROM org_stats.tracked t;
+  FROM org_stats.tracked t
+ WHERE org_stats.table_exists(t.relid, t.table_id);
 GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;
 
 -- Counter rows of the tables the querying role may read: a view runs with its owner's rights,
@@ -83,7 +104,7 @@ GRANT SELECT ON org_stats.readable_counters TO PUBLIC;
 -- Each tracking's identity and columns, for the read functions (run with the caller's rights).
 CREATE OR REPLACE VIEW org_stats.trackings AS
 SELECT t.table_id, t.relid, t.name, t.org_column, t.status_column, t.filter, t.sum_columns,
-       t.backfilled_at
+       t.backfilled_at, t.partitions
   FROM org_stats.tracked t;
 GRANT SELECT ON org_stats.trackings TO PUBLIC;
 
@@ -93,6 +114,7 @@ SELECT t.relid AS table_name, c.org_id, c.status, pg_catalog.sum(c.n)::bigint AS
   FROM org_stats.counters c
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
  WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND t.backfilled_at IS NOT NULL
+   AND (t.partitions IS NULL OR t.partitions OPERATOR(pg_catalog.=) org_stats.partition_tree(t.relid))
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, t.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
 GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
@@ -272,15 +294,27 @@ BEGIN
 END
 $$;
 
+-- Why a tracking's reads count live instead of reading its counters, or NULL: they await its
+-- backfill, or partitions were attached or detached since its triggers were made (a partition
+-- made since then fires none; an attached table's rows were never counted, a detached one's
+-- still are), until recalculate() follows the new tree.
+CREATE OR REPLACE FUNCTION org_stats.live_reason(t org_stats.trackings) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN t.backfilled_at IS NULL THEN 'awaiting backfill'
+                WHEN t.partitions IS NOT NULL AND t.partitions IS DISTINCT FROM org_stats.partition_tree(t.relid)
+                THEN 'partitions attached or detached: org_stats.recalculate() follows them' END
+$$;
+
 -- The groups of a tracking with count and sums, of the orgs in `orgs` (NULL: all): from its
--- counters, or while it awaits its backfill, counted live (exact either way). One simple query
+-- counters, or, while org_stats.live_reason() gives a reason, counted live (exact either way). One simple query
 -- per case, so that each keeps one plan for the session.
 CREATE OR REPLACE FUNCTION org_stats.groups_of(t org_stats.trackings, orgs text[])
     RETURNS TABLE (org_id text, status text, n bigint, sums numeric[])
     LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
-    IF t.backfilled_at IS NULL THEN
+    IF org_stats.live_reason(t) IS NOT NULL THEN
         RETURN QUERY SELECT * FROM org_stats.actual_groups(t, orgs) a WHERE a.n <> 0;
     ELSIF cardinality(orgs) = 1 THEN
         -- One org, the dashboard's read: compared as a scalar, its plan is kept (with an array,
@@ -302,13 +336,117 @@ BEGIN
 END
 $$;
 
+-- Whether `expr` can be one expression: parentheses that balance outside quotes.
+CREATE OR REPLACE FUNCTION org_stats.single_expression(expr text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    depth integer := 0;
+    quote text;
+    c     text;
+BEGIN
+    FOREACH c IN ARRAY regexp_split_to_array(expr, '') LOOP
+        IF quote IS NOT NULL THEN
+            quote := CASE WHEN c = quote THEN NULL ELSE quote END;  -- a doubled quote reopens
+        ELSIF c IN ('''', '"') THEN
+            quote := c;
+        ELSIF c = '(' THEN
+            depth := depth + 1;
+        ELSIF c = ')' THEN
+            depth := depth - 1;
+            EXIT WHEN depth < 0;
+        END IF;
+    END LOOP;
+    RETURN depth = 0 AND quote IS NULL;
+END
+$$;
+
+-- A filter checked as the native edition checks it: PostgreSQL parses it as a CHECK constraint
+-- of an empty temporary copy of the table, which refuses subqueries, aggregates, window and
+-- set-returning functions and system columns, and wants a boolean; it may call built-in
+-- immutable functions only, use no domain and read no whole row. Returns it as PostgreSQL prints
+-- it with search_path pg_catalog (what the trigger functions run with), and the columns it reads.
+CREATE OR REPLACE FUNCTION org_stats.checked_filter(tbl regclass, filter text, OUT stored text, OUT columns name[])
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    hint  constant text := 'A filter is a boolean expression over the table''s own columns and constants, using built-in (pg_catalog) immutable functions and operators only, such as deleted_at IS NULL or status <> ''VOID'': org_stats evaluates it with its own rights.';
+    shown constant text := (SELECT c.relname FROM pg_class c WHERE c.oid = tbl);
+    copy  regclass;
+    tree  text;
+    why   text;
+BEGIN
+    IF filter IS NULL THEN
+        RETURN;
+    END IF;
+    -- Never two statements: a semicolon is refused even inside a string constant.
+    IF strpos(filter, ';') > 0 THEN
+        RAISE EXCEPTION 'invalid filter of table %: syntax error at or near ";"', shown
+            USING ERRCODE = 'syntax_error', HINT = hint;
+    END IF;
+    IF NOT org_stats.single_expression(filter) THEN
+        RAISE EXCEPTION 'filter of table % is not a single expression', shown
+            USING ERRCODE = 'invalid_object_definition', HINT = hint;
+    END IF;
+    EXECUTE format('CREATE TEMP TABLE org_stats_filter (LIKE %s)', tbl);
+    copy := 'pg_temp.org_stats_filter'::regclass;
+    BEGIN
+        EXECUTE format('ALTER TABLE pg_temp.org_stats_filter ADD CONSTRAINT org_stats_filter CHECK (%s)', filter);
+    EXCEPTION WHEN syntax_error_or_access_rule_violation OR data_exception OR feature_not_supported
+                   OR invalid_object_definition OR grouping_error OR windowing_error THEN
+        RAISE EXCEPTION 'invalid filter of table %: %', shown,
+              replace(replace(replace(SQLERRM, 'check constraints', 'filters'), 'check constraint', 'filter'),
+                      'argument of CHECK ', 'argument of org_stats filter ')
+            USING ERRCODE = SQLSTATE, HINT = hint;
+    END;
+    SELECT k.conbin::text, org_stats.printed_check(copy) INTO tree, stored
+      FROM pg_constraint k WHERE k.conrelid = copy AND k.conname = 'org_stats_filter';
+    why := (SELECT format('calls %s, which is not a built-in immutable function', f.oid::regprocedure)
+              FROM regexp_matches(tree, ':(?:funcid|opfuncid) (\d+)', 'g') WITH ORDINALITY m(id, i)
+              JOIN pg_proc f ON f.oid = m.id[1]::oid
+             WHERE f.pronamespace <> 'pg_catalog'::regnamespace OR f.provolatile <> 'i'
+             ORDER BY m.i LIMIT 1);
+    why := COALESCE(why,
+                    CASE WHEN tree ~ '\{COERCETODOMAIN ' THEN 'uses a domain, whose constraints could call any function'
+                         WHEN tree ~ ':varattno (0|-)' THEN 'reads a system column or a whole row' END);
+    IF why IS NULL THEN
+        -- What the node text does not name (a cast through a type's output function, say) is
+        -- left to PostgreSQL's own test of an index expression.
+        BEGIN
+            EXECUTE format('CREATE INDEX ON pg_temp.org_stats_filter ((%s))', stored);
+        EXCEPTION WHEN invalid_object_definition THEN
+            why := 'calls a function that is not immutable (' || SQLERRM || ')';
+        END;
+    END IF;
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION 'filter of table % %', shown, why USING ERRCODE = 'invalid_object_definition', HINT = hint;
+    END IF;
+    columns := ARRAY(SELECT DISTINCT a.attname FROM regexp_matches(tree, ':varattno (\d+)', 'g') m(n)
+                       JOIN pg_attribute a ON a.attrelid = copy AND a.attnum = m.n[1]::smallint
+                      ORDER BY 1);
+    DROP TABLE pg_temp.org_stats_filter;
+END
+$$;
+
+-- A CHECK constraint of `rel` as PostgreSQL prints it with search_path pg_catalog, so names
+-- outside pg_catalog come out qualified.
+CREATE OR REPLACE FUNCTION org_stats.printed_check(rel regclass) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog
+AS $$ SELECT pg_get_expr(k.conbin, k.conrelid) FROM pg_constraint k WHERE k.conrelid = rel AND k.contype = 'c' $$;
+
 -- Per-tracking trigger functions: made by track(), named after the tracking's table_id, run
 -- with their owner's rights (the tracking owner's: the counters are not writable by others), on
--- search_path pg_catalog, whatever the writer's is (org_stats.session() runs inside them).
+-- search_path pg_catalog, whatever the writer's is (org_stats.session() runs inside them). Each
+-- table of a partition tree gets the statement triggers (a statement fires those of the table
+-- it names only, and their transition tables hold the rows of every partition below it); the
+-- tree is recorded in tracked.partitions. Made again, they replace the ones there, and a table
+-- that left the tree loses them.
 CREATE OR REPLACE FUNCTION org_stats.make_triggers(t org_stats.trackings) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
+    tree   oid[] := org_stats.partition_tree(t.relid);
+    rel    oid;
     event  text;
     source text;
     kept   text := CASE WHEN t.sum_columns IS NULL
@@ -317,6 +455,8 @@ DECLARE
                                     5 * cardinality(t.sum_columns)) END;
     added  text := CASE WHEN t.sum_columns IS NULL THEN ''
                         ELSE ', sums = org_stats.sums_plus(c.sums, excluded.sums)' END;
+    upsert text := 'ON CONFLICT ON CONSTRAINT counters_key DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n';
+    columns text[];
 BEGIN
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
         source := CASE event
@@ -335,47 +475,105 @@ BEGIN
                 SELECT %2$s, g.org_id, g.status, mine, g.n, g.sums
                   FROM (%3$s) g
                  WHERE %4$s
-                    ON CONFLICT ON CONSTRAINT counters_key DO UPDATE
-                   SET n = c.n OPERATOR(pg_catalog.+) excluded.n %5$s;
+                    %6$s %5$s;
                 RETURN NULL;
             END
             $body$ $f$,
             format('count_%s_%s', t.table_id, event), t.table_id,
-            org_stats.groups_sql(t.relid, t.sum_columns, source), kept, added);
-        EXECUTE format('REVOKE ALL ON FUNCTION org_stats.%I() FROM PUBLIC', format('count_%s_%s', t.table_id, event));
-        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION org_stats.%I()',
-                       format('org_stats_%s_%s', event, t.table_id), upper(event), t.relid,
-                       CASE event WHEN 'insert' THEN 'NEW TABLE AS org_stats_new'
-                                  WHEN 'delete' THEN 'OLD TABLE AS org_stats_old'
-                                  ELSE 'OLD TABLE AS org_stats_old NEW TABLE AS org_stats_new' END,
-                       format('count_%s_%s', t.table_id, event));
+            org_stats.groups_sql(t.relid, t.sum_columns, source), kept, added, upsert);
     END LOOP;
+    -- TRUNCATE has no transition table. A table's own: its counts go. A partition's: its rows
+    -- are counted out first (the parent's TRUNCATE fires every partition's trigger). Either
+    -- would miss rows committed after a REPEATABLE READ snapshot, which TRUNCATE removes too.
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
             LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
         AS $body$
         BEGIN
-            DELETE FROM org_stats.counters WHERE table_id OPERATOR(pg_catalog.=) %2$s;
+            IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+                RAISE EXCEPTION 'TRUNCATE of a table org_stats counts must run at READ COMMITTED'
+                    USING ERRCODE = 'invalid_transaction_state',
+                          HINT = 'The portable edition counts what TRUNCATE removes on the statement''s snapshot, which at REPEATABLE READ misses rows committed since the transaction began; run it in a READ COMMITTED transaction.';
+            END IF;
+            %2$s
             RETURN NULL;
         END
-        $body$ $f$, format('count_%s_truncate', t.table_id), t.table_id);
-    EXECUTE format('REVOKE ALL ON FUNCTION org_stats.%I() FROM PUBLIC', format('count_%s_truncate', t.table_id));
-    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION org_stats.%I()',
-                   format('org_stats_truncate_%s', t.table_id), t.relid, format('count_%s_truncate', t.table_id));
+        $body$ $f$, format('count_%s_truncate', t.table_id),
+        CASE WHEN tree IS NULL
+             THEN format('DELETE FROM org_stats.counters WHERE table_id OPERATOR(pg_catalog.=) %s;', t.table_id)
+             ELSE format($e$EXECUTE pg_catalog.format(%L, TG_RELID::pg_catalog.regclass) USING org_stats.session();$e$,
+                         replace(replace(
+                             format('INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
+                                     SELECT %s, g.org_id, g.status, $1, g.n, g.sums FROM (%s) g WHERE %s %s %s',
+                                    t.table_id,
+                                    org_stats.groups_sql(t.relid, t.sum_columns,
+                                                         org_stats.rows_sql(t, 'ONLY org_stats_truncated', -1)),
+                                    kept, upsert, added),
+                             '%', '%%'), 'ONLY org_stats_truncated r', 'ONLY %1$s r')) END);
+    FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION org_stats.%I() FROM PUBLIC', format('count_%s_%s', t.table_id, event));
+    END LOOP;
+    FOREACH rel IN ARRAY COALESCE(tree, ARRAY[t.relid::oid]) LOOP
+        FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            EXECUTE format('CREATE OR REPLACE TRIGGER %I %s %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION org_stats.%I()',
+                           format('org_stats_%s_%s', event, t.table_id),
+                           CASE event WHEN 'truncate' THEN 'BEFORE' ELSE 'AFTER' END, upper(event), rel::regclass,
+                           CASE event WHEN 'insert' THEN 'REFERENCING NEW TABLE AS org_stats_new'
+                                      WHEN 'delete' THEN 'REFERENCING OLD TABLE AS org_stats_old'
+                                      WHEN 'update' THEN 'REFERENCING OLD TABLE AS org_stats_old NEW TABLE AS org_stats_new'
+                                      ELSE '' END,
+                           format('count_%s_%s', t.table_id, event));
+        END LOOP;
+    END LOOP;
+    FOREACH rel IN ARRAY COALESCE(t.partitions, '{}') LOOP
+        IF rel <> ALL (COALESCE(tree, '{}')) THEN
+            PERFORM org_stats.drop_triggers_of(t, rel::regclass);
+        END IF;
+    END LOOP;
+    -- A trigger that never fires, on the columns the tracking reads: PostgreSQL then refuses to
+    -- drop them or change their type, either of which would break or skew the counting.
+    columns := ARRAY[t.org_column::text, t.status_column::text] || COALESCE(t.sum_columns, '{}')
+               || COALESCE((org_stats.checked_filter(t.relid, t.filter)).columns::text[], '{}');
+    EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE UPDATE OF %s ON %s FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION org_stats.holds_columns()',
+                   format('org_stats_columns_%s', t.table_id),
+                   (SELECT string_agg(DISTINCT quote_ident(c), ', ') FROM unnest(columns) c), t.relid);
+    UPDATE org_stats.tracked k SET partitions = tree WHERE k.table_id = t.table_id;
 END
 $$;
 REVOKE ALL ON FUNCTION org_stats.make_triggers(org_stats.trackings) FROM PUBLIC;
+
+-- The function of the trigger org_stats.make_triggers() holds a tracking's columns with.
+CREATE OR REPLACE FUNCTION org_stats.holds_columns() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$ BEGIN RETURN NULL; END $$;
+
+CREATE OR REPLACE FUNCTION org_stats.drop_triggers_of(t org_stats.trackings, rel regclass) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    trigger name;
+BEGIN
+    FOR trigger IN SELECT g.tgname FROM pg_trigger g
+                    WHERE g.tgrelid = rel AND g.tgname ~ ('^org_stats_[a-z]+_' || t.table_id || '$') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger, rel);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.drop_triggers_of(org_stats.trackings, regclass) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION org_stats.drop_triggers(t org_stats.trackings) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
+    rel   oid;
     event text;
 BEGIN
+    FOR rel IN SELECT DISTINCT r FROM unnest(ARRAY[t.relid::oid] || COALESCE(t.partitions, '{}')
+                                             || COALESCE(org_stats.partition_tree(t.relid), '{}')) r
+                WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = r) LOOP
+        PERFORM org_stats.drop_triggers_of(t, rel::regclass);
+    END LOOP;
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        IF EXISTS (SELECT FROM pg_class WHERE oid = t.relid) THEN
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', format('org_stats_%s_%s', event, t.table_id), t.relid);
-        END IF;
         EXECUTE format('DROP FUNCTION IF EXISTS org_stats.%I()', format('count_%s_%s', t.table_id, event));
     END LOOP;
 END
@@ -506,22 +704,40 @@ CREATE OR REPLACE FUNCTION org_stats.track(tbl regclass, org_column name DEFAULT
 AS $$
 DECLARE
     t      org_stats.trackings;
+    class  pg_class;
     col    text;
     typ    regtype;
     role   text;
+    filter_text text;
 BEGIN
-    IF tbl IS NULL OR org_column IS NULL OR status_column IS NULL OR backfill IS NULL THEN
-        RAISE EXCEPTION 'org_stats.track() needs a table, an org column, a status column and backfill'
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave an argument out to take its default.';
+    -- The checks, in the native edition's order, before anything changes.
+    PERFORM org_stats.required(arg, what)
+       FROM (VALUES (tbl IS NULL, 'tbl'), (array_position(sum_columns, NULL) IS NOT NULL, 'an element of sum_columns'),
+                    (status_column IS NULL, 'status_column'), (org_column IS NULL, 'org_column'),
+                    (backfill IS NULL, 'backfill')) v(arg, what);
+    SELECT * INTO class FROM pg_class c WHERE c.oid = tbl;
+    IF class.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = 'wrong_object_type',
+            HINT = 'org_stats tracks plain and partitioned tables; track the table a view or materialized view reads from.';
+    END IF;
+    IF class.relpersistence <> 'p' THEN
+        RAISE EXCEPTION '% is %', tbl, CASE class.relpersistence WHEN 't' THEN 'a temporary table' ELSE 'an unlogged table' END
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'org_stats tracks permanent tables only: temporary tables vanish with their session and unlogged ones are emptied by a crash, while the counters are shared and crash-safe.';
     END IF;
     PERFORM org_stats.require_owner(tbl, 'track');
-    IF (SELECT relkind FROM pg_class WHERE oid = tbl) <> 'r' OR (SELECT relhassubclass FROM pg_class WHERE oid = tbl) THEN
-        RAISE EXCEPTION 'the portable edition of org_stats tracks plain tables only, not %', tbl
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Partitioned tables and inheritance need the native edition (docs/managed.md): a write into a partition fires no trigger of its parent.';
+    IF name IS NULL AND EXISTS (SELECT FROM org_stats.tracked k WHERE k.relid = tbl AND k.name IS NULL) THEN
+        RAISE EXCEPTION 'table % is already tracked by org_stats', tbl USING ERRCODE = 'duplicate_object',
+            HINT = 'To change its columns, call org_stats.untrack() first, then org_stats.track() again; to track it another way as well, give the new tracking a name => ''...''.';
     END IF;
-    -- Writers wait from here to the end of the transaction: the backfill below sees every row.
-    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    IF EXISTS (SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = tbl AND NOT c.relispartition) THEN
+        RAISE EXCEPTION '% has inheritance children', tbl USING ERRCODE = 'feature_not_supported',
+            HINT = 'Rows of a child table are read through its parent but fire only the child''s triggers; org_stats tracks plain tables and declarative partitioning.';
+    END IF;
+    IF class.relispartition THEN
+        RAISE EXCEPTION '% is a partition of %', tbl, pg_partition_root(tbl) USING ERRCODE = 'feature_not_supported',
+            HINT = 'The portable edition tracks a partitioned table as a whole: a write through its parent fires no statement trigger of the partition. Track the partitioned table, with a filter on the partition key if you need its share.';
+    END IF;
     FOREACH col IN ARRAY ARRAY[org_column::text, status_column::text] LOOP
         role := CASE WHEN col = org_column THEN 'org_column' ELSE 'status_column' END;
         typ := org_stats.column_type(tbl, col);
@@ -535,8 +751,18 @@ BEGIN
                 USING ERRCODE = 'datatype_mismatch',
                       HINT = 'Supported types: text, varchar, char(n), name, uuid, smallint, integer, bigint, enums, and domains over them.';
         END IF;
+        IF NOT COALESCE((SELECT l.collisdeterministic FROM pg_attribute a JOIN pg_collation l ON l.oid = a.attcollation
+                          WHERE a.attrelid = tbl AND a.attname = col), true) THEN
+            RAISE EXCEPTION 'column "%" of relation % has a nondeterministic collation', col, tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Such a collation makes different strings equal, so a GROUP BY would merge values the triggers count apart; use a deterministic collation for the column.';
+        END IF;
     END LOOP;
     FOREACH col IN ARRAY COALESCE(sum_columns, '{}') LOOP
+        IF array_position(sum_columns, col) < array_position(sum_columns, col, array_position(sum_columns, col) + 1) THEN
+            RAISE EXCEPTION 'column "%" is named twice in sum_columns', col USING ERRCODE = 'duplicate_column',
+                HINT = 'Name each summed column once.';
+        END IF;
         typ := org_stats.column_type(tbl, col);
         IF typ IS NULL THEN
             RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl USING ERRCODE = 'undefined_column',
@@ -548,28 +774,63 @@ BEGIN
                       HINT = 'Summed columns must be smallint, integer, bigint or numeric (or domains over them): their sums are kept exactly, without float.';
         END IF;
     END LOOP;
-    IF name IS NULL AND EXISTS (SELECT FROM org_stats.tracked k WHERE k.relid = tbl AND k.name IS NULL) THEN
-        RAISE EXCEPTION 'table % is already tracked by org_stats', tbl USING ERRCODE = 'duplicate_object',
-            HINT = 'To change its columns, call org_stats.untrack() first, then org_stats.track() again; to track it another way as well, give the new tracking a name => ''...''.';
+    IF name IS NOT NULL THEN
+        IF name = '' OR octet_length(name) > 63 OR strpos(name, '.') > 0 THEN
+            RAISE EXCEPTION 'invalid tracking name "%"', name USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'A tracking name has 1 to 63 bytes, as an identifier, and no dot (a name with a dot is a schema-qualified table''s); leave name NULL for the table''s default tracking, read by the table''s name.';
+        END IF;
+        IF to_regclass(name) IS NOT NULL THEN
+            RAISE EXCEPTION 'tracking name "%" is the name of a relation', name USING ERRCODE = 'duplicate_object',
+                HINT = 'Reads take a tracking''s name or a table''s name, so the two must differ: pick another name, for example the table''s name with what it counts, such as loads_by_lane.';
+        END IF;
+        IF EXISTS (SELECT FROM org_stats.tracked k WHERE k.name = track.name) THEN
+            RAISE EXCEPTION 'tracking "%" already exists', name USING ERRCODE = 'duplicate_object',
+                HINT = 'Tracking names are unique; untrack it first, or pick another name.';
+        END IF;
     END IF;
-    IF name IS NOT NULL AND EXISTS (SELECT FROM org_stats.tracked k WHERE k.name = track.name) THEN
-        RAISE EXCEPTION 'tracking "%" already exists', name USING ERRCODE = 'duplicate_object',
-            HINT = 'Tracking names are unique; untrack it first, or pick another name.';
+    filter_text := (org_stats.checked_filter(tbl, filter)).stored;
+    IF backfill AND current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'org_stats.track() with backfill must run at READ COMMITTED' USING ERRCODE = 'invalid_transaction_state',
+            HINT = 'At REPEATABLE READ the snapshot predates the lock that stops writers, so rows committed in between would be missed. Run it at READ COMMITTED, or use backfill => false and CALL org_stats.backfill().';
     END IF;
+    PERFORM org_stats.forget_dropped();
+    -- Writers wait from here to the end of the transaction: the backfill below sees every row.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
     INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns)
-    VALUES (tbl, org_column, status_column, name, filter, sum_columns);
+    VALUES (tbl, org_column, status_column, name, filter_text, sum_columns);
     SELECT * INTO t FROM org_stats.trackings k WHERE k.table_id = currval(pg_get_serial_sequence('org_stats.tracked', 'table_id'));
-    -- A filter that does not compile fails here, before any trigger exists.
-    BEGIN
-        EXECUTE format('SELECT FROM %s r WHERE %s LIMIT 0', tbl, COALESCE(filter, 'true'));
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'invalid filter for org_stats.track(): %', SQLERRM USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'A filter is a boolean expression over the table''s columns, as in a WHERE clause.';
-    END;
     PERFORM org_stats.make_triggers(t);
     IF backfill THEN
         PERFORM org_stats.drift(t, NULL, true);
         UPDATE org_stats.tracked k SET backfilled_at = now() WHERE k.table_id = t.table_id;
+    END IF;
+END
+$$;
+
+-- Forgets the trackings of dropped tables, and their counters.
+CREATE OR REPLACE FUNCTION org_stats.forget_dropped() RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    t org_stats.trackings;
+BEGIN
+    FOR t IN SELECT * FROM org_stats.trackings k WHERE NOT org_stats.table_exists(k.relid, k.table_id) LOOP
+        PERFORM org_stats.drop_triggers(t);
+        DELETE FROM org_stats.counters c WHERE c.table_id = t.table_id;
+        DELETE FROM org_stats.tracked k WHERE k.table_id = t.table_id;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION org_stats.forget_dropped() FROM PUBLIC;
+
+-- Raises the native edition's error for a NULL argument `what` of track() when `missing`.
+CREATE OR REPLACE FUNCTION org_stats.required(missing boolean, what text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF missing THEN
+        RAISE EXCEPTION 'org_stats.track(): % must not be NULL', what
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Leave the argument out to take its default.';
     END IF;
 END
 $$;
@@ -784,10 +1045,21 @@ DECLARE
     orgs     bigint := 0;
     changed  bigint;
 BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'org_stats.recalculate() must run at READ COMMITTED' USING ERRCODE = 'invalid_transaction_state',
+            HINT = 'Its count must come from a snapshot taken after it has locked out other maintenance of the table; run it in its own READ COMMITTED transaction.';
+    END IF;
     -- One recalculation at a time: the settled rows are written by it alone.
     PERFORM pg_advisory_xact_lock(1869768563, 0);
+    PERFORM org_stats.forget_dropped();
     FOREACH t IN ARRAY targets LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM org_stats.tracked k WHERE k.table_id = t.table_id);
         PERFORM org_stats.require_owner(t.relid, 'recalculate');
+        IF t.partitions IS DISTINCT FROM org_stats.partition_tree(t.relid) THEN
+            -- Partitions came or went: each table of the tree now gets the triggers (waiting for
+            -- its writers), and the repair below, on a later snapshot, counts what they missed.
+            PERFORM org_stats.make_triggers(t);
+        END IF;
         RETURN QUERY SELECT * FROM org_stats.drift(t, CASE WHEN only_org IS NOT NULL THEN ARRAY[only_org] END, true);
         GET DIAGNOSTICS changed = ROW_COUNT;
         repaired := repaired + changed;
@@ -863,8 +1135,9 @@ SELECT t.relid AS table_name,
        t.last_recalculated,
        t.last_groups_repaired,
        t.name AS tracking,
-       NULL::text AS live_reason
+       org_stats.live_reason(k2) AS live_reason
   FROM org_stats.tracked t
+  JOIN org_stats.trackings k2 ON k2.table_id = t.table_id
  CROSS JOIN LATERAL (
         SELECT count(*) FILTER (WHERE o.n <> 0) AS orgs_counted, COALESCE(sum(o.n), 0)::bigint AS rows_counted
           FROM (SELECT c.org_id, sum(c.n) AS n FROM org_stats.counters c
@@ -895,6 +1168,24 @@ BEGIN
     END IF;
     RETURN EXISTS (SELECT FROM cron.job WHERE jobname = 'org_stats_recalculate')
            AND cron.unschedule('org_stats_recalculate');
+END
+$$;
+
+-- Over an installed copy: each tracking's filter as this version stores it, and its triggers as
+-- this version makes them, replaced in place in this transaction, so no write goes uncounted. A
+-- partitioned table whose partitions changed since is left to recalculate() (see live_reason()).
+DO $$
+DECLARE
+    t org_stats.trackings;
+BEGIN
+    FOR t IN SELECT * FROM org_stats.trackings k
+              WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = k.relid)
+                AND k.partitions IS NOT DISTINCT FROM org_stats.partition_tree(k.relid)
+              ORDER BY k.table_id LOOP
+        t.filter := (org_stats.checked_filter(t.relid, t.filter)).stored;
+        UPDATE org_stats.tracked k SET filter = t.filter WHERE k.table_id = t.table_id;
+        PERFORM org_stats.make_triggers(t);
+    END LOOP;
 END
 $$;
 

@@ -36,7 +36,10 @@ SELECT org_stats.untrack('typed');
 
 -- Types whose cast to text differs from their output (boolean: 'true' vs 't') or that are no
 -- identifier (timestamptz) are refused.
-SELECT org_stats.track('typed', 'org_uuid', 'flag');
-SELECT org_stats.track('typed', 'seen', 'st_text');
+\pset format unaligned
+\pset fieldsep ' | '
+SELECT * FROM error_of($$SELECT org_stats.track('typed', 'org_uuid', 'flag')$$);
+SELECT * FROM error_of($$SELECT org_stats.track('typed', 'seen', 'st_text')$$);
+\pset format aligned
 SELECT count(*) AS tracked FROM org_stats.tracked_tables WHERE table_name = 'typed'::regclass;
 DROP TABLE typed;

@@ -34,6 +34,31 @@ SELECT count(*) AS still_registered FROM org_stats.tracked t WHERE t.relid::text
 SELECT count(*) AS orphan_counters FROM org_stats.counters c WHERE NOT EXISTS (SELECT FROM org_stats.tracked t WHERE t.table_id = c.table_id);
 DROP TYPE truck_state;
 
+-- A filter and summed columns follow DDL too: renaming a column the filter reads rewrites it,
+-- dropping one is refused and a changed type is checked again and recounted; a summed column's
+-- type may change to another summable type (the sums are recounted), not to another.
+CREATE TABLE soft_fees (id serial, workos_org_id text, status text, qty integer, deleted_at timestamptz);
+INSERT INTO soft_fees (workos_org_id, status, qty, deleted_at)
+SELECT 'org' || (i % 3), (ARRAY['DRAFT', 'PAID'])[1 + i % 2], i, CASE WHEN i % 4 = 0 THEN '2026-01-01'::timestamptz END
+  FROM generate_series(1, 40) i;
+SELECT org_stats.track('soft_fees', filter => 'deleted_at IS NULL', sum_columns => ARRAY['qty']);
+ALTER TABLE soft_fees RENAME COLUMN deleted_at TO removed_at;
+SELECT filter FROM org_stats.tracked_tables WHERE table_name = 'soft_fees'::regclass;
+UPDATE soft_fees SET removed_at = now() WHERE id = 5;
+SELECT * FROM totals_mismatches('soft_fees', 'soft_fees', 'removed_at IS NULL', 'qty');
+\pset format unaligned
+\pset fieldsep ' | '
+SELECT * FROM error_of($$ALTER TABLE soft_fees DROP COLUMN removed_at$$);
+SELECT * FROM error_of($$ALTER TABLE soft_fees DROP COLUMN qty$$);
+SELECT * FROM error_of($$ALTER TABLE soft_fees ALTER COLUMN qty TYPE text$$);
+\pset format aligned
+ALTER TABLE soft_fees ALTER COLUMN removed_at TYPE timestamp;
+ALTER TABLE soft_fees ALTER COLUMN qty TYPE numeric;
+SELECT * FROM totals_mismatches('soft_fees', 'soft_fees', 'removed_at IS NULL', 'qty');
+SELECT count(*) AS drift FROM org_stats.check_drift('soft_fees');
+SELECT org_stats.untrack('soft_fees');
+DROP TABLE soft_fees;
+
 -- Partitions: created, attached (with rows), written directly, detached, dropped.
 CREATE TABLE trips (workos_org_id text, status text, day date) PARTITION BY RANGE (day);
 CREATE TABLE trips_jan PARTITION OF trips FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
@@ -57,5 +82,12 @@ SELECT * FROM mismatches('trips');
 DROP TABLE trips_feb;
 SELECT * FROM org_stats.count_by_status('trips', 'acme');
 SELECT * FROM mismatches('trips');
+-- A partition can be tracked on its own too, independently of its parent.
+SELECT org_stats.track('trips_mar');
+UPDATE trips SET status = 'Done' WHERE day = '2026-03-04';
+SELECT * FROM org_stats.count_by_status('trips_mar', 'acme');
+SELECT * FROM mismatches('trips_mar');
+SELECT * FROM mismatches('trips');
+SELECT org_stats.untrack('trips_mar');
 SELECT org_stats.untrack('trips');
 DROP TABLE trips, trips_jan;
