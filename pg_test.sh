@@ -363,6 +363,10 @@ portable_regress() {
         done
     done
     psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "${sql[@]}" || fail
+    # An upgrade in place (tests/sql/portable_upgrade.sql): the regress database first gets the
+    # last published script and a tracking written to under it; setup_portable installs this one.
+    psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U org_stats_app -d org_stats_portable \
+        -f "$PREVIOUS_PORTABLE" -f tests/sql/portable_upgrade_setup.sql >/dev/null || fail
     regress "$PGXS_TEST/regress/pg_regress" tests tests/portable_schedule --use-existing \
         --host="$dir" --port="$port" --user=org_stats_app --dbname=org_stats_portable
     for database in org_stats_portable_isolation org_stats_portable_model; do
@@ -594,6 +598,17 @@ run_here() { # commands...
 }
 
 started=$(date +%s)
+# The last published portable script, which the upgrade test starts from: taken here, where git
+# is, for the chroots' runs too.
+PORTABLE_PREVIOUS=1da4c65
+PREVIOUS_PORTABLE=$ROOT/target/org_stats_portable_previous.sql
+if [ "${ORG_STATS_IN_CHROOT:-}" != 1 ]; then
+    mkdir -p "$ROOT/target"
+    if ! git -C "$ROOT" show "$PORTABLE_PREVIOUS:portable/org_stats.sql" >"$PREVIOUS_PORTABLE" 2>/dev/null; then
+        echo "the portable script of $PORTABLE_PREVIOUS is not in this checkout: the upgrade test starts from this one"
+        cp portable/org_stats.sql "$PREVIOUS_PORTABLE"
+    fi
+fi
 use_major "$HOST_MAJOR"
 phase "prerequisites (installed when missing)"
 install_prerequisites

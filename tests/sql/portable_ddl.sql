@@ -1,0 +1,90 @@
+-- The portable edition without event triggers (docs/managed.md, "What differs"): DDL on a
+-- tracked table never makes it miscount. Dropping a tracked column or changing its type is
+-- refused; renaming one makes writes fail until the table is tracked again; partitions attached
+-- or detached make reads count live until recalculate() follows them; TRUNCATE is refused at
+-- REPEATABLE READ; a dropped table is forgotten; running the script again keeps every count.
+CREATE TABLE crates (id serial, workos_org_id text, status text, weight integer, lost_at timestamptz);
+INSERT INTO crates (workos_org_id, status, weight)
+SELECT 'org' || (i % 2), (ARRAY['Open', 'Closed'])[1 + i % 2], i FROM generate_series(1, 20) i;
+SELECT org_stats.track('crates', filter => 'lost_at IS NULL', sum_columns => ARRAY['weight']);
+\pset format unaligned
+\pset fieldsep ' | '
+-- The tracked columns (org, status, summed, read by the filter) cannot be dropped or change type;
+-- other columns can.
+SELECT * FROM error_of($$ALTER TABLE crates DROP COLUMN status$$);
+SELECT * FROM error_of($$ALTER TABLE crates DROP COLUMN lost_at$$);
+SELECT * FROM error_of($$ALTER TABLE crates ALTER COLUMN weight TYPE bigint$$);
+ALTER TABLE crates DROP COLUMN id;
+INSERT INTO crates VALUES ('org1', 'Open', 5, NULL);
+SELECT * FROM totals_mismatches('crates', 'crates', 'lost_at IS NULL', 'weight');
+
+-- Renaming a tracked column: writes fail (nothing is counted wrong) until it is tracked again,
+-- in the same transaction as the rename or after it.
+ALTER TABLE crates RENAME COLUMN status TO state;
+SELECT code FROM error_of($$INSERT INTO crates VALUES ('org1', 'Open', 1, NULL)$$);
+BEGIN;
+SELECT org_stats.untrack('crates');
+SELECT org_stats.track('crates', status_column => 'state', filter => 'lost_at IS NULL', sum_columns => ARRAY['weight']);
+COMMIT;
+INSERT INTO crates VALUES ('org1', 'Open', 1, NULL);
+SELECT * FROM totals_mismatches('crates', 'crates', 'lost_at IS NULL', 'weight', status_col => 'state');
+
+-- TRUNCATE at REPEATABLE READ is refused and changes nothing; at READ COMMITTED it empties the counts.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM error_of($$TRUNCATE crates$$);
+COMMIT;
+SELECT * FROM totals_mismatches('crates', 'crates', 'lost_at IS NULL', 'weight', status_col => 'state');
+\pset format aligned
+
+-- Running the script again (an upgrade in place) keeps every count and goes on counting.
+SELECT * FROM org_stats.totals('crates', 'org1');
+\set ECHO none
+\i portable/org_stats.sql
+\set ECHO all
+SELECT * FROM org_stats.totals('crates', 'org1');
+UPDATE crates SET state = 'Closed' WHERE workos_org_id = 'org1' AND weight < 10;
+SELECT * FROM totals_mismatches('crates', 'crates', 'lost_at IS NULL', 'weight', status_col => 'state');
+
+-- A dropped table is forgotten: gone from tracked_tables at once, its counters at the next track().
+DROP TABLE crates;
+SELECT count(*) AS trackings FROM org_stats.tracked_tables WHERE tracking IS NULL AND table_name::text = 'crates';
+CREATE TABLE crates2 (workos_org_id text, status text);
+SELECT org_stats.track('crates2');
+SELECT count(*) AS orphan_counters FROM org_stats.counters c
+ WHERE NOT EXISTS (SELECT FROM org_stats.tracked t WHERE t.table_id = c.table_id);
+SELECT org_stats.untrack('crates2');
+DROP TABLE crates2;
+
+-- Partitions attached or detached after track(): reads count live (health says why) until
+-- recalculate() puts the triggers on the new tree and repairs what they missed.
+CREATE TABLE legs (workos_org_id text, status text, day date) PARTITION BY RANGE (day);
+CREATE TABLE legs_jan PARTITION OF legs FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+INSERT INTO legs SELECT 'acme', 'Done', '2026-01-15' FROM generate_series(1, 5);
+SELECT org_stats.track('legs');
+CREATE TABLE legs_feb (workos_org_id text, status text, day date);
+INSERT INTO legs_feb SELECT 'acme', 'Open', '2026-02-03' FROM generate_series(1, 3);
+ALTER TABLE legs ATTACH PARTITION legs_feb FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+INSERT INTO legs_feb VALUES ('acme', 'Open', '2026-02-04');
+SELECT live_reason FROM org_stats.health WHERE table_name = 'legs'::regclass;
+SELECT * FROM org_stats.count_by_status('legs', 'acme');
+SELECT * FROM mismatches('legs');
+SELECT count(*) AS repaired FROM org_stats.recalculate('legs');
+SELECT live_reason FROM org_stats.health WHERE table_name = 'legs'::regclass;
+INSERT INTO legs_feb VALUES ('acme', 'Open', '2026-02-05');
+SELECT * FROM org_stats.count_by_status('legs', 'acme');
+SELECT * FROM mismatches('legs');
+ALTER TABLE legs DETACH PARTITION legs_jan;
+SELECT * FROM org_stats.count_by_status('legs', 'acme');
+SELECT count(*) AS repaired FROM org_stats.recalculate('legs');
+INSERT INTO legs_jan VALUES ('acme', 'Done', '2026-01-20');
+SELECT * FROM org_stats.count_by_status('legs', 'acme');
+SELECT * FROM mismatches('legs');
+-- A partition cannot be tracked on its own: a write through its parent fires none of its
+-- statement triggers.
+\pset format unaligned
+SELECT * FROM error_of($$SELECT org_stats.track('legs_feb')$$);
+\pset format aligned
+SELECT org_stats.untrack('legs');
+SELECT count(*) AS triggers_left FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE c.relname IN ('legs', 'legs_jan', 'legs_feb') AND NOT t.tgisinternal;
+DROP TABLE legs, legs_jan;
