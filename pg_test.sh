@@ -354,7 +354,8 @@ portable_regress() {
     local dir port=$((PORT + 2)) database setting sql=()
     dir=$(mktemp -d /tmp/org_stats_portable.XXXXXX)
     new_cluster "$dir" "$port" ""
-    sql+=(-c "CREATE ROLE org_stats_app LOGIN")
+    # CREATEROLE, as managed providers' admin roles have: tests/sql/portable_privileges.sql makes roles.
+    sql+=(-c "CREATE ROLE org_stats_app LOGIN CREATEROLE")
     for database in org_stats_portable org_stats_portable_isolation org_stats_portable_model; do
         sql+=(-c "CREATE DATABASE $database OWNER org_stats_app")
         for setting in "lc_messages TO 'C'" "lc_monetary TO 'C'" "lc_numeric TO 'C'" "lc_time TO 'C'" \

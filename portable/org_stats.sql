@@ -92,13 +92,14 @@ SELECT t.relid AS table_name, t.org_column, t.status_column, t.tracked_at, t.bac
  WHERE org_stats.table_exists(t.relid, t.table_id);
 GRANT SELECT ON org_stats.tracked_tables TO PUBLIC;
 
--- Counter rows of the tables the querying role may read: a view runs with its owner's rights,
--- but has_table_privilege() asks about the querying role. What the read functions read.
+-- Counter rows of the tables the querying role may read (SELECT, and no row-level security
+-- policy applying to it): a view runs with its owner's rights, but has_table_privilege() and
+-- row_security_active() ask about the querying role. What the read functions read.
 CREATE OR REPLACE VIEW org_stats.readable_counters WITH (security_barrier) AS
 SELECT c.table_id, c.org_id, c.status, c.n, c.sums
   FROM org_stats.counters c
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
- WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND NOT pg_catalog.row_security_active(t.relid);
 GRANT SELECT ON org_stats.readable_counters TO PUBLIC;
 
 -- Each tracking's identity and columns, for the read functions (run with the caller's rights).
@@ -113,7 +114,8 @@ SELECT t.relid AS table_name, c.org_id, c.status, pg_catalog.sum(c.n)::bigint AS
        t.last_recalculated, t.name AS tracking
   FROM org_stats.counters c
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
- WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND t.backfilled_at IS NOT NULL
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND NOT pg_catalog.row_security_active(t.relid)
+   AND t.backfilled_at IS NOT NULL
    AND (t.partitions IS NULL OR t.partitions OPERATOR(pg_catalog.=) org_stats.partition_tree(t.relid))
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, t.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
@@ -637,13 +639,20 @@ BEGIN
 END
 $$;
 
--- The error of a read of a table the caller may not SELECT from (`shown` as the caller named it).
-CREATE OR REPLACE FUNCTION org_stats.cannot_read(shown text) RETURNS void
+-- Refuses a read of `tbl` (`shown` as the caller named it) by a role that may not SELECT from
+-- it, or that its row-level security policies apply to: the counts include every row.
+CREATE OR REPLACE FUNCTION org_stats.require_readable(tbl regclass, shown text) RETURNS void
     LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RAISE EXCEPTION 'permission denied for table %', shown USING ERRCODE = 'insufficient_privilege',
-        HINT = 'Counts of a table are visible to roles with SELECT on it; ask its owner to GRANT SELECT.';
+    IF NOT has_table_privilege(tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', shown USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Counts of a table are visible to roles with SELECT on it; ask its owner to GRANT SELECT.';
+    END IF;
+    IF row_security_active(tbl) THEN
+        RAISE EXCEPTION 'row-level security on table % applies to this role', shown USING ERRCODE = 'insufficient_privilege',
+            HINT = 'The counts include rows its policies may hide from this role. The portable edition has no setting to allow them (docs/managed.md); read them as a role the policies do not apply to.';
+    END IF;
 END
 $$;
 
@@ -660,9 +669,7 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Track it with org_stats.track(); org_stats.tracked_tables lists the tracked tables.';
     END IF;
-    IF NOT has_table_privilege(tbl, 'SELECT') THEN
-        PERFORM org_stats.cannot_read(COALESCE(shown, tbl::text));
-    END IF;
+    PERFORM org_stats.require_readable(tbl, COALESCE(shown, tbl::text));
     RETURN found;
 END
 $$;
@@ -677,9 +684,7 @@ DECLARE
 BEGIN
     SELECT * INTO found FROM org_stats.trackings t WHERE t.name = reference;
     IF found.table_id IS NOT NULL THEN
-        IF NOT has_table_privilege(found.relid, 'SELECT') THEN
-            PERFORM org_stats.cannot_read(reference);
-        END IF;
+        PERFORM org_stats.require_readable(found.relid, reference);
         RETURN found;
     END IF;
     -- Resolved on the caller's search_path, as a regclass argument would be.
@@ -1142,7 +1147,7 @@ SELECT t.relid AS table_name,
         SELECT count(*) FILTER (WHERE o.n <> 0) AS orgs_counted, COALESCE(sum(o.n), 0)::bigint AS rows_counted
           FROM (SELECT c.org_id, sum(c.n) AS n FROM org_stats.counters c
                  WHERE c.table_id = t.table_id GROUP BY c.org_id) o) k
- WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND NOT pg_catalog.row_security_active(t.relid);
 GRANT SELECT ON org_stats.health TO PUBLIC;
 
 -- Where pg_cron is installed: recalculate() every night (or on `schedule`), as the caller.
@@ -1170,6 +1175,9 @@ BEGIN
            AND cron.unschedule('org_stats_recalculate');
 END
 $$;
+
+-- Over an installed copy: what earlier copies had and this one has not.
+DROP FUNCTION IF EXISTS org_stats.cannot_read(text);
 
 -- Over an installed copy: each tracking's filter as this version stores it, and its triggers as
 -- this version makes them, replaced in place in this transaction, so no write goes uncounted. A

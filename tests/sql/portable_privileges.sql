@@ -1,0 +1,56 @@
+-- Privileges in the portable edition: an app role with only DML on a tracked table has its writes
+-- counted and cannot touch the counters, the trackings or the trigger functions; counts are read
+-- only by roles that may SELECT from the table and that no row-level security policy applies to.
+CREATE ROLE regress_app_writer;
+CREATE ROLE regress_outsider;
+-- The installing role may create roles (as managed providers' admin roles may) and switch to them.
+GRANT regress_app_writer, regress_outsider TO CURRENT_USER;
+CREATE TABLE crates_p (id serial, workos_org_id text, status text);
+SELECT org_stats.track('crates_p');
+GRANT SELECT, INSERT, UPDATE, DELETE ON crates_p TO regress_app_writer;
+GRANT USAGE ON SEQUENCE crates_p_id_seq TO regress_app_writer;
+\pset format unaligned
+\pset fieldsep ' | '
+SET ROLE regress_app_writer;
+INSERT INTO crates_p (workos_org_id, status) VALUES ('tenant-a', 'Open'), ('tenant-a', 'Open'), ('tenant-b', 'Open');
+UPDATE crates_p SET status = 'Closed' WHERE id = (SELECT min(id) FROM crates_p);
+SELECT * FROM org_stats.count_by_status('crates_p', 'tenant-a');
+SELECT * FROM error_of($$INSERT INTO org_stats.counters VALUES (1, 'tenant-a', 'Open', 0, 1000)$$);
+SELECT * FROM error_of($$UPDATE org_stats.counters SET n = 0$$);
+SELECT * FROM error_of($$DELETE FROM org_stats.counters$$);
+SELECT * FROM error_of($$SELECT * FROM org_stats.counters$$);
+SELECT * FROM error_of($$UPDATE org_stats.tracked SET filter = 'false'$$);
+SELECT * FROM error_of($$SELECT org_stats.untrack('crates_p')$$);
+SELECT * FROM error_of($$SELECT org_stats.track('crates_p', name => 'mine')$$);
+SELECT * FROM error_of($$SELECT * FROM org_stats.recalculate('crates_p')$$);
+SELECT * FROM error_of($$ALTER TABLE crates_p DISABLE TRIGGER USER$$);
+SELECT * FROM error_of($$SELECT org_stats.session()$$);
+RESET ROLE;
+
+-- A role that owns a table of its own cannot attach the trigger functions to it to forge another
+-- table's counts, nor read counts of a table it may not SELECT from.
+CREATE SCHEMA regress_outsider_schema AUTHORIZATION regress_outsider;
+SET ROLE regress_outsider;
+CREATE TABLE regress_outsider_schema.forged (workos_org_id text, status text);
+-- (permission denied for function org_stats.count_<n>_insert)
+SELECT code FROM error_of(format(
+    'CREATE TRIGGER forge AFTER INSERT ON regress_outsider_schema.forged REFERENCING NEW TABLE AS org_stats_new FOR EACH STATEMENT EXECUTE FUNCTION %s()',
+    (SELECT g.tgfoid::regproc FROM pg_trigger g WHERE g.tgrelid = 'crates_p'::regclass AND g.tgname LIKE 'org_stats_insert_%')));
+SELECT * FROM error_of($$SELECT org_stats.count('crates_p', 'tenant-a')$$);
+SELECT count(*) AS visible_rows FROM org_stats.organization_stats;
+RESET ROLE;
+DROP SCHEMA regress_outsider_schema CASCADE;
+
+-- Row-level security: a role the table's policies apply to gets no counts (they include the rows
+-- the policies hide from it); the table's owner does.
+ALTER TABLE crates_p ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_a ON crates_p USING (workos_org_id = 'tenant-a');
+SET ROLE regress_app_writer;
+SELECT * FROM error_of($$SELECT org_stats.count('crates_p', 'tenant-b')$$);
+SELECT count(*) AS visible_rows FROM org_stats.organization_stats WHERE table_name = 'crates_p'::regclass;
+RESET ROLE;
+SELECT org_stats.count('crates_p', 'tenant-b') AS owner_count;
+\pset format aligned
+SELECT org_stats.untrack('crates_p');
+DROP TABLE crates_p;
+DROP ROLE regress_app_writer, regress_outsider;
