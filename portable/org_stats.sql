@@ -38,6 +38,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS tracked_relid_key ON org_stats.tracked (relid)
 -- Of a partitioned table: the tables of its partition tree that have its triggers (see
 -- org_stats.make_triggers()); reads count live while the tree differs.
 ALTER TABLE org_stats.tracked ADD COLUMN IF NOT EXISTS partitions oid[];
+-- The columns a filter reads: the arguments of its function, org_stats.filter_<table_id>().
+ALTER TABLE org_stats.tracked ADD COLUMN IF NOT EXISTS filter_columns name[];
 
 -- A group's count is the sum of its rows: one per session that wrote it (`session`, see
 -- org_stats.session()), and the settled row (`session` 0) that recalculate() keeps.
@@ -105,7 +107,7 @@ GRANT SELECT ON org_stats.readable_counters TO PUBLIC;
 -- Each tracking's identity and columns, for the read functions (run with the caller's rights).
 CREATE OR REPLACE VIEW org_stats.trackings AS
 SELECT t.table_id, t.relid, t.name, t.org_column, t.status_column, t.filter, t.sum_columns,
-       t.backfilled_at, t.partitions
+       t.backfilled_at, t.partitions, t.filter_columns
   FROM org_stats.tracked t;
 GRANT SELECT ON org_stats.trackings TO PUBLIC;
 
@@ -127,9 +129,9 @@ GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
 -- last writing transaction did not commit before this transaction's snapshot (it was prepared
 -- for two-phase commit, and is pending or committed since), that transaction's row versions are
 -- ones this one must neither wait for nor update: the session takes a new number. Called by the
--- trigger functions only, on their search_path.
+-- trigger functions when the number is not set yet or prepared transactions are enabled.
 CREATE OR REPLACE FUNCTION org_stats.session() RETURNS integer
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     mine integer := NULLIF(current_setting('org_stats_portable.session', true), '')::integer;
@@ -163,20 +165,22 @@ $$;
 REVOKE ALL ON FUNCTION org_stats.session() FROM PUBLIC;
 
 -- Two sums arrays added part by part (NULL as zeros), and a sum of them.
+-- Their bodies are parsed here, on this script's search_path (BEGIN ATOMIC), not where a
+-- trigger function inlines them: a writer's search_path cannot change what they call.
 CREATE OR REPLACE FUNCTION org_stats.sums_plus(a numeric[], b numeric[]) RETURNS numeric[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
+BEGIN ATOMIC
     SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE
            ARRAY(SELECT COALESCE(a[i], 0) + COALESCE(b[i], 0)
-                   FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) i) END
-$$;
+                   FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) i) END;
+END;
 CREATE OR REPLACE FUNCTION org_stats.sums_minus(a numeric[], b numeric[]) RETURNS numeric[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
+BEGIN ATOMIC
     SELECT CASE WHEN a IS NULL AND b IS NULL THEN NULL ELSE
            ARRAY(SELECT COALESCE(a[i], 0) - COALESCE(b[i], 0)
-                   FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) i) END
-$$;
+                   FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) i) END;
+END;
 -- The aggregate skips NULLs (trackings without sums): its step is strict.
 CREATE OR REPLACE FUNCTION org_stats.sums_add(a numeric[], b numeric[]) RETURNS numeric[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -261,7 +265,8 @@ END
 $$;
 
 -- SQL of the rows of `relation` (aliased r) a tracking counts, as (org_id, status, s, v1 .. vn),
--- with s = `sign` and `extra` a further condition.
+-- with s = `sign` and `extra` a further condition. Every name in it is schema-qualified, so it
+-- means the same on any search_path (the filter is a function, see org_stats.make_triggers()).
 CREATE OR REPLACE FUNCTION org_stats.rows_sql(t org_stats.trackings, relation text, sign integer, extra text DEFAULT 'true')
     RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -272,7 +277,12 @@ AS $$
                   sign,
                   (SELECT string_agg(format(', r.%I AS v%s', c, i), '' ORDER BY i)
                      FROM unnest(t.sum_columns) WITH ORDINALITY AS u(c, i)),
-                  relation, t.org_column, COALESCE(t.filter, 'true'), extra)
+                  relation, t.org_column,
+                  CASE WHEN t.filter IS NULL THEN 'true'
+                       ELSE format('org_stats.%I(%s)', 'filter_' || t.table_id,
+                                   (SELECT string_agg(format('r.%I', c), ', ' ORDER BY i)
+                                      FROM unnest(t.filter_columns) WITH ORDINALITY AS u(c, i))) END,
+                  extra)
 $$;
 
 -- SQL of the groups a tracking's table holds now, counted live: (org_id, status, n, sums), of
@@ -437,14 +447,17 @@ CREATE OR REPLACE FUNCTION org_stats.printed_check(rel regclass) RETURNS text
 AS $$ SELECT pg_get_expr(k.conbin, k.conrelid) FROM pg_constraint k WHERE k.conrelid = rel AND k.contype = 'c' $$;
 
 -- Per-tracking trigger functions: made by track(), named after the tracking's table_id, run
--- with their owner's rights (the tracking owner's: the counters are not writable by others), on
--- search_path pg_catalog, whatever the writer's is (org_stats.session() runs inside them). Each
--- table of a partition tree gets the statement triggers (a statement fires those of the table
--- it names only, and their transition tables hold the rows of every partition below it); the
--- tree is recorded in tracked.partitions. Made again, they replace the ones there, and a table
--- that left the tree loses them.
+-- with their owner's rights (the tracking owner's: the counters are not writable by others).
+-- They pin no search_path, which would cost each statement a setting's change and undoing:
+-- every name in them is schema-qualified, and the filter is a function whose body was parsed
+-- here (BEGIN ATOMIC) on search_path pg_catalog, inlined where it is called. So whatever a
+-- writer's search_path, they call nothing of the writer's. Each table of a partition tree
+-- gets the statement triggers (a statement fires those of the table it names only, and their
+-- transition tables hold the rows of every partition below it); the tree is recorded in
+-- tracked.partitions. Made again, they replace the ones there, and a table that left the tree
+-- loses them.
 CREATE OR REPLACE FUNCTION org_stats.make_triggers(t org_stats.trackings) RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tree   oid[] := org_stats.partition_tree(t.relid);
@@ -460,6 +473,15 @@ DECLARE
     upsert text := 'ON CONFLICT ON CONSTRAINT counters_key DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n';
     columns text[];
 BEGIN
+    IF t.filter IS NOT NULL THEN
+        EXECUTE format('CREATE OR REPLACE FUNCTION org_stats.%I(%s) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+                        BEGIN ATOMIC SELECT (%s); END',
+                       'filter_' || t.table_id,
+                       (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY u.i)
+                          FROM unnest(t.filter_columns) WITH ORDINALITY AS u(c, i)
+                          JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = u.c),
+                       t.filter);
+    END IF;
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
         source := CASE event
             WHEN 'insert' THEN org_stats.rows_sql(t, 'org_stats_new', 1)
@@ -468,11 +490,18 @@ BEGIN
                  || org_stats.rows_sql(t, 'org_stats_old', -1) END;
         EXECUTE format($f$
             CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
-                LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+                LANGUAGE plpgsql SECURITY DEFINER
             AS $body$
             DECLARE
-                mine integer := org_stats.session();
+                setting pg_catalog.text := pg_catalog.current_setting('org_stats_portable.session', true);
+                mine integer;
             BEGIN
+                -- This session's number, once it has one and without prepared transactions.
+                IF setting OPERATOR(pg_catalog.<>) '' AND pg_catalog.current_setting('max_prepared_transactions') OPERATOR(pg_catalog.=) '0' THEN
+                    mine := setting::integer;
+                ELSE
+                    mine := org_stats.session();
+                END IF;
                 INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
                 SELECT %2$s, g.org_id, g.status, mine, g.n, g.sums
                   FROM (%3$s) g
@@ -489,7 +518,7 @@ BEGIN
     -- would miss rows committed after a REPEATABLE READ snapshot, which TRUNCATE removes too.
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
-            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+            LANGUAGE plpgsql SECURITY DEFINER
         AS $body$
         BEGIN
             IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
@@ -535,7 +564,7 @@ BEGIN
     -- A trigger that never fires, on the columns the tracking reads: PostgreSQL then refuses to
     -- drop them or change their type, either of which would break or skew the counting.
     columns := ARRAY[t.org_column::text, t.status_column::text] || COALESCE(t.sum_columns, '{}')
-               || COALESCE((org_stats.checked_filter(t.relid, t.filter)).columns::text[], '{}');
+               || COALESCE(t.filter_columns::text[], '{}');
     EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE UPDATE OF %s ON %s FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION org_stats.holds_columns()',
                    format('org_stats_columns_%s', t.table_id),
                    (SELECT string_agg(DISTINCT quote_ident(c), ', ') FROM unnest(columns) c), t.relid);
@@ -577,6 +606,10 @@ BEGIN
     END LOOP;
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
         EXECUTE format('DROP FUNCTION IF EXISTS org_stats.%I()', format('count_%s_%s', t.table_id, event));
+    END LOOP;
+    FOR event IN SELECT p.oid::regprocedure::text FROM pg_proc p
+                  WHERE p.pronamespace = 'org_stats'::regnamespace AND p.proname = 'filter_' || t.table_id LOOP
+        EXECUTE format('DROP FUNCTION %s', event);
     END LOOP;
 END
 $$;
@@ -713,7 +746,7 @@ DECLARE
     col    text;
     typ    regtype;
     role   text;
-    filter_text text;
+    checked record;
 BEGIN
     -- The checks, in the native edition's order, before anything changes.
     PERFORM org_stats.required(arg, what)
@@ -793,7 +826,7 @@ BEGIN
                 HINT = 'Tracking names are unique; untrack it first, or pick another name.';
         END IF;
     END IF;
-    filter_text := (org_stats.checked_filter(tbl, filter)).stored;
+    checked := org_stats.checked_filter(tbl, filter);
     IF backfill AND current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'org_stats.track() with backfill must run at READ COMMITTED' USING ERRCODE = 'invalid_transaction_state',
             HINT = 'At REPEATABLE READ the snapshot predates the lock that stops writers, so rows committed in between would be missed. Run it at READ COMMITTED, or use backfill => false and CALL org_stats.backfill().';
@@ -801,8 +834,8 @@ BEGIN
     PERFORM org_stats.forget_dropped();
     -- Writers wait from here to the end of the transaction: the backfill below sees every row.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
-    INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, sum_columns)
-    VALUES (tbl, org_column, status_column, name, filter_text, sum_columns);
+    INSERT INTO org_stats.tracked (relid, org_column, status_column, name, filter, filter_columns, sum_columns)
+    VALUES (tbl, org_column, status_column, name, checked.stored, checked.columns, sum_columns);
     SELECT * INTO t FROM org_stats.trackings k WHERE k.table_id = currval(pg_get_serial_sequence('org_stats.tracked', 'table_id'));
     PERFORM org_stats.make_triggers(t);
     IF backfill THEN
@@ -1190,8 +1223,8 @@ BEGIN
               WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = k.relid)
                 AND k.partitions IS NOT DISTINCT FROM org_stats.partition_tree(k.relid)
               ORDER BY k.table_id LOOP
-        t.filter := (org_stats.checked_filter(t.relid, t.filter)).stored;
-        UPDATE org_stats.tracked k SET filter = t.filter WHERE k.table_id = t.table_id;
+        SELECT c.stored, c.columns INTO t.filter, t.filter_columns FROM org_stats.checked_filter(t.relid, t.filter) c;
+        UPDATE org_stats.tracked k SET filter = t.filter, filter_columns = t.filter_columns WHERE k.table_id = t.table_id;
         PERFORM org_stats.make_triggers(t);
     END LOOP;
 END

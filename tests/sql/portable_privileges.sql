@@ -41,6 +41,46 @@ SELECT count(*) AS visible_rows FROM org_stats.organization_stats;
 RESET ROLE;
 DROP SCHEMA regress_outsider_schema CASCADE;
 
+-- The trigger functions run with the tracking owner's rights and pin no search_path: what a
+-- writer plants ahead of pg_catalog on its own (functions, operators, an aggregate, a type in
+-- pg_temp, which is searched first for types) is never called; each planted thing fails if it is.
+CREATE TABLE fees_p (id serial, workos_org_id text, status text, amount numeric, units integer);
+SELECT org_stats.track('fees_p', filter => $$lower(status) <> 'void' AND amount + 1 > 1$$,
+                       sum_columns => ARRAY['amount', 'units']);
+GRANT SELECT, INSERT, UPDATE, DELETE ON fees_p TO regress_app_writer;
+GRANT USAGE ON SEQUENCE fees_p_id_seq TO regress_app_writer;
+CREATE SCHEMA regress_planted AUTHORIZATION regress_app_writer;
+SET ROLE regress_app_writer;
+CREATE FUNCTION regress_planted.planted() RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'a planted object ran as %', current_user; END $$;
+CREATE FUNCTION regress_planted.lower(text) RETURNS text LANGUAGE sql AS 'SELECT CASE WHEN regress_planted.planted() THEN $1 END';
+CREATE FUNCTION regress_planted.current_setting(text, boolean) RETURNS text LANGUAGE sql AS 'SELECT CASE WHEN regress_planted.planted() THEN $1 END';
+CREATE FUNCTION regress_planted.text_ne(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT regress_planted.planted()';
+CREATE OPERATOR regress_planted.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = regress_planted.text_ne);
+CREATE OPERATOR regress_planted.= (LEFTARG = text, RIGHTARG = text, FUNCTION = regress_planted.text_ne);
+CREATE FUNCTION regress_planted.bigint_plus(bigint, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT CASE WHEN regress_planted.planted() THEN $1 END';
+CREATE OPERATOR regress_planted.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = regress_planted.bigint_plus);
+CREATE FUNCTION regress_planted.numeric_plus(numeric, numeric) RETURNS numeric LANGUAGE sql AS 'SELECT CASE WHEN regress_planted.planted() THEN $1 END';
+CREATE OPERATOR regress_planted.+ (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = regress_planted.numeric_plus);
+CREATE FUNCTION regress_planted.int_sum(bigint, integer) RETURNS bigint LANGUAGE sql AS 'SELECT CASE WHEN regress_planted.planted() THEN $1 END';
+CREATE AGGREGATE regress_planted.sum(integer) (SFUNC = regress_planted.int_sum, STYPE = bigint);
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (regress_planted.planted());
+SET search_path = regress_planted, pg_catalog;
+INSERT INTO public.fees_p (workos_org_id, status, amount, units) VALUES ('tenant-a', 'Open', 5, 1), ('tenant-a', 'VOID', 7, 2);
+UPDATE public.fees_p SET status = 'Paid', amount = pg_catalog.numeric_add(amount, 1);
+DELETE FROM public.fees_p WHERE units = 2;
+INSERT INTO public.fees_p (workos_org_id, status, amount, units) VALUES ('tenant-b', 'Open', 3, 4);
+RESET search_path;
+DROP DOMAIN pg_temp.text;
+RESET ROLE;
+SELECT * FROM totals_mismatches('fees_p', 'fees_p', $$lower(status) <> 'void' AND amount + 1 > 1$$, 'amount');
+SELECT * FROM totals_mismatches('fees_p', 'fees_p', $$lower(status) <> 'void' AND amount + 1 > 1$$, 'units');
+SELECT org_stats.untrack('fees_p');
+DROP TABLE fees_p;
+SET client_min_messages = warning;
+DROP SCHEMA regress_planted CASCADE;
+RESET client_min_messages;
+
 -- Row-level security: a role the table's policies apply to gets no counts (they include the rows
 -- the policies hide from it); the table's owner does.
 ALTER TABLE crates_p ENABLE ROW LEVEL SECURITY;
