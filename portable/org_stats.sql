@@ -423,12 +423,12 @@ BEGIN
                     CASE WHEN tree ~ '\{COERCETODOMAIN ' THEN 'uses a domain, whose constraints could call any function'
                          WHEN tree ~ ':varattno (0|-)' THEN 'reads a system column or a whole row' END);
     IF why IS NULL THEN
-        -- What the node text does not name (a cast through a type's output function, say) is
-        -- left to PostgreSQL's own test of an index expression.
+        -- What the node text does not name (CURRENT_DATE, a cast through a type's output
+        -- function) is left to PostgreSQL's own test of an index expression.
         BEGIN
             EXECUTE format('CREATE INDEX ON pg_temp.org_stats_filter ((%s))', stored);
         EXCEPTION WHEN invalid_object_definition THEN
-            why := 'calls a function that is not immutable (' || SQLERRM || ')';
+            why := 'is not immutable (it depends on the time, a setting or the session)';
         END;
     END IF;
     IF why IS NOT NULL THEN

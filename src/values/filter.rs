@@ -92,6 +92,9 @@ const HINT: &str = "A filter is a boolean expression over the table's own column
                     built-in (pg_catalog) immutable functions and operators only, such as deleted_at IS NULL \
                     or status <> 'VOID': org_stats evaluates it with its own rights.";
 
+/// The refusal of a filter whose value could change while its row does not, in both editions.
+const IMMUTABLE: &str = "is not immutable (it depends on the time, a setting or the session)";
+
 fn relation_name(rel: pg_sys::Relation) -> String {
     // SAFETY: the relation is open.
     unsafe { CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()) }
@@ -202,6 +205,11 @@ pub fn check(relid: pg_sys::Oid, text: &str) -> Checked {
                 None => found.other.unwrap_or("is not allowed").into(),
             };
             refuse(rel, why);
+        }
+        // What the walker does not name: CURRENT_DATE, CURRENT_USER and the like, which change
+        // while the row does not.
+        if pg_sys::contain_mutable_functions(expr) {
+            refuse(rel, IMMUTABLE.into());
         }
         let stored = {
             let _path = compat::PinnedSearchPath::pin();

@@ -55,6 +55,7 @@ CREATE DOMAIN positive AS numeric CHECK (VALUE > 0);
 SELECT * FROM error_of($$SELECT org_stats.track('fees', filter => 'amount > (SELECT 1)')$$);
 SELECT * FROM error_of($$SELECT org_stats.track('fees', filter => 'random() < 0.5')$$);
 SELECT * FROM error_of($$SELECT org_stats.track('fees', filter => 'now() > ''2026-01-01''')$$);
+SELECT * FROM error_of($$SELECT org_stats.track('fees', filter => 'current_date > ''2026-01-01''')$$);
 SELECT * FROM error_of($$SELECT org_stats.track('fees', filter => 'my_check(status)')$$);
 SELECT * FROM error_of($$SELECT org_stats.track('fees', filter => 'amount::positive > 1')$$);
 SELECT * FROM error_of($$SELECT org_stats.track('fees', filter => 'ctid > ''(0,1)''')$$);
