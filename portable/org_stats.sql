@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS org_stats.counters (
     CONSTRAINT counters_key UNIQUE NULLS NOT DISTINCT (table_id, org_id, status, session)
 );
 
+-- Counter rows a partitioned table's triggers wrote while its partition tree differed from the
+-- one they were made for (their session negated, see org_stats.make_triggers()).
+CREATE INDEX IF NOT EXISTS counters_off_tree ON org_stats.counters (table_id) WHERE session < 0;
+
 CREATE TABLE IF NOT EXISTS org_stats.recalculation_log (
     id              bigserial   PRIMARY KEY,
     started_at      timestamptz NOT NULL,
@@ -71,6 +75,13 @@ REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.recalculation_log
 CREATE OR REPLACE FUNCTION org_stats.partition_tree(tbl regclass) RETURNS oid[]
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT array_agg(p.relid::oid ORDER BY p.relid::oid) FROM pg_catalog.pg_partition_tree(tbl) p $$;
+
+-- Whether a partitioned table's triggers wrote counter rows while its tree differed from the one
+-- they were made for: a table attached and detached again since leaves the tree as recorded,
+-- but those rows may count rows that left with it. Until recalculate() repairs and folds them.
+CREATE OR REPLACE FUNCTION org_stats.written_off_tree(table_id integer) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT EXISTS (SELECT FROM org_stats.counters c WHERE c.table_id = written_off_tree.table_id AND c.session < 0) $$;
 
 -- Whether a tracking's table still exists: it has the tracking's trigger on its columns (see
 -- org_stats.make_triggers()), which goes with the table (a table made later with the same oid
@@ -119,7 +130,8 @@ SELECT t.relid AS table_name, c.org_id, c.status, pg_catalog.sum(c.n)::bigint AS
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
  WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND NOT pg_catalog.row_security_active(t.relid)
    AND t.backfilled_at IS NOT NULL
-   AND (t.partitions IS NULL OR t.partitions OPERATOR(pg_catalog.=) org_stats.partition_tree(t.relid))
+   AND (t.partitions IS NULL OR t.partitions OPERATOR(pg_catalog.=) org_stats.partition_tree(t.relid)
+        AND NOT org_stats.written_off_tree(t.table_id))
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, t.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
 GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
@@ -315,7 +327,8 @@ CREATE OR REPLACE FUNCTION org_stats.live_reason(t org_stats.trackings) RETURNS 
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN t.backfilled_at IS NULL THEN 'awaiting backfill'
-                WHEN t.partitions IS NOT NULL AND t.partitions IS DISTINCT FROM org_stats.partition_tree(t.relid)
+                WHEN t.partitions IS NOT NULL AND (t.partitions IS DISTINCT FROM org_stats.partition_tree(t.relid)
+                                                   OR org_stats.written_off_tree(t.table_id))
                 THEN 'partitions attached or detached: org_stats.recalculate() follows them' END
 $$;
 
@@ -503,6 +516,7 @@ BEGIN
                 ELSE
                     mine := org_stats.session();
                 END IF;
+                %7$s
                 INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
                 SELECT %2$s, g.org_id, g.status, mine, g.n, g.sums
                   FROM (%3$s) g
@@ -512,7 +526,15 @@ BEGIN
             END
             $body$ $f$,
             format('count_%s_%s', t.table_id, event), t.table_id,
-            org_stats.groups_sql(t.relid, t.sum_columns, source), kept, added, upsert);
+            org_stats.groups_sql(t.relid, t.sum_columns, source), kept, added, upsert,
+            -- A partition tree that is not the one these triggers were made for: the rows go to
+            -- negated sessions, which make reads count live until recalculate().
+            CASE WHEN tree IS NULL THEN '' ELSE format(
+                'IF NOT pg_catalog.array_eq(COALESCE((SELECT pg_catalog.array_agg(p.relid::pg_catalog.oid ORDER BY p.relid::pg_catalog.oid)
+                                                        FROM pg_catalog.pg_partition_tree(%s::pg_catalog.oid::pg_catalog.regclass) p), %L),
+                                            %L::pg_catalog.oid[]) THEN
+                     mine := 0 OPERATOR(pg_catalog.-) mine;
+                 END IF;', t.relid::oid, '{}', tree) END);
     END LOOP;
     -- TRUNCATE has no transition table. A table's own: its counts go. A partition's: its rows
     -- are counted out first (the parent's TRUNCATE fires every partition's trigger). Either
