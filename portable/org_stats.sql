@@ -72,9 +72,12 @@ CREATE TABLE IF NOT EXISTS org_stats.recalculation_log (
 REVOKE ALL ON org_stats.tracked, org_stats.counters, org_stats.recalculation_log FROM PUBLIC;
 
 -- The tables of a partitioned table's tree (itself included), in oid order; NULL for a plain table.
+-- Its body is parsed here (BEGIN ATOMIC): the trigger functions call it on a writer's search_path.
 CREATE OR REPLACE FUNCTION org_stats.partition_tree(tbl regclass) RETURNS oid[]
     LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT array_agg(p.relid::oid ORDER BY p.relid::oid) FROM pg_catalog.pg_partition_tree(tbl) p $$;
+BEGIN ATOMIC
+    SELECT array_agg(p.relid::oid ORDER BY p.relid::oid) FROM pg_catalog.pg_partition_tree(tbl) p;
+END;
 
 -- Whether a partitioned table's triggers wrote counter rows while its tree differed from the one
 -- they were made for: a table attached and detached again since leaves the tree as recorded,
@@ -123,15 +126,27 @@ SELECT t.table_id, t.relid, t.name, t.org_column, t.status_column, t.filter, t.s
   FROM org_stats.tracked t;
 GRANT SELECT ON org_stats.trackings TO PUBLIC;
 
+-- Why a tracking's reads count live instead of reading its counters, or NULL: they await its
+-- backfill, or partitions were attached or detached since its triggers were made (a partition
+-- made since then fires none; an attached table's rows were never counted, a detached one's
+-- still are), until recalculate() follows the new tree.
+CREATE OR REPLACE FUNCTION org_stats.live_reason(t org_stats.trackings) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN t.backfilled_at IS NULL THEN 'awaiting backfill'
+                WHEN t.partitions IS NOT NULL AND (t.partitions IS DISTINCT FROM org_stats.partition_tree(t.relid)
+                                                   OR org_stats.written_off_tree(t.table_id))
+                THEN 'partitions attached or detached: org_stats.recalculate() follows them' END
+$$;
+
 CREATE OR REPLACE VIEW org_stats.organization_stats WITH (security_barrier) AS
 SELECT t.relid AS table_name, c.org_id, c.status, pg_catalog.sum(c.n)::bigint AS count,
        t.last_recalculated, t.name AS tracking
   FROM org_stats.counters c
   JOIN org_stats.tracked t ON t.table_id OPERATOR(pg_catalog.=) c.table_id
+  JOIN org_stats.trackings k ON k.table_id OPERATOR(pg_catalog.=) t.table_id
  WHERE pg_catalog.has_table_privilege(t.relid, 'SELECT') AND NOT pg_catalog.row_security_active(t.relid)
-   AND t.backfilled_at IS NOT NULL
-   AND (t.partitions IS NULL OR t.partitions OPERATOR(pg_catalog.=) org_stats.partition_tree(t.relid)
-        AND NOT org_stats.written_off_tree(t.table_id))
+   AND org_stats.live_reason(k) IS NULL
  GROUP BY t.table_id, t.relid, t.name, c.org_id, c.status, t.last_recalculated
 HAVING pg_catalog.sum(c.n) OPERATOR(pg_catalog.<>) 0;
 GRANT SELECT ON org_stats.organization_stats TO PUBLIC;
@@ -317,19 +332,6 @@ AS $$
 BEGIN
     RETURN QUERY EXECUTE org_stats.actual_sql(t) USING orgs;
 END
-$$;
-
--- Why a tracking's reads count live instead of reading its counters, or NULL: they await its
--- backfill, or partitions were attached or detached since its triggers were made (a partition
--- made since then fires none; an attached table's rows were never counted, a detached one's
--- still are), until recalculate() follows the new tree.
-CREATE OR REPLACE FUNCTION org_stats.live_reason(t org_stats.trackings) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN t.backfilled_at IS NULL THEN 'awaiting backfill'
-                WHEN t.partitions IS NOT NULL AND (t.partitions IS DISTINCT FROM org_stats.partition_tree(t.relid)
-                                                   OR org_stats.written_off_tree(t.table_id))
-                THEN 'partitions attached or detached: org_stats.recalculate() follows them' END
 $$;
 
 -- The groups of a tracking with count and sums, of the orgs in `orgs` (NULL: all): from its
@@ -530,11 +532,9 @@ BEGIN
             -- A partition tree that is not the one these triggers were made for: the rows go to
             -- negated sessions, which make reads count live until recalculate().
             CASE WHEN tree IS NULL THEN '' ELSE format(
-                'IF NOT pg_catalog.array_eq(COALESCE((SELECT pg_catalog.array_agg(p.relid::pg_catalog.oid ORDER BY p.relid::pg_catalog.oid)
-                                                        FROM pg_catalog.pg_partition_tree(%s::pg_catalog.oid::pg_catalog.regclass) p), %L),
-                                            %L::pg_catalog.oid[]) THEN
+                'IF NOT pg_catalog.array_eq(org_stats.partition_tree(%s::pg_catalog.oid::pg_catalog.regclass), %L::pg_catalog.oid[]) THEN
                      mine := 0 OPERATOR(pg_catalog.-) mine;
-                 END IF;', t.relid::oid, '{}', tree) END);
+                 END IF;', t.relid::oid, tree) END);
     END LOOP;
     -- TRUNCATE has no transition table. A table's own: its counts go. A partition's: its rows
     -- are counted out first (the parent's TRUNCATE fires every partition's trigger). Either
