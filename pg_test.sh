@@ -603,7 +603,7 @@ run_here() { # commands...
 started=$(date +%s)
 # The last published portable script, which the upgrade test starts from: taken here, where git
 # is, for the chroots' runs too.
-PORTABLE_PREVIOUS=1da4c65
+PORTABLE_PREVIOUS=0db7fbc
 PREVIOUS_PORTABLE=$ROOT/target/org_stats_portable_previous.sql
 if [ "${ORG_STATS_IN_CHROOT:-}" != 1 ]; then
     mkdir -p "$ROOT/target"

@@ -292,6 +292,38 @@ BEGIN
 END
 $$;
 
+-- True if the columns a tracking reads are where track() found them, else an error saying how to
+-- track the table again: the trigger that holds them (see org_stats.make_triggers()) keeps their
+-- attribute numbers, so a column renamed, or another given its name, shows here. The SQL that
+-- reads the columns by name calls it with a constant; declared IMMUTABLE, it is run by the
+-- planner, once per plan (the trigger functions' statements are planned once per session), not
+-- per statement or row, and its call is then folded away.
+CREATE OR REPLACE FUNCTION org_stats.columns_in_place(table_id integer) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t     org_stats.trackings;
+    named name[];
+    held  name[];
+BEGIN
+    SELECT * INTO t FROM org_stats.trackings k WHERE k.table_id = columns_in_place.table_id;
+    named := ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column, t.status_column] || t.sum_columns::name[]
+                                                 || t.filter_columns) c WHERE c IS NOT NULL ORDER BY 1);
+    held := ARRAY(SELECT a.attname FROM pg_trigger g
+                    JOIN pg_attribute a ON a.attrelid = g.tgrelid AND a.attnum = ANY (g.tgattr) AND NOT a.attisdropped
+                   WHERE g.tgrelid = t.relid AND g.tgname = 'org_stats_columns_' || t.table_id ORDER BY 1);
+    IF t.table_id IS NOT NULL AND named <> held THEN
+        RAISE EXCEPTION 'columns of table % that org_stats reads were renamed or dropped', t.relid
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = format('The tracking reads %s; those columns are now %s.',
+                                  array_to_string(named, ', '), COALESCE(NULLIF(array_to_string(held, ', '), ''), 'gone')),
+                  HINT = format('The portable edition does not follow renames: track the table again under the new names, in the transaction that renames them: SELECT org_stats.untrack(%L); SELECT org_stats.track(%L, ...).',
+                                COALESCE(t.name, t.relid::text), t.relid::text);
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- SQL of the rows of `relation` (aliased r) a tracking counts, as (org_id, status, s, v1 .. vn),
 -- with s = `sign` and `extra` a further condition. Every name in it is schema-qualified, so it
 -- means the same on any search_path (the filter is a function, see org_stats.make_triggers()).
@@ -299,13 +331,13 @@ CREATE OR REPLACE FUNCTION org_stats.rows_sql(t org_stats.trackings, relation te
     RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT format('SELECT %s AS org_id, %s AS status, %s AS s%s FROM %s r WHERE r.%I IS NOT NULL AND (%s) AND (%s)',
+    SELECT format('SELECT %s AS org_id, %s AS status, %s AS s%s FROM %s r WHERE org_stats.columns_in_place(%s) AND r.%I IS NOT NULL AND (%s) AND (%s)',
                   org_stats.text_sql(t.relid, t.org_column, 'r'),
                   org_stats.text_sql(t.relid, t.status_column, 'r'),
                   sign,
                   (SELECT string_agg(format(', r.%I AS v%s', c, i), '' ORDER BY i)
                      FROM unnest(t.sum_columns) WITH ORDINALITY AS u(c, i)),
-                  relation, t.org_column,
+                  relation, t.table_id, t.org_column,
                   CASE WHEN t.filter IS NULL THEN 'true'
                        ELSE format('org_stats.%I(%s)', 'filter_' || t.table_id,
                                    (SELECT string_agg(format('r.%I', c), ', ' ORDER BY i)
@@ -330,6 +362,7 @@ CREATE OR REPLACE FUNCTION org_stats.actual_groups(t org_stats.trackings, orgs t
     LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 BEGIN
+    PERFORM org_stats.columns_in_place(t.table_id);
     RETURN QUERY EXECUTE org_stats.actual_sql(t) USING orgs;
 END
 $$;
@@ -487,7 +520,14 @@ DECLARE
     added  text := CASE WHEN t.sum_columns IS NULL THEN ''
                         ELSE ', sums = org_stats.sums_plus(c.sums, excluded.sums)' END;
     upsert text := 'ON CONFLICT ON CONSTRAINT counters_key DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n';
-    columns text[];
+    -- The columns the tracking reads: held by a trigger, and each a variable of the trigger
+    -- functions (see below).
+    columns text[] := ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column::text, t.status_column::text]
+                                                          || COALESCE(t.sum_columns, '{}')
+                                                          || COALESCE(t.filter_columns::text[], '{}')) c ORDER BY 1);
+    variables text := (SELECT string_agg(format('%I %I.%I;', a.attname, n.nspname, y.typname), ' ' ORDER BY a.attname)
+                         FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid JOIN pg_namespace n ON n.oid = y.typnamespace
+                        WHERE a.attrelid = t.relid AND a.attname = ANY (columns));
 BEGIN
     IF t.filter IS NOT NULL THEN
         EXECUTE format('CREATE OR REPLACE FUNCTION org_stats.%I(%s) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -508,6 +548,8 @@ BEGIN
             CREATE OR REPLACE FUNCTION org_stats.%1$I() RETURNS trigger
                 LANGUAGE plpgsql SECURITY DEFINER
             AS $body$
+            #variable_conflict use_column
+            <<org_stats_trigger>>
             DECLARE
                 setting pg_catalog.text := pg_catalog.current_setting('org_stats_portable.session', true);
                 mine integer;
@@ -519,11 +561,19 @@ BEGIN
                     mine := org_stats.session();
                 END IF;
                 %7$s
-                INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
-                SELECT %2$s, g.org_id, g.status, mine, g.n, g.sums
-                  FROM (%3$s) g
-                 WHERE %4$s
-                    %6$s %5$s;
+                -- A tracked column renamed since: `r.<its name>` below is then this block's
+                -- variable, not a column, so the statement still parses and the planner runs
+                -- org_stats.columns_in_place(), which says what happened and what to do.
+                <<r>>
+                DECLARE
+                    %8$s
+                BEGIN
+                    INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
+                    SELECT %2$s, g.org_id, g.status, org_stats_trigger.mine, g.n, g.sums
+                      FROM (%3$s) g
+                     WHERE %4$s
+                        %6$s %5$s;
+                END;
                 RETURN NULL;
             END
             $body$ $f$,
@@ -534,7 +584,8 @@ BEGIN
             CASE WHEN tree IS NULL THEN '' ELSE format(
                 'IF NOT pg_catalog.array_eq(org_stats.partition_tree(%s::pg_catalog.oid::pg_catalog.regclass), %L::pg_catalog.oid[]) THEN
                      mine := 0 OPERATOR(pg_catalog.-) mine;
-                 END IF;', t.relid::oid, tree) END);
+                 END IF;', t.relid::oid, tree) END,
+            variables);
     END LOOP;
     -- TRUNCATE has no transition table. A table's own: its counts go. A partition's: its rows
     -- are counted out first (the parent's TRUNCATE fires every partition's trigger). Either
@@ -555,7 +606,9 @@ BEGIN
         $body$ $f$, format('count_%s_truncate', t.table_id),
         CASE WHEN tree IS NULL
              THEN format('DELETE FROM org_stats.counters WHERE table_id OPERATOR(pg_catalog.=) %s;', t.table_id)
-             ELSE format($e$EXECUTE pg_catalog.format(%L, TG_RELID::pg_catalog.regclass) USING org_stats.session();$e$,
+             ELSE format($e$PERFORM org_stats.columns_in_place(%s);
+                            EXECUTE pg_catalog.format(%L, TG_RELID::pg_catalog.regclass) USING org_stats.session();$e$,
+                         t.table_id,
                          replace(replace(
                              format('INSERT INTO org_stats.counters AS c (table_id, org_id, status, session, n, sums)
                                      SELECT %s, g.org_id, g.status, $1, g.n, g.sums FROM (%s) g WHERE %s %s %s',
@@ -585,12 +638,11 @@ BEGIN
         END IF;
     END LOOP;
     -- A trigger that never fires, on the columns the tracking reads: PostgreSQL then refuses to
-    -- drop them or change their type, either of which would break or skew the counting.
-    columns := ARRAY[t.org_column::text, t.status_column::text] || COALESCE(t.sum_columns, '{}')
-               || COALESCE(t.filter_columns::text[], '{}');
+    -- drop them or change their type, either of which would break or skew the counting, and it
+    -- keeps their attribute numbers (see org_stats.columns_in_place()).
     EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE UPDATE OF %s ON %s FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION org_stats.holds_columns()',
                    format('org_stats_columns_%s', t.table_id),
-                   (SELECT string_agg(DISTINCT quote_ident(c), ', ') FROM unnest(columns) c), t.relid);
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(columns) c), t.relid);
     UPDATE org_stats.tracked k SET partitions = tree WHERE k.table_id = t.table_id;
 END
 $$;
@@ -648,6 +700,7 @@ CREATE OR REPLACE FUNCTION org_stats.drift(t org_stats.trackings, orgs text[], r
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 BEGIN
+    PERFORM org_stats.columns_in_place(t.table_id);
     RETURN QUERY EXECUTE format($q$
         WITH stored AS (
             SELECT c.org_id, c.status, sum(c.n)::bigint AS n, org_stats.sums_total(c.sums) AS sums
@@ -1190,6 +1243,7 @@ BEGIN
     FOR t IN SELECT * FROM org_stats.trackings k WHERE k.backfilled_at IS NULL AND (tbl IS NULL OR k.relid = tbl)
                ORDER BY k.table_id LOOP
         PERFORM org_stats.require_owner(t.relid, 'backfill');
+        PERFORM org_stats.columns_in_place(t.table_id);
         EXECUTE format('SELECT array_agg(DISTINCT o) FROM (SELECT %s AS o FROM %s r WHERE r.%I IS NOT NULL) x',
                        org_stats.text_sql(t.relid, t.org_column, 'r'), t.relid, t.org_column) INTO orgs;
         done := 0;

@@ -1,8 +1,9 @@
 -- The portable edition without event triggers (docs/managed.md, "What differs"): DDL on a
 -- tracked table never makes it miscount. Dropping a tracked column or changing its type is
--- refused; renaming one makes writes fail until the table is tracked again; partitions attached
--- or detached make reads count live until recalculate() follows them; TRUNCATE is refused at
--- REPEATABLE READ; a dropped table is forgotten; running the script again keeps every count.
+-- refused; renaming one makes writes fail, with a HINT, until the table is tracked again;
+-- partitions attached or detached make reads count live until recalculate() follows them;
+-- TRUNCATE is refused at REPEATABLE READ; a dropped table is forgotten; running the script again
+-- keeps every count.
 CREATE TABLE crates (id serial, workos_org_id text, status text, weight integer, lost_at timestamptz);
 INSERT INTO crates (workos_org_id, status, weight)
 SELECT 'org' || (i % 2), (ARRAY['Open', 'Closed'])[1 + i % 2], i FROM generate_series(1, 20) i;
@@ -18,10 +19,18 @@ ALTER TABLE crates DROP COLUMN id;
 INSERT INTO crates VALUES ('org1', 'Open', 5, NULL);
 SELECT * FROM totals_mismatches('crates', 'crates', 'lost_at IS NULL', 'weight');
 
--- Renaming a tracked column: writes fail (nothing is counted wrong) until it is tracked again,
--- in the same transaction as the rename or after it.
+-- Renaming a tracked column: writes fail, with an error saying what to do (nothing is counted
+-- wrong), until the table is tracked again, in the transaction of the rename or after it. This
+-- session's writes above planned the trigger functions' statements before the rename.
 ALTER TABLE crates RENAME COLUMN status TO state;
-SELECT code FROM error_of($$INSERT INTO crates VALUES ('org1', 'Open', 1, NULL)$$);
+SELECT * FROM error_of($$INSERT INTO crates VALUES ('org1', 'Open', 1, NULL)$$);
+SELECT code, message FROM error_of($$DELETE FROM crates WHERE weight = 5$$);
+SELECT code, message FROM error_of($$SELECT * FROM org_stats.check_drift('crates')$$);
+-- Another column given the old name is not counted in its place.
+BEGIN;
+ALTER TABLE crates ADD COLUMN status text;
+SELECT code, message FROM error_of($$INSERT INTO crates VALUES ('org1', 'Open', 1, NULL, 'Open')$$);
+ROLLBACK;
 BEGIN;
 SELECT org_stats.untrack('crates');
 SELECT org_stats.track('crates', status_column => 'state', filter => 'lost_at IS NULL', sum_columns => ARRAY['weight']);
