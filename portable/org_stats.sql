@@ -296,7 +296,8 @@ $$;
 
 -- True if the columns a tracking reads are where track() found them, else an error saying how to
 -- track the table again: the trigger that holds them (see org_stats.make_triggers()) keeps their
--- attribute numbers, so a column renamed, or another given its name, shows here. The SQL that
+-- attribute numbers, so a column renamed, or another given its name, shows here (before that
+-- trigger is made, the names are looked up as they are). The SQL that
 -- reads the columns by name calls it with a constant; declared IMMUTABLE, it is run by the
 -- planner, once per plan (the trigger functions' statements are planned once per session), not
 -- per statement or row, and its call is then folded away.
@@ -311,9 +312,12 @@ BEGIN
     SELECT * INTO t FROM org_stats.trackings k WHERE k.table_id = columns_in_place.table_id;
     named := ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column, t.status_column] || t.sum_columns::name[]
                                                  || t.filter_columns) c WHERE c IS NOT NULL ORDER BY 1);
-    held := ARRAY(SELECT a.attname FROM pg_trigger g
-                    JOIN pg_attribute a ON a.attrelid = g.tgrelid AND a.attnum = ANY (g.tgattr) AND NOT a.attisdropped
-                   WHERE g.tgrelid = t.relid AND g.tgname = 'org_stats_columns_' || t.table_id ORDER BY 1);
+    held := CASE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'org_stats_columns_' || t.table_id)
+                 THEN ARRAY(SELECT a.attname FROM pg_trigger g
+                              JOIN pg_attribute a ON a.attrelid = g.tgrelid AND a.attnum = ANY (g.tgattr) AND NOT a.attisdropped
+                             WHERE g.tgrelid = t.relid AND g.tgname = 'org_stats_columns_' || t.table_id ORDER BY 1)
+                 ELSE ARRAY(SELECT a.attname FROM pg_attribute a
+                             WHERE a.attrelid = t.relid AND a.attname = ANY (named) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1) END;
     IF t.table_id IS NOT NULL AND named <> held THEN
         RAISE EXCEPTION 'columns of table % that org_stats reads were renamed or dropped', t.relid
             USING ERRCODE = 'undefined_column',
@@ -531,6 +535,7 @@ DECLARE
                          FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid JOIN pg_namespace n ON n.oid = y.typnamespace
                         WHERE a.attrelid = t.relid AND a.attname = ANY (columns));
 BEGIN
+    PERFORM org_stats.columns_in_place(t.table_id);
     IF t.filter IS NOT NULL THEN
         EXECUTE format('CREATE OR REPLACE FUNCTION org_stats.%I(%s) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
                         BEGIN ATOMIC SELECT (%s); END',
@@ -1329,6 +1334,7 @@ BEGIN
               WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = k.relid)
                 AND k.partitions IS NOT DISTINCT FROM org_stats.partition_tree(k.relid)
               ORDER BY k.table_id LOOP
+        PERFORM org_stats.columns_in_place(t.table_id);
         SELECT c.stored, c.columns INTO t.filter, t.filter_columns FROM org_stats.checked_filter(t.relid, t.filter) c;
         UPDATE org_stats.tracked k SET filter = t.filter, filter_columns = t.filter_columns WHERE k.table_id = t.table_id;
         PERFORM org_stats.make_triggers(t);
