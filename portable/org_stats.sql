@@ -249,12 +249,14 @@ $$;
 
 -- SQL for the text a column's value is counted under, as the native edition counts it:
 -- `value::text`, but an enum through its output function (its owner may cast it otherwise).
-CREATE OR REPLACE FUNCTION org_stats.text_sql(tbl regclass, col name, alias text) RETURNS text
+-- The column is named alone, not as `r.col`: a missing `r.col` is tried as a function `col(r)`
+-- on the caller's search_path, a missing `col` is not (see org_stats.make_triggers()).
+CREATE OR REPLACE FUNCTION org_stats.text_sql(tbl regclass, col name) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN t.typtype = 'e'
-                THEN format('pg_catalog.textin(pg_catalog.enum_out(%s.%I))', alias, col)
-                ELSE format('%s.%I::pg_catalog.text', alias, col) END
+                THEN format('pg_catalog.textin(pg_catalog.enum_out(%I))', col)
+                ELSE format('%I::pg_catalog.text', col) END
       FROM pg_type t WHERE t.oid = org_stats.column_type(tbl, col)
 $$;
 
@@ -330,23 +332,24 @@ BEGIN
 END
 $$;
 
--- SQL of the rows of `relation` (aliased r) a tracking counts, as (org_id, status, s, v1 .. vn),
--- with s = `sign` and `extra` a further condition. Every name in it is schema-qualified, so it
--- means the same on any search_path (the filter is a function, see org_stats.make_triggers()).
+-- SQL of the rows of `relation` a tracking counts, as (org_id, status, s, v1 .. vn), with s =
+-- `sign` and `extra` a further condition. Every name in it is schema-qualified or a column of
+-- `relation`, so it means the same on any search_path (the filter is a function, see
+-- org_stats.make_triggers()).
 CREATE OR REPLACE FUNCTION org_stats.rows_sql(t org_stats.trackings, relation text, sign integer, extra text DEFAULT 'true')
     RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT format('SELECT %s AS org_id, %s AS status, %s AS s%s FROM %s r WHERE org_stats.columns_in_place(%s) AND r.%I IS NOT NULL AND (%s) AND (%s)',
-                  org_stats.text_sql(t.relid, t.org_column, 'r'),
-                  org_stats.text_sql(t.relid, t.status_column, 'r'),
+    SELECT format('SELECT %s AS org_id, %s AS status, %s AS s%s FROM %s r WHERE org_stats.columns_in_place(%s) AND %I IS NOT NULL AND (%s) AND (%s)',
+                  org_stats.text_sql(t.relid, t.org_column),
+                  org_stats.text_sql(t.relid, t.status_column),
                   sign,
-                  (SELECT string_agg(format(', r.%I AS v%s', c, i), '' ORDER BY i)
+                  (SELECT string_agg(format(', %I AS v%s', c, i), '' ORDER BY i)
                      FROM unnest(t.sum_columns) WITH ORDINALITY AS u(c, i)),
                   relation, t.table_id, t.org_column,
                   CASE WHEN t.filter IS NULL THEN 'true'
                        ELSE format('org_stats.%I(%s)', 'filter_' || t.table_id,
-                                   (SELECT string_agg(format('r.%I', c), ', ' ORDER BY i)
+                                   (SELECT string_agg(format('%I', c), ', ' ORDER BY i)
                                       FROM unnest(t.filter_columns) WITH ORDINALITY AS u(c, i))) END,
                   extra)
 $$;
@@ -359,7 +362,7 @@ AS $$
     SELECT org_stats.groups_sql(t.relid, t.sum_columns,
         org_stats.rows_sql(t, t.relid::text, 1,
                            format('$1 IS NULL OR %s OPERATOR(pg_catalog.=) ANY ($1)',
-                                  org_stats.text_sql(t.relid, t.org_column, 'r'))))
+                                  org_stats.text_sql(t.relid, t.org_column))))
 $$;
 
 -- Those groups, of the orgs in `orgs` (NULL: all).
@@ -568,10 +571,9 @@ BEGIN
                     mine := org_stats.session();
                 END IF;
                 %7$s
-                -- A tracked column renamed since: `r.<its name>` below is then this block's
-                -- variable, not a column, so the statement still parses and the planner runs
+                -- A tracked column renamed since: its name below is then this block's variable,
+                -- not a column, so the statement still parses and the planner runs
                 -- org_stats.columns_in_place(), which says what happened and what to do.
-                <<r>>
                 DECLARE
                     %8$s
                 BEGIN
@@ -1260,8 +1262,8 @@ BEGIN
                ORDER BY k.table_id LOOP
         PERFORM org_stats.require_owner(t.relid, 'backfill');
         PERFORM org_stats.columns_in_place(t.table_id);
-        EXECUTE format('SELECT array_agg(DISTINCT o) FROM (SELECT %s AS o FROM %s r WHERE r.%I IS NOT NULL) x',
-                       org_stats.text_sql(t.relid, t.org_column, 'r'), t.relid, t.org_column) INTO orgs;
+        EXECUTE format('SELECT array_agg(DISTINCT o) FROM (SELECT %s AS o FROM %s r WHERE %I IS NOT NULL) x',
+                       org_stats.text_sql(t.relid, t.org_column), t.relid, t.org_column) INTO orgs;
         done := 0;
         WHILE done < COALESCE(cardinality(orgs), 0) LOOP
             PERFORM org_stats.drift(t, orgs[done + 1 : done + batch_size], true);
@@ -1322,6 +1324,7 @@ $$;
 -- Over an installed copy: what earlier copies had and this one has not.
 DROP FUNCTION IF EXISTS org_stats.cannot_read(text);
 DROP FUNCTION IF EXISTS org_stats.statuses_of(org_stats.trackings, text);
+DROP FUNCTION IF EXISTS org_stats.text_sql(regclass, name, text);
 
 -- Over an installed copy: each tracking's filter as this version stores it, and its triggers as
 -- this version makes them, replaced in place in this transaction, so no write goes uncounted. A

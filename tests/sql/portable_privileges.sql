@@ -70,6 +70,19 @@ INSERT INTO public.fees_p (workos_org_id, status, amount, units) VALUES ('tenant
 UPDATE public.fees_p SET status = 'Paid', amount = pg_catalog.numeric_add(amount, 1);
 DELETE FROM public.fees_p WHERE units = 2;
 INSERT INTO public.fees_p (workos_org_id, status, amount, units) VALUES ('tenant-b', 'Open', 3, 4);
+-- Nor, once a tracked column is renamed, a function of a row named like it, which a reference to
+-- a column that is not there may be taken for: the write fails with org_stats' error.
+CREATE FUNCTION regress_planted.planted_when_planned() RETURNS boolean LANGUAGE plpgsql IMMUTABLE
+    AS $$ BEGIN RAISE EXCEPTION 'a planted object ran as %', current_user; END $$;
+CREATE FUNCTION regress_planted.units(anyelement) RETURNS integer LANGUAGE sql
+    AS 'SELECT CASE WHEN regress_planted.planted_when_planned() THEN 1 END';
+RESET ROLE;
+ALTER TABLE public.fees_p RENAME COLUMN units TO quantity;
+SET ROLE regress_app_writer;
+SELECT code, message FROM public.error_of($$INSERT INTO public.fees_p (workos_org_id, status, amount, quantity) VALUES ('tenant-b', 'Open', 3, 4)$$);
+RESET ROLE;
+ALTER TABLE public.fees_p RENAME COLUMN quantity TO units;
+SET ROLE regress_app_writer;
 RESET search_path;
 DROP DOMAIN pg_temp.text;
 RESET ROLE;
