@@ -299,10 +299,10 @@ $$;
 -- True if the columns a tracking reads are where track() found them, else an error saying how to
 -- track the table again: the trigger that holds them (see org_stats.make_triggers()) keeps their
 -- attribute numbers, so a column renamed, or another given its name, shows here (before that
--- trigger is made, the names are looked up as they are). The SQL that
--- reads the columns by name calls it with a constant; declared IMMUTABLE, it is run by the
--- planner, once per plan (the trigger functions' statements are planned once per session), not
--- per statement or row, and its call is then folded away.
+-- trigger is made, the names are looked up as they are). The SQL that reads the columns by name
+-- calls it with a constant; declared IMMUTABLE, it is run by the planner, once per plan (the
+-- trigger functions' statements are planned once per session), not per statement or row, and
+-- its call is then folded away.
 CREATE OR REPLACE FUNCTION org_stats.columns_in_place(table_id integer) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -530,13 +530,15 @@ DECLARE
                         ELSE ', sums = org_stats.sums_plus(c.sums, excluded.sums)' END;
     upsert text := 'ON CONFLICT ON CONSTRAINT counters_key DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n';
     -- The columns the tracking reads: held by a trigger, and each a variable of the trigger
-    -- functions (see below).
+    -- functions (see below), of the column's base type (a domain's constraints would be checked
+    -- on the variable's NULL).
     columns text[] := ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column::text, t.status_column::text]
                                                           || COALESCE(t.sum_columns, '{}')
                                                           || COALESCE(t.filter_columns::text[], '{}')) c ORDER BY 1);
-    variables text := (SELECT string_agg(format('%I %I.%I;', a.attname, n.nspname, y.typname), ' ' ORDER BY a.attname)
-                         FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid JOIN pg_namespace n ON n.oid = y.typnamespace
-                        WHERE a.attrelid = t.relid AND a.attname = ANY (columns));
+    variables text := (SELECT string_agg(format('%I %I.%I;', c, n.nspname, y.typname), ' ' ORDER BY c)
+                         FROM unnest(columns) c
+                         JOIN pg_type y ON y.oid = org_stats.column_type(t.relid, c)
+                         JOIN pg_namespace n ON n.oid = y.typnamespace);
 BEGIN
     PERFORM org_stats.columns_in_place(t.table_id);
     IF t.filter IS NOT NULL THEN

@@ -38,6 +38,20 @@ COMMIT;
 INSERT INTO crates VALUES ('org1', 'Open', 1, NULL);
 SELECT * FROM totals_mismatches('crates', 'crates', 'lost_at IS NULL', 'weight', status_col => 'state');
 
+-- Tracked columns of domains whose constraints refuse NULL are counted, and a rename of one is
+-- caught as any other (the trigger functions' variable for it is of its base type).
+CREATE DOMAIN regress_code AS text NOT NULL CHECK (VALUE <> '');
+CREATE TABLE coded (workos_org_id regress_code, status regress_code, amount integer);
+SELECT org_stats.track('coded', sum_columns => ARRAY['amount']);
+INSERT INTO coded VALUES ('org1', 'Open', 3), ('org1', 'Closed', 4);
+UPDATE coded SET status = 'Closed' WHERE amount = 3;
+SELECT * FROM totals_mismatches('coded', 'coded', sum_col => 'amount');
+ALTER TABLE coded RENAME COLUMN status TO state;
+SELECT code, message FROM error_of($$INSERT INTO coded VALUES ('org1', 'Open', 1)$$);
+SELECT org_stats.untrack('coded');
+DROP TABLE coded;
+DROP DOMAIN regress_code;
+
 -- TRUNCATE at REPEATABLE READ is refused and changes nothing; at READ COMMITTED it empties the counts.
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT * FROM error_of($$TRUNCATE crates$$);
