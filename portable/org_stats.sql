@@ -325,8 +325,9 @@ BEGIN
             USING ERRCODE = 'undefined_column',
                   DETAIL = format('The tracking reads %s; those columns are now %s.',
                                   array_to_string(named, ', '), COALESCE(NULLIF(array_to_string(held, ', '), ''), 'gone')),
-                  HINT = format('The portable edition does not follow renames: track the table again under the new names, in the transaction that renames them: SELECT org_stats.untrack(%L); SELECT org_stats.track(%L, ...).',
-                                COALESCE(t.name, t.relid::text), t.relid::text);
+                  HINT = format('The portable edition does not follow renames: track the table again under the new names, in the transaction that renames them: SELECT org_stats.untrack(%L); SELECT org_stats.track(%L%s, ...).',
+                                COALESCE(t.name, t.relid::text), t.relid::text,
+                                CASE WHEN t.name IS NOT NULL THEN format(', name => %L', t.name) ELSE '' END);
     END IF;
     RETURN true;
 END
@@ -531,11 +532,11 @@ DECLARE
     upsert text := 'ON CONFLICT ON CONSTRAINT counters_key DO UPDATE SET n = c.n OPERATOR(pg_catalog.+) excluded.n';
     -- The columns the tracking reads: held by a trigger, and each a variable of the trigger
     -- functions (see below), of the column's base type (a domain's constraints would be checked
-    -- on the variable's NULL).
+    -- on the variable's NULL), its name quoted (%I leaves PL/pgSQL's own keywords bare).
     columns text[] := ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column::text, t.status_column::text]
                                                           || COALESCE(t.sum_columns, '{}')
                                                           || COALESCE(t.filter_columns::text[], '{}')) c ORDER BY 1);
-    variables text := (SELECT string_agg(format('%I %I.%I;', c, n.nspname, y.typname), ' ' ORDER BY c)
+    variables text := (SELECT string_agg(format('"%s" %I.%I;', replace(c, '"', '""'), n.nspname, y.typname), ' ' ORDER BY c)
                          FROM unnest(columns) c
                          JOIN pg_type y ON y.oid = org_stats.column_type(t.relid, c)
                          JOIN pg_namespace n ON n.oid = y.typnamespace);
@@ -617,7 +618,7 @@ BEGIN
         $body$ $f$, format('count_%s_truncate', t.table_id),
         CASE WHEN tree IS NULL
              THEN format('DELETE FROM org_stats.counters WHERE table_id OPERATOR(pg_catalog.=) %s;', t.table_id)
-             ELSE format($e$PERFORM org_stats.columns_in_place(%s);
+             ELSE format($e$EXECUTE 'SELECT org_stats.columns_in_place(%s)';
                             EXECUTE pg_catalog.format(%L, TG_RELID::pg_catalog.regclass) USING org_stats.session();$e$,
                          t.table_id,
                          replace(replace(
@@ -1329,20 +1330,22 @@ DROP FUNCTION IF EXISTS org_stats.statuses_of(org_stats.trackings, text);
 DROP FUNCTION IF EXISTS org_stats.text_sql(regclass, name, text);
 
 -- Over an installed copy: each tracking's filter as this version stores it, and its triggers as
--- this version makes them, replaced in place in this transaction, so no write goes uncounted. A
--- partitioned table whose partitions changed since is left to recalculate() (see live_reason()).
+-- this version makes them, replaced in place in this transaction, so no write goes uncounted and
+-- no trigger function of an earlier copy stays. A partitioned table whose partitions changed
+-- since keeps the tree its counts were kept for recorded, so its reads still count live until
+-- recalculate() repairs them (see live_reason()).
 DO $$
 DECLARE
     t org_stats.trackings;
 BEGIN
     FOR t IN SELECT * FROM org_stats.trackings k
               WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = k.relid)
-                AND k.partitions IS NOT DISTINCT FROM org_stats.partition_tree(k.relid)
               ORDER BY k.table_id LOOP
         PERFORM org_stats.columns_in_place(t.table_id);
         SELECT c.stored, c.columns INTO t.filter, t.filter_columns FROM org_stats.checked_filter(t.relid, t.filter) c;
         UPDATE org_stats.tracked k SET filter = t.filter, filter_columns = t.filter_columns WHERE k.table_id = t.table_id;
         PERFORM org_stats.make_triggers(t);
+        UPDATE org_stats.tracked k SET partitions = t.partitions WHERE k.table_id = t.table_id;
     END LOOP;
 END
 $$;
