@@ -1338,8 +1338,10 @@ DO $$
 DECLARE
     t org_stats.trackings;
 BEGIN
+    -- A table with its insert trigger (dropped tables are forgotten by track() and recalculate(),
+    -- and another table given a dropped one's oid has none).
     FOR t IN SELECT * FROM org_stats.trackings k
-              WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = k.relid)
+              WHERE EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = k.relid AND g.tgname = 'org_stats_insert_' || k.table_id)
               ORDER BY k.table_id LOOP
         PERFORM org_stats.columns_in_place(t.table_id);
         SELECT c.stored, c.columns INTO t.filter, t.filter_columns FROM org_stats.checked_filter(t.relid, t.filter) c;
