@@ -296,13 +296,21 @@ BEGIN
 END
 $$;
 
+-- The columns a tracking reads (org, status, summed, read by its filter), each once, in order.
+CREATE OR REPLACE FUNCTION org_stats.tracked_columns(t org_stats.trackings) RETURNS name[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column, t.status_column] || t.sum_columns::name[]
+                                               || t.filter_columns) c WHERE c IS NOT NULL ORDER BY 1)
+$$;
+
 -- True if the columns a tracking reads are where track() found them, else an error saying how to
 -- track the table again: the trigger that holds them (see org_stats.make_triggers()) keeps their
 -- attribute numbers, so a column renamed, or another given its name, shows here (before that
 -- trigger is made, the names are looked up as they are). The SQL that reads the columns by name
--- calls it with a constant; declared IMMUTABLE, it is run by the planner, once per plan (the
--- trigger functions' statements are planned once per session), not per statement or row, and
--- its call is then folded away.
+-- calls it with a constant; declared IMMUTABLE, it is run by the planner when it plans that SQL
+-- (a session's first few executions, and again after DDL on the table), not when a plan
+-- executes, and its call is then folded away.
 CREATE OR REPLACE FUNCTION org_stats.columns_in_place(table_id integer) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -310,14 +318,14 @@ DECLARE
     t     org_stats.trackings;
     named name[];
     held  name[];
+    kept  int2vector;
 BEGIN
     SELECT * INTO t FROM org_stats.trackings k WHERE k.table_id = columns_in_place.table_id;
-    named := ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column, t.status_column] || t.sum_columns::name[]
-                                                 || t.filter_columns) c WHERE c IS NOT NULL ORDER BY 1);
-    held := CASE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'org_stats_columns_' || t.table_id)
-                 THEN ARRAY(SELECT a.attname FROM pg_trigger g
-                              JOIN pg_attribute a ON a.attrelid = g.tgrelid AND a.attnum = ANY (g.tgattr) AND NOT a.attisdropped
-                             WHERE g.tgrelid = t.relid AND g.tgname = 'org_stats_columns_' || t.table_id ORDER BY 1)
+    named := org_stats.tracked_columns(t);
+    SELECT g.tgattr INTO kept FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'org_stats_columns_' || t.table_id;
+    held := CASE WHEN FOUND
+                 THEN ARRAY(SELECT a.attname FROM pg_attribute a
+                             WHERE a.attrelid = t.relid AND a.attnum = ANY (kept) AND NOT a.attisdropped ORDER BY 1)
                  ELSE ARRAY(SELECT a.attname FROM pg_attribute a
                              WHERE a.attrelid = t.relid AND a.attname = ANY (named) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1) END;
     IF t.table_id IS NOT NULL AND named <> held THEN
@@ -533,9 +541,7 @@ DECLARE
     -- The columns the tracking reads: held by a trigger, and each a variable of the trigger
     -- functions (see below), of the column's base type (a domain's constraints would be checked
     -- on the variable's NULL), its name quoted (%I leaves PL/pgSQL's own keywords bare).
-    columns text[] := ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[t.org_column::text, t.status_column::text]
-                                                          || COALESCE(t.sum_columns, '{}')
-                                                          || COALESCE(t.filter_columns::text[], '{}')) c ORDER BY 1);
+    columns name[] := org_stats.tracked_columns(t);
     variables text := (SELECT string_agg(format('"%s" %I.%I;', replace(c, '"', '""'), n.nspname, y.typname), ' ' ORDER BY c)
                          FROM unnest(columns) c
                          JOIN pg_type y ON y.oid = org_stats.column_type(t.relid, c)
